@@ -1,0 +1,144 @@
+"""The target table: the one place a CPU is added.
+
+A `Target` is data. Stages read its fields (index width, vector width, float ABI...);
+no stage compares target names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import platform
+
+from .errors import UsageError
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    name: str
+    triple: str
+    cpu: str
+    features: str = ""  # llc -mattr string
+    float_abi: str = "hard"  # "hard" | "soft" (llc -float-abi); Linux x86/AArch64 ignore it
+    index_bits: int = 64
+    vector_bits: int = 128
+    fpu: str = ""  # human-readable FPU name ("" = no FPU: soft float)
+    dsp: bool = False
+    mve: bool = False
+    bare_metal: bool = False
+    runner: str = "host"  # "host" | "qemu-user" | "qemu-system" | "none"
+    board: str = ""  # QEMU machine for qemu-system, qemu-user binary otherwise
+    gcc: str = ""  # cross compiler used by runners/linking
+    gcc_flags: tuple[str, ...] = ()
+    host_flags: tuple[str, ...] = ()  # /proc/cpuinfo flags needed to run natively
+    description: str = ""
+
+    @property
+    def relocation_model(self) -> str:
+        return "static" if self.bare_metal else "pic"
+
+    @property
+    def family(self) -> str:
+        return "mcu" if self.bare_metal else "cpu"
+
+
+_A64 = dict(triple="aarch64-unknown-linux-gnu", runner="qemu-user", board="qemu-aarch64",
+            gcc="aarch64-linux-gnu-gcc", gcc_flags=("-static",), fpu="neon", features="+neon")
+_A32 = dict(triple="armv7a-unknown-linux-gnueabihf", index_bits=32, runner="qemu-user",
+            board="qemu-arm", gcc="arm-linux-gnueabihf-gcc", fpu="vfpv4+neon",
+            gcc_flags=("-static", "-mfpu=neon-vfpv4", "-mfloat-abi=hard"),
+            features="+neon,+vfp4")
+_M = dict(index_bits=32, bare_metal=True, runner="qemu-system", gcc="arm-none-eabi-gcc")
+
+
+def _m(name, triple, board, fpu, gcc_flags, features="", **kw):
+    soft = fpu == ""
+    return Target(name=name, triple=triple, cpu=name, board=board, fpu=fpu,
+                  float_abi="soft" if soft else "hard", features=features,
+                  vector_bits=128 if kw.get("mve") else 32,
+                  gcc_flags=("-mthumb", f"-mcpu={name}",
+                             "-mfloat-abi=" + ("soft" if soft else "hard"), *gcc_flags),
+                  **_M, **kw)
+
+
+_TABLE = [
+    Target("x86-64", "x86_64-unknown-linux-gnu", "x86-64", vector_bits=128,
+           fpu="sse2", description="baseline x86-64 (SSE2)"),
+    Target("x86-64-v3", "x86_64-unknown-linux-gnu", "x86-64-v3", vector_bits=256,
+           fpu="avx2+fma", host_flags=("avx2", "fma"), description="Haswell+ (AVX2, FMA)"),
+    Target("x86-64-v4", "x86_64-unknown-linux-gnu", "x86-64-v4", vector_bits=512,
+           fpu="avx512", host_flags=("avx512f", "avx512bw", "avx512vl", "avx512dq"),
+           description="Skylake-X+ (AVX-512)"),
+    Target("aarch64", cpu="generic", description="ARMv8-A generic, NEON", **_A64),
+    Target("cortex-a53", cpu="cortex-a53", description="ARMv8-A in-order", **_A64),
+    Target("cortex-a72", cpu="cortex-a72", description="ARMv8-A out-of-order", **_A64),
+    Target("cortex-a76", cpu="cortex-a76", description="ARMv8.2-A (dotprod)", **_A64),
+    Target("armv7a", cpu="generic", description="ARMv7-A Linux, hard float, NEON", **_A32),
+    Target("cortex-a7", cpu="cortex-a7", description="ARMv7-A Cortex-A7, hard float, NEON",
+           **_A32),
+    _m("cortex-m0plus", "thumbv6m-none-eabi", "mps2-an385", "", (),
+       description="ARMv6-M, soft float (runs on the Cortex-M3 board)"),
+    _m("cortex-m3", "thumbv7m-none-eabi", "mps2-an385", "", (),
+       description="ARMv7-M, soft float"),
+    _m("cortex-m4", "thumbv7em-none-eabihf", "mps2-an386", "fpv4-sp-d16",
+       ("-mfpu=fpv4-sp-d16",), features="+vfp4d16sp", dsp=True,
+       description="ARMv7E-M, single-precision FPU, DSP"),
+    _m("cortex-m7", "thumbv7em-none-eabihf", "mps2-an500", "fpv5-d16",
+       ("-mfpu=fpv5-d16",), features="+fp-armv8d16", dsp=True,
+       description="ARMv7E-M, double-precision FPU, DSP"),
+    _m("cortex-m33", "thumbv8m.main-none-eabihf", "mps2-an505", "fpv5-sp-d16",
+       ("-mfpu=fpv5-sp-d16",), features="+fp-armv8d16sp", dsp=True,
+       description="ARMv8-M mainline, single-precision FPU, DSP"),
+    _m("cortex-m55", "thumbv8.1m.main-none-eabihf", "mps3-an547", "fpv5-d16+mve.fp",
+       ("-mfpu=auto",), features="+mve.fp", dsp=True, mve=True,
+       description="ARMv8.1-M, Helium (MVE) with float"),
+    dataclasses.replace(
+        _m("cortex-m85", "thumbv8.1m.main-none-eabihf", "", "fpv5-d16+mve.fp",
+           ("-mfpu=auto",), features="+mve.fp", dsp=True, mve=True,
+           description="ARMv8.1-M, Helium; compile-only (QEMU 7.2 has no M85)"),
+        runner="none"),
+]
+
+
+@functools.cache
+def host_target() -> Target:
+    """The machine dgc runs on, as a target (x86-64 or AArch64 Linux)."""
+    from .backend import host_cpu
+
+    arch = platform.machine()
+    if arch in ("x86_64", "AMD64"):
+        base = next(t for t in _TABLE if t.name == "x86-64")
+    elif arch in ("aarch64", "arm64"):
+        base = dataclasses.replace(next(t for t in _TABLE if t.name == "aarch64"),
+                                   runner="host", board="", gcc="cc", gcc_flags=())
+    else:
+        raise UsageError(f"unsupported host architecture '{arch}'",
+                         hint="use an explicit --target")
+    return dataclasses.replace(base, name="host", cpu=host_cpu(), host_flags=(),
+                               description=f"this machine ({host_cpu()})")
+
+
+def all_targets() -> list[Target]:
+    return [host_target(), *_TABLE]
+
+
+def get_target(name: str) -> Target:
+    for t in all_targets():
+        if t.name == name:
+            return t
+    valid = ", ".join(t.name for t in all_targets())
+    raise UsageError(f"unknown target '{name}'", hint=f"choose one of: {valid}")
+
+
+def host_can_run(t: Target) -> bool:
+    """True when code for `t` runs natively here (same ISA, CPU has the features)."""
+    if t.name == "host":
+        return True
+    if t.runner != "host" or platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read().split("flags", 1)[1].split("\n", 1)[0].split()
+    except (OSError, IndexError):
+        return not t.host_flags
+    return all(flag in flags for flag in t.host_flags)
