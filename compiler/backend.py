@@ -1,0 +1,99 @@
+"""MLIR (LLVM dialect) -> LLVM IR -> (opt) -> llc -> object or assembly.
+
+Weights are spliced into the LLVM IR text as `c"..."` byte strings right before llc (see
+passes/llvm_finalize.py), so they never round-trip through MLIR's printer or parser.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+
+import numpy as np
+
+from .tools import run_tool, tool_path
+
+_HEX = np.frombuffer(b"0123456789ABCDEF", np.uint8)
+
+
+@functools.cache
+def host_cpu() -> str:
+    out = subprocess.run([tool_path("llc"), "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"Host CPU:\s*(\S+)", out)
+    return m.group(1) if m else "generic"
+
+
+def translate(mlir_path: str, ll_path: str) -> None:
+    run_tool([tool_path("mlir-translate"), "--mlir-to-llvmir", mlir_path, "-o", ll_path],
+             what="mlir-translate could not translate the LLVM dialect module")
+
+
+def _target_flags(target) -> list[str]:
+    flags = [f"-mtriple={target.triple}", f"-mcpu={target.cpu}"]
+    if target.features:
+        flags.append(f"-mattr={target.features}")
+    return flags
+
+
+def optimize(ll_path: str, out_path: str, target, opt_level: int) -> None:
+    """LLVM's mid-level optimizer (loop vectorization, unrolling) on the weight-less IR."""
+    run_tool([tool_path("opt"), f"-O{opt_level}", *_target_flags(target), ll_path, "-S", "-o", out_path],
+             what="opt failed")
+
+
+def _c_string(data: bytes) -> bytes:
+    a = np.frombuffer(data, np.uint8)
+    out = np.empty((a.size, 3), np.uint8)
+    out[:, 0], out[:, 1], out[:, 2] = ord("\\"), _HEX[a >> 4], _HEX[a & 15]
+    return out.tobytes()
+
+
+def splice_weights(ll_path: str, out_path: str, weights: dict[str, tuple[bytes, int]]) -> None:
+    """Replace each `@w = external constant ...` declaration by its bytes, internal."""
+    pending = dict(weights)
+    decl = re.compile(rb'^@"?([\w.$]+)"? = external (?:\w+ )*?(?:global|constant) .*$')
+    with open(ll_path, "rb") as src, open(out_path, "wb") as dst:
+        for line in src:
+            m = decl.match(line.rstrip(b"\n"))
+            name = m.group(1).decode() if m else None
+            if name in pending:
+                data, align = pending.pop(name)
+                dst.write(b"@%s = internal unnamed_addr constant [%d x i8] c\"" % (name.encode(), len(data)))
+                dst.write(_c_string(data))
+                dst.write(b"\", align %d\n" % align)
+            else:
+                dst.write(line)
+    if pending:  # opt dropped an unused declaration: nothing references those weights
+        pass
+
+
+def codegen(ll_path: str, out_path: str, target, opt_level: int, filetype: str = "obj") -> None:
+    argv = [tool_path("llc"), f"-O{opt_level}", *_target_flags(target),
+            f"-relocation-model={target.relocation_model}", f"-filetype={filetype}",
+            "-function-sections", "-data-sections", ll_path, "-o", out_path]
+    if target.triple.startswith(("thumb", "arm")):
+        argv.insert(-2, f"-float-abi={target.float_abi}")
+    run_tool(argv, what="llc failed")
+
+
+def symbols(obj_path: str) -> tuple[list[str], list[str]]:
+    """(global defined symbols, undefined symbols) of an object file."""
+    out = run_tool([tool_path("llvm-nm"), "--extern-only", obj_path]).stdout.decode()
+    defined, undefined = [], []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "U":
+            undefined.append(parts[1])
+        elif len(parts) == 3:
+            defined.append(parts[2])
+    return sorted(defined), sorted(undefined)
+
+
+def remove_quietly(*paths: str) -> None:
+    for p in paths:
+        try:
+            os.remove(p)
+        except OSError:
+            pass

@@ -1,0 +1,228 @@
+"""The stage loop: import, run the target's pipeline, translate, optimize, generate code.
+
+`compile()` is the Python API behind `dgc compile`. Dumping has one hook here
+(`NN-<stage>.mlir` with MLIR's banner); stages never print or open files. A failing stage
+raises `PipelineError` naming the stage and the ONNX node and saves a repro of its input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+
+from . import backend
+from .errors import PipelineError, UsageError
+from .frontend.importer import import_model
+from .frontend.load import load
+from .header import render_header
+from .ir import PassManager, ir
+from .spec import ModelSpec, TensorSpec
+from .targets import Target, get_target
+
+FINAL_STAGES = ("llvm-ir", "opt", "obj")  # after the MLIR pipeline
+EMIT_KINDS = ("obj", "header", "llvm", "asm", "mlir", "spec")
+
+
+@dataclasses.dataclass
+class StageContext:
+    """What Python stages may read and write."""
+
+    target: Target
+    name: str
+    opt_level: int
+    blobs: dict  # dense_resource key -> numpy array (from the importer)
+    weights: dict = dataclasses.field(default_factory=dict)  # symbol -> (bytes, align)
+    arena_size: int = 0
+
+
+@dataclasses.dataclass
+class CompileResult:
+    name: str
+    target: Target
+    spec: ModelSpec | None = None
+    header: str | None = None
+    object: bytes | None = None
+    llvm_ir: str | None = None
+    asm: str | None = None
+    mlir: str | None = None  # the imported TOSA module (constants elided unless kept)
+    timings: dict = dataclasses.field(default_factory=dict)
+    stopped_after: str | None = None
+
+    @property
+    def arena_size(self) -> int:
+        return self.spec.arena_size if self.spec else 0
+
+
+def c_identifier(text: str) -> str:
+    ident = re.sub(r"\W", "_", text).strip("_") or "model"
+    return ident if not ident[0].isdigit() else f"m_{ident}"
+
+
+def stage_names(target: Target) -> list[str]:
+    from dgc.pipelines import for_target
+
+    return ["import"] + [s.name for s in for_target(target)] + list(FINAL_STAGES)
+
+
+def _asm(module, keep_constants: bool) -> str:
+    if keep_constants:
+        return module.operation.get_asm(enable_debug_info=True)
+    return module.operation.get_asm(large_elements_limit=16, large_resource_limit=64,
+                                    enable_debug_info=True)
+
+
+class _Dumper:
+    def __init__(self, dump_dir, print_after, keep_constants):
+        self.dir, self.print_after, self.keep = dump_dir, set(print_after or ()), keep_constants
+        self.count = 0
+        if dump_dir:
+            os.makedirs(dump_dir, exist_ok=True)
+
+    def __call__(self, stage: str, module) -> None:
+        if not self.dir and not self.print_after:
+            return
+        text = f"// -----// IR Dump After {stage} //----- //\n" + _asm(module, self.keep)
+        if self.dir:
+            with open(os.path.join(self.dir, f"{self.count:02d}-{stage}.mlir"), "w") as f:
+                f.write(text)
+        if stage in self.print_after or "all" in self.print_after:
+            sys.stderr.write(text)
+        self.count += 1
+
+
+def _run_stage(stage, module, ctx, workdir):
+    try:
+        if stage.fn is not None:
+            stage.fn(module, ctx)
+        else:
+            PassManager.parse(stage.pipeline).run(module.operation)
+        module.operation.verify()
+    except ir.MLIRError as err:
+        raise _stage_failure(stage, err, module, workdir) from None
+
+
+def _stage_failure(stage, err, module, workdir) -> PipelineError:
+    msg = "; ".join(str(d.message) for d in err.error_diagnostics[:1]) or str(err)
+    loc = next((str(d.location) for d in err.error_diagnostics), "")
+    node = re.search(r'loc\("([^"]+)"', loc)
+    repro = os.path.join(workdir, f"repro-{stage.name}.mlir")
+    with open(repro, "w") as f:
+        f.write(module.operation.get_asm(large_elements_limit=16, enable_debug_info=True))
+    where = f'stage {stage.name}' + (f', ONNX node "{node.group(1)}"' if node else "")
+    hint = f"input IR saved to {repro}"
+    if stage.passes:
+        hint += f"; replay: mlir-opt --pass-pipeline='{stage.pipeline}' {repro}"
+    return PipelineError(msg.splitlines()[0][:300], where=where, hint=hint)
+
+
+def _spec(lm, name, arena, extern) -> ModelSpec:
+    ts = lambda names: tuple(TensorSpec(n, tuple(lm.shapes[n]), lm.dtypes[n].name if hasattr(lm.dtypes[n], "name") else str(lm.dtypes[n])) for n in names)  # noqa: E731
+    return ModelSpec(name, ts(lm.inputs), ts(lm.outputs), arena, extern_symbols=tuple(extern))
+
+
+def compile(model, target="host", name: str | None = None, *, opt_level: int = 3,
+            input_shapes: dict | None = None, emit=("obj", "header"), dump_ir: str | None = None,
+            print_ir_after=(), stop_after: str | None = None, keep_constants: bool = False,
+            workdir: str | None = None) -> CompileResult:
+    """Compile an ONNX model (path, bytes or ModelProto) for `target`."""
+    from dgc.pipelines import for_target
+
+    tgt = target if isinstance(target, Target) else get_target(target)
+    if name is None:
+        name = os.path.splitext(os.path.basename(model))[0] if isinstance(model, (str, os.PathLike)) else "model"
+    name = c_identifier(name)
+    if opt_level not in (0, 1, 2, 3):
+        raise UsageError(f"bad optimization level {opt_level}", hint="use 0, 1, 2 or 3")
+    names = stage_names(tgt)
+    if stop_after is not None and stop_after not in names:
+        raise UsageError(f"unknown stage '{stop_after}'", hint="stages: " + ", ".join(names))
+    bad = [k for k in emit if k not in EMIT_KINDS]
+    if bad:
+        raise UsageError(f"unknown --emit kind '{bad[0]}'", hint="choose from " + ", ".join(EMIT_KINDS))
+    res = CompileResult(name, tgt)
+    own_tmp = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix="dgc-")
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep_constants,
+                 _Dumper(dump_ir, print_ir_after, keep_constants), workdir, res, for_target(tgt))
+    finally:
+        if own_tmp:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return res
+
+
+def _timed(res, key, fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    res.timings[key] = res.timings.get(key, 0.0) + time.perf_counter() - t0
+    return out
+
+
+def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, dump, workdir, res, stages):
+    with ir.Context(), ir.Location.unknown():
+        lm = _timed(res, "load", load, model, input_shapes)
+        module, emitter = _timed(res, "import", import_model, lm, name)
+        try:
+            module.operation.verify()
+        except ir.MLIRError as err:
+            from .pipelines_shim import IMPORT_STAGE
+            raise _stage_failure(IMPORT_STAGE, err, module, workdir) from None
+        if "mlir" in emit:
+            res.mlir = _asm(module, keep)
+        dump("import", module)
+        ctx = StageContext(tgt, name, opt_level, emitter.blobs)
+        res.spec = _spec(lm, name, 0, ())
+        if stop_after == "import":
+            res.stopped_after = "import"
+            return
+        for stage in stages:
+            _timed(res, stage.name, _run_stage, stage, module, ctx, workdir)
+            dump(stage.name, module)
+            if stop_after == stage.name:
+                res.stopped_after = stage.name
+                res.spec = _spec(lm, name, ctx.arena_size, ())
+                return
+        mlir_path = os.path.join(workdir, f"{name}.llvm.mlir")
+        with open(mlir_path, "w") as f:
+            f.write(module.operation.get_asm())
+    _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir)
+
+
+def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir):
+    name = res.name
+    ll = os.path.join(workdir, f"{name}.ll")
+    _timed(res, "llvm-ir", backend.translate, mlir_path, ll)
+    if stop_after != "llvm-ir" and opt_level > 0:
+        opt_ll = os.path.join(workdir, f"{name}.opt.ll")
+        _timed(res, "opt", backend.optimize, ll, opt_ll, tgt, opt_level)
+        ll = opt_ll
+    full = os.path.join(workdir, f"{name}.full.ll")
+    _timed(res, "splice", backend.splice_weights, ll, full, ctx.weights)
+    if "llvm" in emit:
+        with open(full) as f:
+            res.llvm_ir = f.read()
+    if stop_after in ("llvm-ir", "opt"):
+        res.stopped_after = stop_after
+        res.spec = _spec(lm, name, ctx.arena_size, ())
+        return
+    obj = os.path.join(workdir, f"{name}.o")
+    _timed(res, "obj", backend.codegen, full, obj, tgt, opt_level, "obj")
+    with open(obj, "rb") as f:
+        res.object = f.read()
+    if "asm" in emit:
+        s = os.path.join(workdir, f"{name}.s")
+        backend.codegen(full, s, tgt, opt_level, "asm")
+        with open(s) as f:
+            res.asm = f.read()
+    defined, undefined = backend.symbols(obj)
+    extra = [d for d in defined if d != f"{name}_run"]
+    if extra:
+        raise PipelineError(f"object exports unexpected global symbols {extra}", where="stage obj")
+    res.spec = _spec(lm, name, ctx.arena_size, undefined)
+    res.header = render_header(res.spec)

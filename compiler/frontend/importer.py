@@ -1,0 +1,151 @@
+"""ONNX graph -> MLIR module of TOSA ops (one function `<name>_impl`).
+
+Every op carries its ONNX node name as its Location. All unsupported nodes are reported at
+once before any IR is built.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from ..errors import UnsupportedError
+from ..ir import func_d, ir, tensor_type
+from . import ops  # noqa: F401  (registers the lowerings)
+from .emitter import Emitter, shape_of
+from .load import LoadedModel
+from .registry import NotConstant, Tensor, Unsupported, lookup
+
+SUPPORTED_DTYPES = {"float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool",
+                    "uint16", "uint32", "uint64", "float64"}
+
+
+def _where(node) -> str:
+    return f'ONNX node "{node.name or node.output[0]}" ({node.op_type})'
+
+
+def check_supported(lm: LoadedModel) -> None:
+    bad = []
+    for node in lm.model.graph.node:
+        if node.domain not in ("", "ai.onnx") or lookup(node.op_type, lm.opset) is None:
+            dom = f"{node.domain}." if node.domain not in ("", "ai.onnx") else ""
+            bad.append(f'"{node.name or node.output[0]}" ({dom}{node.op_type}, opset {lm.opset})')
+    for name in list(lm.inputs) + list(lm.outputs):
+        dt = lm.dtypes.get(name)
+        if dt is None or np.dtype(dt).name not in SUPPORTED_DTYPES:
+            bad.append(f'tensor "{name}" of type {dt}')
+    if bad:
+        more = f" and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise UnsupportedError(f"{len(bad)} unsupported node(s)/type(s): " + ", ".join(bad[:20]) + more,
+                               hint="see `dgc ops` for what is supported")
+
+
+class Importer:
+    def __init__(self, lm: LoadedModel, name: str):
+        self.lm, self.name = lm, name
+        self.e = Emitter(name)
+        self.values: dict[str, ir.Value] = {}
+
+    def tensor(self, name: str) -> Tensor | None:
+        if not name:
+            return None
+        const = self.lm.consts.get(name)
+        shape = tuple(const.shape) if const is not None else self.lm.shapes.get(name)
+        dtype = const.dtype if const is not None else self.lm.dtypes.get(name)
+        if name in self.values:
+            return Tensor(name, shape_of(self.values[name]), np.dtype(dtype), const,
+                          lambda: self.values[name])
+        if const is None and name not in self.values:
+            raise UnsupportedError(f"value '{name}' is used before it is defined")
+        return Tensor(name, shape, np.dtype(dtype), const, lambda: self._materialize(name))
+
+    def _materialize(self, name):
+        if name not in self.values:
+            self.values[name] = self.e.const(self.lm.consts[name])
+        return self.values[name]
+
+    def lower_node(self, node) -> None:
+        fn = lookup(node.op_type, self.lm.opset)
+        attrs = {a.name: _attr_value(a) for a in node.attribute}
+        ins = [self.tensor(n) for n in node.input]
+        cx = NodeContext(self, node)
+        with ir.Location.name(node.name or node.output[0]):
+            try:
+                res = fn(cx, *ins, **attrs)
+            except NotConstant as nc:
+                raise UnsupportedError(f"input '{nc.args[0]}' must be a compile-time constant",
+                                       where=_where(node),
+                                       hint="dgc needs it constant; export the model with it fixed") from None
+            except (Unsupported, TypeError) as u:
+                raise UnsupportedError(str(u), where=_where(node),
+                                       hint="see `dgc ops` for supported variants") from None
+        res = res if isinstance(res, (list, tuple)) else [res]
+        for out, v in zip(node.output, res):
+            if not out or v is None:
+                continue
+            if isinstance(v, np.ndarray):
+                self.lm.consts[out] = v
+            else:
+                self.values[out] = v
+
+    def build(self) -> ir.Module:
+        lm = self.lm
+        module = ir.Module.create()
+        arg_types = [tensor_type(lm.shapes[n], lm.dtypes[n]) for n in lm.inputs]
+        res_types = [tensor_type(lm.shapes[n], lm.dtypes[n]) for n in lm.outputs]
+        with ir.InsertionPoint(module.body):
+            fn = func_d.FuncOp(f"{self.name}_impl", (arg_types, res_types))
+            fn.attributes["sym_visibility"] = ir.StringAttr.get("private")
+            entry = fn.add_entry_block()
+        with ir.InsertionPoint(entry):
+            for n, arg in zip(lm.inputs, entry.arguments):
+                self.values[n] = arg
+            for node in lm.model.graph.node:
+                self.lower_node(node)
+            outs = []
+            with ir.Location.name("output"):
+                for n, t in zip(lm.outputs, res_types):
+                    v = self.tensor(n).value
+                    if v.type != t:  # e.g. a constant output, or rank/dtype bookkeeping
+                        v = self.e.reshape(v, t.shape)
+                    outs.append(v)
+                func_d.ReturnOp(outs)
+        return module
+
+
+class NodeContext:
+    """What a lowering sees besides its inputs: the emitter and the node's output types."""
+
+    def __init__(self, imp: Importer, node):
+        self.imp, self.node, self.e = imp, node, imp.e
+        self.opset = imp.lm.opset
+
+    def out_shape(self, i: int = 0) -> tuple[int, ...]:
+        shape = self.imp.lm.shapes.get(self.node.output[i])
+        if shape is None:
+            raise Unsupported(f"output '{self.node.output[i]}' has no static shape after inference")
+        return shape
+
+    def out_dtype(self, i: int = 0):
+        return self.imp.lm.dtypes.get(self.node.output[i])
+
+    def out_type(self, i: int = 0) -> ir.RankedTensorType:
+        return tensor_type(self.out_shape(i), self.out_dtype(i))
+
+
+def _attr_value(a):
+    v = helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, list) and v and isinstance(v[0], bytes):
+        return [x.decode() for x in v]
+    if hasattr(v, "dims"):  # TensorProto attribute
+        from onnx import numpy_helper
+        return numpy_helper.to_array(v)
+    return v
+
+
+def import_model(lm: LoadedModel, name: str) -> tuple[ir.Module, Emitter]:
+    check_supported(lm)
+    imp = Importer(lm, name)
+    return imp.build(), imp.e

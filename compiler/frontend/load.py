@@ -1,0 +1,216 @@
+"""Load an ONNX model into a canonical, fully static form the importer can lower.
+
+Steps: read + check, convert to the canonical opset, pin symbolic input dimensions,
+infer shapes (with data propagation), then fold every node whose inputs are all known
+(shape sub-graphs that PyTorch exports, Constant nodes, attribute-like inputs) into
+numpy constants. The result is a `LoadedModel` holding the graph, static shapes and types
+of every value, and the constant table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, shape_inference
+
+from ..errors import ModelError, UsageError
+
+CANONICAL_OPSET = 17
+# Ops never folded at compile time even when their inputs are constant.
+_NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+            "Multinomial", "Bernoulli"}
+_FOLD_LIMIT = 1 << 22  # elements: larger computed constants stay in the graph
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    model: onnx.ModelProto
+    opset: int
+    consts: dict[str, np.ndarray]  # initializers + folded values
+    shapes: dict[str, tuple[int, ...]]
+    dtypes: dict[str, np.dtype]
+    inputs: list[str]  # graph inputs that are not initializers
+    outputs: list[str]
+
+
+def read_model(source) -> onnx.ModelProto:
+    """A ModelProto from a path, bytes, or a ModelProto; ModelError when it is not ONNX."""
+    if isinstance(source, onnx.ModelProto):
+        return source
+    if isinstance(source, (bytes, bytearray)):
+        data, where = bytes(source), "<bytes>"
+    else:
+        where = os.fspath(source)
+        try:
+            with open(where, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ModelError(f"cannot read model file '{where}'", hint=e.strerror or str(e)) from None
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception:  # protobuf raises DecodeError / RuntimeWarning subclasses
+        model = None
+    if model is None or not model.graph.node and not model.graph.output:
+        raise ModelError(f"'{where}' is not an ONNX model",
+                         hint="pass a .onnx file (protobuf ModelProto)")
+    if any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer):
+        onnx.load_external_data_for_model(model, os.path.dirname(os.path.abspath(where)))
+    return model
+
+
+def parse_input_shapes(specs: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
+    """'name=1x3x224x224' strings -> {name: shape}."""
+    out = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or min(shape) < 0:
+            raise UsageError(f"bad --input-shape '{spec}'", hint="write NAME=D0xD1x..., e.g. input=1x3x96x96")
+        out[name] = shape
+    return out
+
+
+def _opset_of(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _convert_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    if _opset_of(model) == CANONICAL_OPSET:
+        return model
+    try:
+        return onnx.version_converter.convert_version(model, CANONICAL_OPSET)
+    except Exception as e:
+        if _opset_of(model) > CANONICAL_OPSET:
+            return model  # newer opsets: lowerings are registered by opset, keep as is
+        raise ModelError(f"cannot convert the model from opset {_opset_of(model)} to {CANONICAL_OPSET}",
+                         hint=str(e).splitlines()[0][:200]) from None
+
+
+def _pin_shapes(model: onnx.ModelProto, pinned: dict[str, tuple[int, ...]]) -> None:
+    init = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in init]
+    for key in pinned:
+        if key not in names:
+            raise UsageError(f"--input-shape names unknown input '{key}'",
+                             hint="model inputs are: " + ", ".join(names))
+    for inp in model.graph.input:
+        if inp.name in init:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        if inp.name in pinned:
+            shape = pinned[inp.name]
+            if len(shape) != len(dims):
+                raise UsageError(f"--input-shape for '{inp.name}' has rank {len(shape)}, "
+                                 f"the model says {len(dims)}")
+            for d, v in zip(dims, shape):
+                d.ClearField("dim_param")
+                d.dim_value = v
+        bad = [d.dim_param or "?" for d in dims if not d.HasField("dim_value")]
+        if bad:
+            hint = f"pin it with --input-shape {inp.name}=" + "x".join(
+                str(d.dim_value) if d.HasField("dim_value") else "N" for d in dims)
+            raise UsageError(f"input '{inp.name}' has symbolic dimensions {bad}", hint=hint)
+
+
+def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as e:
+        raise ModelError("ONNX shape inference failed", hint=str(e).splitlines()[-1][:300]) from None
+
+
+def _value_types(graph: onnx.GraphProto):
+    shapes, dtypes = {}, {}
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type") or not tt.HasField("shape"):
+            continue
+        if all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
+        if tt.elem_type:
+            dtypes[vi.name] = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+    for init in graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+        dtypes[init.name] = helper.tensor_dtype_to_np_dtype(init.data_type)
+    return shapes, dtypes
+
+
+def _eval_node(node: onnx.NodeProto, args: list, opset: int) -> list[np.ndarray]:
+    from onnx.reference import ReferenceEvaluator
+
+    ins = [f"i{k}" if n else "" for k, n in enumerate(node.input)]
+    one = helper.make_node(node.op_type, ins, [f"o{k}" for k in range(len(node.output))],
+                           domain=node.domain)
+    one.attribute.extend(node.attribute)
+    feeds = {f"i{k}": a for k, a in enumerate(args) if node.input[k]}
+    ref = ReferenceEvaluator(one, opsets={"": opset})
+    return [np.asarray(r) for r in ref.run(None, feeds)]
+
+
+def _fold_once(model: onnx.ModelProto, consts: dict, shapes: dict) -> bool:
+    """Fold foldable nodes into `consts`; returns True when anything changed."""
+    opset, keep, changed = _opset_of(model), [], False
+    for node in model.graph.node:
+        results = None
+        if node.op_type == "Shape" and node.input[0] in shapes and node.domain in ("", "ai.onnx"):
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            shp = shapes[node.input[0]]
+            start, end = attrs.get("start", 0), attrs.get("end", len(shp))
+            results = [np.array(shp[slice(start, end)], dtype=np.int64)]
+        elif (node.op_type not in _NO_FOLD and node.domain in ("", "ai.onnx")
+              and all(not n or n in consts for n in node.input)
+              and not any(a.type == onnx.AttributeProto.GRAPH for a in node.attribute)):
+            try:
+                results = _eval_node(node, [consts.get(n) for n in node.input], opset)
+            except Exception:
+                results = None  # leave it to the importer, which reports errors properly
+            if results and sum(r.size for r in results) > _FOLD_LIMIT and node.op_type != "Constant":
+                results = None
+        if results is None:
+            keep.append(node)
+            continue
+        for name, value in zip(node.output, results):
+            consts[name] = value
+        changed = True
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+        _sync_initializers(model, consts)
+    return changed
+
+
+def _sync_initializers(model: onnx.ModelProto, consts: dict) -> None:
+    """Make every constant an initializer so shape inference sees its value."""
+    have = {i.name for i in model.graph.initializer}
+    for name, value in consts.items():
+        if name not in have:
+            model.graph.initializer.append(numpy_helper.from_array(value, name))
+
+
+def load(source, input_shapes: dict[str, tuple[int, ...]] | None = None) -> LoadedModel:
+    model = read_model(source)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise ModelError("the model is not valid ONNX", hint=str(e).splitlines()[0][:300]) from None
+    model = _convert_opset(model)
+    _pin_shapes(model, input_shapes or {})
+    init_names = {i.name for i in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in init_names]
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for _ in range(32):  # each round folds what the previous one made computable
+        model = _infer(model)
+        shapes, _ = _value_types(model.graph)
+        if not _fold_once(model, consts, shapes):
+            break
+    shapes, dtypes = _value_types(model.graph)
+    for name, value in consts.items():
+        shapes[name], dtypes[name] = tuple(value.shape), value.dtype
+    return LoadedModel(model, _opset_of(model), consts, shapes, dtypes, inputs,
+                       [o.name for o in model.graph.output])

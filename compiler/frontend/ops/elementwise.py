@@ -1,0 +1,252 @@
+"""Elementwise ONNX ops: arithmetic, comparisons, activations, casts (NumPy broadcasting)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir import arith_d, ir, math_d
+from ..emitter import etype_of, generic_map, is_float, shape_of
+from ..registry import Unsupported, lowers
+from ...ir import element_type
+
+_BINARY = {"Add": "tosa.add", "Sub": "tosa.sub", "Mul": "tosa.mul", "Pow": "tosa.pow",
+           "And": "tosa.logical_and", "Or": "tosa.logical_or", "Xor": "tosa.logical_xor",
+           "BitwiseAnd": "tosa.bitwise_and", "BitwiseOr": "tosa.bitwise_or",
+           "BitwiseXor": "tosa.bitwise_xor"}
+_UNARY = {"Exp": "tosa.exp", "Log": "tosa.log", "Tanh": "tosa.tanh", "Sigmoid": "tosa.sigmoid",
+          "Erf": "tosa.erf", "Abs": "tosa.abs", "Neg": "tosa.negate", "Floor": "tosa.floor",
+          "Ceil": "tosa.ceil", "Sin": "tosa.sin", "Cos": "tosa.cos", "Not": "tosa.logical_not",
+          "Reciprocal": "tosa.reciprocal", "BitwiseNot": "tosa.bitwise_not"}
+_COMPARE = {"Equal": ("tosa.equal", False), "Greater": ("tosa.greater", False),
+            "GreaterOrEqual": ("tosa.greater_equal", False), "Less": ("tosa.greater", True),
+            "LessOrEqual": ("tosa.greater_equal", True)}
+
+
+def _i1():
+    return ir.IntegerType.get_signless(1)
+
+
+for _op, _tosa in _BINARY.items():
+    def _binary(cx, a, b, *, _tosa=_tosa):
+        return cx.e.elementwise(_tosa, a.value, b.value)
+    lowers(_op, since=1)(_binary)
+
+for _op, _tosa in _UNARY.items():
+    def _unary(cx, x, *, _tosa=_tosa):
+        return cx.e.unary(_tosa, x.value)
+    lowers(_op, since=1)(_unary)
+
+for _op, (_tosa, _swap) in _COMPARE.items():
+    def _compare(cx, a, b, *, _tosa=_tosa, _swap=_swap):
+        x, y = (b, a) if _swap else (a, b)
+        return cx.e.elementwise(_tosa, x.value, y.value, out_etype=_i1())
+    lowers(_op, since=1)(_compare)
+
+
+@lowers("Div")
+def div(cx, a, b):
+    e = cx.e
+    if is_float(etype_of(a.value)):
+        if b.const is not None:
+            return e.elementwise("tosa.mul", a.value, e.const((1.0 / b.const).astype(b.dtype)))
+        return e.elementwise("tosa.mul", a.value, e.unary("tosa.reciprocal", b.value))
+    return e.elementwise("tosa.intdiv", a.value, b.value)
+
+
+@lowers("Max", "Min", "Sum", "Mean")
+def variadic(cx, *xs):
+    op = cx.node.op_type
+    name = {"Max": "tosa.maximum", "Min": "tosa.minimum", "Sum": "tosa.add", "Mean": "tosa.add"}[op]
+    acc = xs[0].value
+    for x in xs[1:]:
+        acc = cx.e.elementwise(name, acc, x.value)
+    if op == "Mean":
+        acc = cx.e.elementwise("tosa.mul", acc, cx.e.scalar_like(1.0 / len(xs), acc))
+    return acc
+
+
+@lowers("Sqrt")
+def sqrt(cx, x):
+    return generic_map(cx.e, [x.value], etype_of(x.value), lambda v: math_d.sqrt(v))
+
+
+@lowers("Round")
+def round_(cx, x):
+    return generic_map(cx.e, [x.value], etype_of(x.value), lambda v: math_d.roundeven(v))
+
+
+@lowers("Sign")
+def sign(cx, x):
+    e = cx.e
+    v = x.value
+    one, zero, m1 = (e.scalar_like(c, v) for c in (1, 0, -1))
+    pos = e.elementwise("tosa.greater", v, zero, out_etype=_i1())
+    neg = e.elementwise("tosa.greater", zero, v, out_etype=_i1())
+    return _select(e, pos, one, _select(e, neg, m1, e.elementwise("tosa.mul", v, zero)))
+
+
+def _select(e, cond, a, b):
+    c, x, y = e.rank_align(cond, a, b)
+    shape = np.broadcast_shapes(shape_of(c), shape_of(x), shape_of(y))
+    return e.op("tosa.select", [c, x, y], ir.RankedTensorType.get(list(shape), etype_of(x)))
+
+
+@lowers("Where")
+def where(cx, cond, a, b):
+    return _select(cx.e, cond.value, a.value, b.value)
+
+
+@lowers("Relu")
+def relu(cx, x):
+    v = x.value
+    hi = np.finfo(np.float32).max if is_float(etype_of(v)) else np.iinfo(x.dtype).max
+    return cx.e.clamp(v, 0, hi)
+
+
+@lowers("Clip", since=11)
+def clip(cx, x, lo=None, hi=None):
+    e, v = cx.e, x.value
+    info = np.finfo(np.float32) if is_float(etype_of(v)) else np.iinfo(x.dtype)
+    if (lo is None or lo.const is not None) and (hi is None or hi.const is not None):
+        lov = info.min if lo is None else lo.const.item()
+        hiv = info.max if hi is None else hi.const.item()
+        return e.clamp(v, lov, hiv)
+    if lo is not None:
+        v = e.elementwise("tosa.maximum", v, lo.value)
+    if hi is not None:
+        v = e.elementwise("tosa.minimum", v, hi.value)
+    return v
+
+
+@lowers("Clip", since=1)
+def clip_v6(cx, x, *, min=-3.4028234663852886e38, max=3.4028234663852886e38):
+    return cx.e.clamp(x.value, min, max)
+
+
+@lowers("LeakyRelu")
+def leaky_relu(cx, x, *, alpha=0.01):
+    e, v = cx.e, x.value
+    scaled = e.elementwise("tosa.mul", v, e.scalar_like(alpha, v))
+    pos = e.elementwise("tosa.greater", v, e.scalar_like(0.0, v), out_etype=_i1())
+    return _select(e, pos, v, scaled)
+
+
+@lowers("PRelu")
+def prelu(cx, x, slope):
+    e, v = cx.e, x.value
+    scaled = e.elementwise("tosa.mul", v, slope.value)
+    pos = e.elementwise("tosa.greater", v, e.scalar_like(0.0, v), out_etype=_i1())
+    return _select(e, pos, v, scaled)
+
+
+def _affine(e, v, a, b):
+    return e.elementwise("tosa.add", e.elementwise("tosa.mul", v, e.scalar_like(a, v)), e.scalar_like(b, v))
+
+
+@lowers("HardSigmoid")
+def hard_sigmoid(cx, x, *, alpha=0.2, beta=0.5):
+    return cx.e.clamp(_affine(cx.e, x.value, alpha, beta), 0.0, 1.0)
+
+
+@lowers("HardSwish")
+def hard_swish(cx, x):
+    e, v = cx.e, x.value
+    return e.elementwise("tosa.mul", v, e.clamp(_affine(e, v, 1 / 6, 0.5), 0.0, 1.0))
+
+
+@lowers("Elu")
+def elu(cx, x, *, alpha=1.0):
+    e, v = cx.e, x.value
+    em1 = e.elementwise("tosa.sub", e.unary("tosa.exp", v), e.scalar_like(1.0, v))
+    neg = e.elementwise("tosa.mul", em1, e.scalar_like(alpha, v))
+    pos = e.elementwise("tosa.greater", v, e.scalar_like(0.0, v), out_etype=_i1())
+    return _select(e, pos, v, neg)
+
+
+@lowers("Selu")
+def selu(cx, x, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875):
+    v = elu(cx, x, alpha=alpha)
+    return cx.e.elementwise("tosa.mul", v, cx.e.scalar_like(gamma, v))
+
+
+@lowers("Softplus")
+def softplus(cx, x):
+    # log(1 + exp(x)) computed stably: max(x, 0) + log(1 + exp(-|x|))
+    e, v = cx.e, x.value
+    t = e.unary("tosa.exp", e.unary("tosa.negate", e.unary("tosa.abs", v)))
+    lg = e.unary("tosa.log", e.elementwise("tosa.add", t, e.scalar_like(1.0, v)))
+    return e.elementwise("tosa.add", e.clamp(v, 0.0, np.finfo(np.float32).max), lg)
+
+
+@lowers("Softsign")
+def softsign(cx, x):
+    e, v = cx.e, x.value
+    den = e.elementwise("tosa.add", e.unary("tosa.abs", v), e.scalar_like(1.0, v))
+    return e.elementwise("tosa.mul", v, e.unary("tosa.reciprocal", den))
+
+
+@lowers("Gelu", since=20)
+def gelu(cx, x, *, approximate="none"):
+    e, v = cx.e, x.value
+    if approximate == "tanh":
+        inner = e.elementwise("tosa.mul", v, e.elementwise(
+            "tosa.add", e.scalar_like(1.0, v),
+            e.elementwise("tosa.mul", e.elementwise("tosa.mul", v, v), e.scalar_like(0.044715, v))))
+        t = e.unary("tosa.tanh", e.elementwise("tosa.mul", inner, e.scalar_like(np.sqrt(2 / np.pi), v)))
+    else:
+        t = e.unary("tosa.erf", e.elementwise("tosa.mul", v, e.scalar_like(1 / np.sqrt(2), v)))
+    half = e.elementwise("tosa.mul", v, e.scalar_like(0.5, v))
+    return e.elementwise("tosa.mul", half, e.elementwise("tosa.add", t, e.scalar_like(1.0, v)))
+
+
+@lowers("Identity", "Dropout")
+def identity(cx, x, *rest, seed=0, ratio=0.5, training_mode=0):
+    if x.const is not None:
+        return x.const
+    return x.value
+
+
+def cast_value(e, v, dst_dtype, src_unsigned=False, dst_unsigned=False):
+    """Exact ONNX Cast semantics (float->int truncates), as one linalg.generic."""
+    src, dst = etype_of(v), element_type(dst_dtype)
+    if src == dst:
+        return v
+
+    def body(s):
+        if is_float(src) and is_float(dst):
+            wider = _fbits(dst) > _fbits(src)
+            return arith_d.extf(dst, s) if wider else arith_d.truncf(dst, s)
+        if is_float(src):
+            if ir.IntegerType(dst).width == 1:
+                return arith_d.cmpf(arith_d.CmpFPredicate.UNE, s, arith_d.constant(src, 0.0))
+            return (arith_d.fptoui if dst_unsigned else arith_d.fptosi)(dst, s)
+        sw = ir.IntegerType(src).width
+        if is_float(dst):
+            return (arith_d.uitofp if src_unsigned or sw == 1 else arith_d.sitofp)(dst, s)
+        dw = ir.IntegerType(dst).width
+        if dw == 1:
+            return arith_d.cmpi(arith_d.CmpIPredicate.ne, s, arith_d.constant(src, 0))
+        if dw < sw:
+            return arith_d.trunci(dst, s)
+        return (arith_d.extui if src_unsigned or sw == 1 else arith_d.extsi)(dst, s)
+    return generic_map(e, [v], dst, body)
+
+
+def _fbits(t):
+    return {"f16": 16, "bf16": 16, "f32": 32, "f64": 64}[str(t)]
+
+
+@lowers("Cast")
+def cast(cx, x, *, to, saturate=1):
+    dst = cx.out_dtype()
+    if dst is None or np.dtype(dst).name not in {"float32", "float16", "float64", "int8", "uint8", "int16",
+                                                  "uint16", "int32", "uint32", "int64", "uint64", "bool"}:
+        raise Unsupported(f"Cast to ONNX type {to} is not supported")
+    if x.const is not None:
+        return x.const.astype(dst)
+    return cast_value(cx.e, x.value, dst, x.dtype.kind == "u", np.dtype(dst).kind == "u")
+
+
+@lowers("CastLike")
+def cast_like(cx, x, like, *, saturate=1):
+    return cast_value(cx.e, x.value, like.dtype, x.dtype.kind == "u", like.dtype.kind == "u")

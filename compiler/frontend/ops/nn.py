@@ -1,0 +1,331 @@
+"""Neural-network ONNX ops: convolution, pooling, normalization, Gemm/MatMul, softmax.
+
+Spatial ops are lowered NCHW -> NHWC -> NCHW around the TOSA op; the TOSA stage's
+transpose folding removes back-to-back pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir import ir
+from ..emitter import etype_of, is_float, shape_of
+from ..registry import Unsupported, lowers
+
+_TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def spatial_pads(in_sizes, kernel, strides, dilations, pads, auto_pad, ceil_mode=0):
+    """ONNX pads -> (begin, end, out_sizes) per spatial dim."""
+    n = len(in_sizes)
+    pads = list(pads) if pads else [0] * (2 * n)
+    begin, end, out = [], [], []
+    for i in range(n):
+        k_eff = (kernel[i] - 1) * dilations[i] + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            o = -(-in_sizes[i] // strides[i])
+            total = max(0, (o - 1) * strides[i] + k_eff - in_sizes[i])
+            small = total // 2
+            b = small if auto_pad == "SAME_UPPER" else total - small
+            begin.append(b), end.append(total - b), out.append(o)
+            continue
+        b, en = (0, 0) if auto_pad == "VALID" else (pads[i], pads[i + n])
+        span = in_sizes[i] + b + en - k_eff
+        o = (-(-span // strides[i]) if ceil_mode else span // strides[i]) + 1
+        if ceil_mode and (o - 1) * strides[i] >= in_sizes[i] + b:
+            o -= 1  # the last window must start inside the input or left padding
+        begin.append(b), end.append(en), out.append(o)
+    return begin, end, out
+
+
+def fit_window(e, x, begin, end, out, kernel, strides, dilations, axis0=1):
+    """Adjust end pads (crop the input if needed) so TOSA's exact-division rule holds."""
+    shp, end, crop = list(shape_of(x)), list(end), False
+    for i in range(len(out)):
+        k_eff = (kernel[i] - 1) * dilations[i] + 1
+        need = (out[i] - 1) * strides[i] + k_eff
+        have = shp[axis0 + i] + begin[i] + end[i]
+        if have > need:
+            cut = min(end[i], have - need)
+            end[i] -= cut
+            if have - need - cut:
+                shp[axis0 + i] -= have - need - cut
+                crop = True
+        elif have < need:
+            end[i] += need - have
+    if crop:
+        x = e.slice(x, [0] * len(shp), shp)
+    return x, end
+
+
+def _tosa_pad(begin, end):
+    return [begin[0], end[0], begin[1], end[1]]
+
+
+def _nhwc(e, x):
+    return e.transpose(x, _TO_NHWC)
+
+
+@lowers("Conv")
+def conv(cx, x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+         pads=None, strides=None):
+    e = cx.e
+    nd = x.rank - 2
+    if nd not in (1, 2):
+        raise Unsupported(f"Conv with {nd} spatial dimensions is not supported (1-D and 2-D are)")
+    out_shape = cx.out_shape()
+    xv, wv, wc = x.value, None, w.const
+    kshape = list(w.shape[2:])
+    if nd == 1:  # as 2-D with H = 1
+        xv = e.reshape(xv, (x.shape[0], x.shape[1], 1, x.shape[2]))
+        kshape = [1] + kshape
+        dilations, strides = [1] + list(dilations or [1]), [1] + list(strides or [1])
+        pads = [0, pads[0], 0, pads[1]] if pads else None
+        wc = wc.reshape(w.shape[0], w.shape[1], 1, w.shape[2]) if wc is not None else None
+        wv = e.reshape(w.value, (w.shape[0], w.shape[1], 1, w.shape[2])) if wc is None else None
+    dil, st = list(dilations or [1, 1]), list(strides or [1, 1])
+    in_hw = list(shape_of(xv)[2:])
+    begin, end, out = spatial_pads(in_hw, kshape, st, dil, pads, auto_pad)
+    xv = _nhwc(e, xv)
+    xv, end = fit_window(e, xv, begin, end, out, kshape, st, dil)
+    cout, cin = w.shape[0], x.shape[1]
+    bias = b.value if b is not None else e.const(np.zeros([cout], np.float32))
+    et = etype_of(xv)
+    n = x.shape[0]
+    common = dict(pad=_tosa_pad(begin, end), stride=st, dilation=dil, acc_type=et)
+    if group == 1:
+        wt = e.const(wc.transpose(0, 2, 3, 1)) if wc is not None else _nhwc(e, wv or w.value)
+        y = e.op("tosa.conv2d", [xv, wt, bias, e.zp(xv), e.zp(wt)],
+                 ir.RankedTensorType.get([n, *out, cout], et), **common)
+    elif group == cin and cout % cin == 0:
+        m = cout // cin
+        if wc is None:
+            raise Unsupported("depthwise Conv needs constant weights")
+        wt = e.const(wc.reshape(cin, m, *kshape).transpose(2, 3, 0, 1))
+        y = e.op("tosa.depthwise_conv2d", [xv, wt, bias, e.zp(xv), e.zp(wt)],
+                 ir.RankedTensorType.get([n, *out, cout], et), **common)
+    else:
+        y = _grouped(e, xv, wc, bias, group, out, common, et)
+    y = e.transpose(y, _TO_NCHW)
+    return e.reshape(y, out_shape)
+
+
+def _grouped(e, xv, wc, bias, group, out, common, et):
+    if wc is None:
+        raise Unsupported("grouped Conv needs constant weights")
+    n, h, w_, cin = shape_of(xv)
+    cout, gin = wc.shape[0], cin // group
+    gout = cout // group
+    parts = []
+    for g in range(group):
+        xs = e.slice(xv, [0, 0, 0, g * gin], [n, h, w_, gin])
+        wt = e.const(np.ascontiguousarray(wc[g * gout:(g + 1) * gout].transpose(0, 2, 3, 1)))
+        bs = e.slice(bias, [g * gout], [gout])
+        parts.append(e.op("tosa.conv2d", [xs, wt, bs, e.zp(xs), e.zp(wt)],
+                          ir.RankedTensorType.get([n, *out, gout], et), **common))
+    return e.op("tosa.concat", parts, ir.RankedTensorType.get([n, *out, cout], et),
+                axis=ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 3))
+
+
+def _pool(cx, x, kind, kernel_shape, strides, pads, auto_pad, ceil_mode, dilations,
+          count_include_pad=0):
+    e = cx.e
+    if x.rank != 4:
+        raise Unsupported(f"{cx.node.op_type} on rank-{x.rank} input is not supported (2-D pooling is)")
+    if dilations and any(d != 1 for d in dilations):
+        raise Unsupported(f"{cx.node.op_type} with dilations {list(dilations)} is not supported")
+    st = list(strides or [1, 1])
+    kernel = list(kernel_shape)
+    begin, end, out = spatial_pads(list(x.shape[2:]), kernel, st, [1, 1], pads, auto_pad, ceil_mode)
+    xv = _nhwc(e, x.value)
+    et = etype_of(xv)
+    if kind == "avg" and count_include_pad and (any(begin) or any(end)):
+        xv = e.pad(xv, [0, begin[0], begin[1], 0], [0, end[0], end[1], 0])
+        begin, end = [0, 0], [0, 0]
+    xv, end = fit_window(e, xv, begin, end, out, kernel, st, [1, 1])
+    rt = ir.RankedTensorType.get([x.shape[0], *out, x.shape[1]], et)
+    if kind == "max":
+        y = e.op("tosa.max_pool2d", [xv], rt, kernel=kernel, stride=st, pad=_tosa_pad(begin, end))
+    else:
+        y = e.op("tosa.avg_pool2d", [xv, e.zp(xv), e.zp(xv)], rt, kernel=kernel, stride=st,
+                 pad=_tosa_pad(begin, end), acc_type=et if is_float(et) else ir.IntegerType.get_signless(32))
+    return e.transpose(y, _TO_NCHW)
+
+
+@lowers("MaxPool")
+def max_pool(cx, x, *, kernel_shape, auto_pad="NOTSET", ceil_mode=0, dilations=None, pads=None,
+             storage_order=0, strides=None):
+    if len(cx.node.output) > 1 and cx.node.output[1]:
+        raise Unsupported("MaxPool with the Indices output is not supported")
+    return _pool(cx, x, "max", kernel_shape, strides, pads, auto_pad, ceil_mode, dilations)
+
+
+@lowers("AveragePool")
+def avg_pool(cx, x, *, kernel_shape, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0,
+             dilations=None, pads=None, strides=None):
+    return _pool(cx, x, "avg", kernel_shape, strides, pads, auto_pad, ceil_mode, dilations,
+                 count_include_pad)
+
+
+@lowers("GlobalAveragePool")
+def global_avg_pool(cx, x):
+    e = cx.e
+    axes = list(range(2, x.rank))
+    s = e.reduce("tosa.reduce_sum", x.value, axes)
+    return e.elementwise("tosa.mul", s, e.scalar_like(1.0 / np.prod(x.shape[2:]), s))
+
+
+@lowers("GlobalMaxPool")
+def global_max_pool(cx, x):
+    return cx.e.reduce("tosa.reduce_max", x.value, list(range(2, x.rank)))
+
+
+def _channel(a, rank):
+    return a.reshape([1, -1] + [1] * (rank - 2))
+
+
+@lowers("BatchNormalization")
+def batch_norm(cx, x, scale, bias, mean, var, *, epsilon=1e-5, momentum=0.9, training_mode=0):
+    e = cx.e
+    if training_mode:
+        raise Unsupported("BatchNormalization in training mode is not supported")
+    consts = [t.const for t in (scale, bias, mean, var)]
+    if all(c is not None for c in consts):
+        s, b, m, v = (c.astype(np.float64) for c in consts)
+        a = s / np.sqrt(v + epsilon)
+        mul = _channel((a).astype(np.float32), x.rank)
+        add = _channel((b - m * a).astype(np.float32), x.rank)
+        return e.elementwise("tosa.add", e.elementwise("tosa.mul", x.value, e.const(mul)), e.const(add))
+    shp = [1, x.shape[1]] + [1] * (x.rank - 2)
+    s, b, m, v = (e.reshape(t.value, shp) for t in (scale, bias, mean, var))
+    rstd = e.unary("tosa.rsqrt", e.elementwise("tosa.add", v, e.scalar_like(epsilon, v)))
+    y = e.elementwise("tosa.mul", e.elementwise("tosa.sub", x.value, m), e.elementwise("tosa.mul", rstd, s))
+    return e.elementwise("tosa.add", y, b)
+
+
+@lowers("InstanceNormalization")
+def instance_norm(cx, x, scale, bias, *, epsilon=1e-5):
+    e = cx.e
+    axes = list(range(2, x.rank))
+    y = _normalize(e, x.value, axes, epsilon)
+    shp = [1, x.shape[1]] + [1] * (x.rank - 2)
+    y = e.elementwise("tosa.mul", y, e.reshape(scale.value, shp))
+    return e.elementwise("tosa.add", y, e.reshape(bias.value, shp))
+
+
+def _mean(e, v, axes):
+    s = e.reduce("tosa.reduce_sum", v, axes)
+    count = int(np.prod([shape_of(v)[a] for a in axes]))
+    return e.elementwise("tosa.mul", s, e.scalar_like(1.0 / count, s))
+
+
+def _normalize(e, v, axes, eps, want_stats=False):
+    d = e.elementwise("tosa.sub", v, _mean(e, v, axes))
+    var = _mean(e, e.elementwise("tosa.mul", d, d), axes)
+    rstd = e.unary("tosa.rsqrt", e.elementwise("tosa.add", var, e.scalar_like(eps, var)))
+    y = e.elementwise("tosa.mul", d, rstd)
+    return (y, rstd) if want_stats else y
+
+
+@lowers("LayerNormalization", since=17)
+def layer_norm(cx, x, scale, bias=None, *, axis=-1, epsilon=1e-5, stash_type=1):
+    e = cx.e
+    axis = axis % x.rank
+    axes = list(range(axis, x.rank))
+    y, rstd = _normalize(e, x.value, axes, epsilon, want_stats=True)
+    y = e.elementwise("tosa.mul", y, scale.value)
+    if bias is not None:
+        y = e.elementwise("tosa.add", y, bias.value)
+    outs = [y]
+    if len(cx.node.output) > 1:
+        outs.append(_mean(e, x.value, axes))
+    if len(cx.node.output) > 2:
+        outs.append(rstd)
+    return outs
+
+
+@lowers("Gemm")
+def gemm(cx, a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
+    e = cx.e
+    av = e.transpose(a.value, (1, 0)) if transA else a.value
+    if b.const is not None:
+        bm = b.const.T if transB else b.const
+        bv = e.const(np.ascontiguousarray(bm * np.float32(alpha) if alpha != 1.0 else bm))
+        alpha = 1.0
+    else:
+        bv = e.transpose(b.value, (1, 0)) if transB else b.value
+    (m, k), n = shape_of(av), shape_of(bv)[1]
+    y = e.reshape(e.matmul(e.reshape(av, (1, m, k)), e.reshape(bv, (1, k, n))), (m, n))
+    if alpha != 1.0:
+        y = e.elementwise("tosa.mul", y, e.scalar_like(alpha, y))
+    if c is not None and beta != 0.0:
+        cv = e.const(c.const * np.float32(beta)) if c.const is not None else c.value
+        if c.const is None and beta != 1.0:
+            cv = e.elementwise("tosa.mul", cv, e.scalar_like(beta, cv))
+        y = e.elementwise("tosa.add", y, cv)
+    return y
+
+
+@lowers("MatMul")
+def matmul(cx, a, b):
+    e = cx.e
+    out_shape = cx.out_shape()
+    av = e.reshape(a.value, (1, a.shape[0])) if a.rank == 1 else a.value
+    bv = e.reshape(b.value, (b.shape[0], 1)) if b.rank == 1 else b.value
+    (*ba, m, k), (*bb, _, n) = shape_of(av), shape_of(bv)
+    if len(bb) == 0 or all(d == 1 for d in bb):  # [..., M, K] x [K, N]: one big matmul
+        rows = int(np.prod(ba, dtype=np.int64)) * m
+        y = e.matmul(e.reshape(av, (1, rows, k)), e.reshape(bv, (1, k, n)))
+        return e.reshape(y, out_shape)
+    batch = tuple(np.broadcast_shapes(tuple(ba), tuple(bb)))
+    av, bv = (broadcast_to(e, v, batch + shape_of(v)[-2:]) for v in (av, bv))
+    nb = int(np.prod(batch, dtype=np.int64))
+    y = e.matmul(e.reshape(av, (nb, m, k)), e.reshape(bv, (nb, k, n)))
+    return e.reshape(y, out_shape)
+
+
+def broadcast_to(e, v, shape):
+    v = e.reshape(v, (1,) * (len(shape) - len(shape_of(v))) + shape_of(v))
+    mult = [t // s for s, t in zip(shape_of(v), shape)]
+    if all(m == 1 for m in mult):
+        return v
+    return e.op("tosa.tile", [v, e.shape_value(mult)], ir.RankedTensorType.get(list(shape), etype_of(v)))
+
+
+def _softmax(e, v, axis, log=False):
+    mx = e.reduce("tosa.reduce_max", v, [axis])
+    d = e.elementwise("tosa.sub", v, mx)
+    ex = e.unary("tosa.exp", d)
+    s = e.reduce("tosa.reduce_sum", ex, [axis])
+    if log:
+        return e.elementwise("tosa.sub", d, e.unary("tosa.log", s))
+    return e.elementwise("tosa.mul", ex, e.unary("tosa.reciprocal", s))
+
+
+def _softmax_v1(cx, x, axis, log):
+    """Opset < 13: softmax over the flattened trailing dims from `axis`."""
+    e = cx.e
+    axis = axis % x.rank
+    rows, cols = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:]))
+    y = _softmax(e, e.reshape(x.value, (rows, cols)), 1, log)
+    return e.reshape(y, x.shape)
+
+
+@lowers("Softmax", since=13)
+def softmax(cx, x, *, axis=-1):
+    return _softmax(cx.e, x.value, axis % x.rank)
+
+
+@lowers("LogSoftmax", since=13)
+def log_softmax(cx, x, *, axis=-1):
+    return _softmax(cx.e, x.value, axis % x.rank, log=True)
+
+
+@lowers("Softmax", since=1)
+def softmax_v1(cx, x, *, axis=1):
+    return _softmax_v1(cx, x, axis, False)
+
+
+@lowers("LogSoftmax", since=1)
+def log_softmax_v1(cx, x, *, axis=1):
+    return _softmax_v1(cx, x, axis, True)

@@ -1,0 +1,75 @@
+"""Reductions: ReduceSum/Mean/Max/Min/Prod/L1/L2/SumSquare/LogSumExp, ArgMax/ArgMin."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir import ir
+from ..emitter import etype_of
+from ..registry import lowers
+from .elementwise import cast_value
+
+_KIND = {"ReduceSum": "tosa.reduce_sum", "ReduceMean": "tosa.reduce_sum",
+         "ReduceMax": "tosa.reduce_max", "ReduceMin": "tosa.reduce_min",
+         "ReduceProd": "tosa.reduce_product", "ReduceL1": "tosa.reduce_sum",
+         "ReduceL2": "tosa.reduce_sum", "ReduceSumSquare": "tosa.reduce_sum",
+         "ReduceLogSumExp": "tosa.reduce_sum", "ReduceLogSum": "tosa.reduce_sum"}
+
+
+def _axes(x, axes_input, axes_attr, noop):
+    if axes_input is not None:
+        axes = axes_input.const_list()
+    elif axes_attr is not None:
+        axes = list(axes_attr)
+    else:
+        axes = []
+    if not axes:
+        return [] if noop else list(range(x.rank))
+    return sorted({int(a) % x.rank for a in axes})
+
+
+@lowers(*_KIND, since=1)
+def reduce(cx, x, axes_in=None, *, axes=None, keepdims=1, noop_with_empty_axes=0):
+    e, op = cx.e, cx.node.op_type
+    ax = _axes(x, axes_in, axes, noop_with_empty_axes)
+    v = x.value
+    if not ax:
+        return v
+    if op in ("ReduceL1",):
+        v = e.unary("tosa.abs", v)
+    if op in ("ReduceL2", "ReduceSumSquare"):
+        v = e.elementwise("tosa.mul", v, v)
+    if op == "ReduceLogSumExp":
+        mx = e.reduce("tosa.reduce_max", v, ax)
+        s = e.reduce("tosa.reduce_sum", e.unary("tosa.exp", e.elementwise("tosa.sub", v, mx)), ax)
+        y = e.elementwise("tosa.add", e.unary("tosa.log", s), mx)
+    else:
+        y = e.reduce(_KIND[op], v, ax)
+    if op == "ReduceMean":
+        y = e.elementwise("tosa.mul", y, e.scalar_like(1.0 / np.prod([x.shape[a] for a in ax]), y))
+    elif op == "ReduceL2":
+        from .elementwise import sqrt  # noqa: F401
+        from ..emitter import generic_map
+        from ...ir import math_d
+        y = generic_map(e, [y], etype_of(y), lambda s: math_d.sqrt(s))
+    elif op == "ReduceLogSum":
+        y = e.unary("tosa.log", y)
+    return e.reshape(y, cx.out_shape())
+
+
+@lowers("ArgMax", "ArgMin")
+def argmax(cx, x, *, axis=0, keepdims=1, select_last_index=0):
+    e = cx.e
+    axis = axis % x.rank
+    v = x.value
+    if select_last_index:
+        v = e.op("tosa.reverse", [v], v.type, axis=ir.IntegerAttr.get(ir.IntegerType.get_signless(32), axis))
+    if cx.node.op_type == "ArgMin":
+        v = e.unary("tosa.negate", v)
+    shp = [d for i, d in enumerate(x.shape) if i != axis]
+    i32 = ir.IntegerType.get_signless(32)
+    idx = e.op("tosa.argmax", [v], ir.RankedTensorType.get(shp, i32),
+               axis=ir.IntegerAttr.get(i32, axis))
+    if select_last_index:
+        idx = e.elementwise("tosa.sub", e.const(np.full([1] * len(shp), x.shape[axis] - 1, np.int32)), idx)
+    return e.reshape(cast_value(e, idx, np.int64), cx.out_shape())

@@ -1,0 +1,217 @@
+"""Data-movement ONNX ops: reshape family, transpose, concat/split/slice, gather, pad, expand.
+
+Shape-like inputs (shape, axes, starts/ends, pads, repeats) must be compile-time constants;
+the loader folds the sub-graphs that compute them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir import ir
+from ..emitter import etype_of, shape_of
+from ..registry import Unsupported, lowers
+from .elementwise import cast_value
+from .nn import broadcast_to
+
+_I32 = lambda: ir.IntegerType.get_signless(32)  # noqa: E731
+
+
+def _result(cx, x, fn):
+    """Constant-fold when the input is constant, else emit."""
+    return fn(x.value)
+
+
+@lowers("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def reshape_like(cx, x, *rest, axis=1, axes=None, allowzero=0):
+    shape = cx.out_shape()
+    if x.const is not None:
+        return x.const.reshape(shape)
+    return cx.e.reshape(x.value, shape)
+
+
+@lowers("Transpose")
+def transpose(cx, x, *, perm=None):
+    perm = list(perm) if perm is not None else list(reversed(range(x.rank)))
+    if x.const is not None:
+        return np.ascontiguousarray(x.const.transpose(perm))
+    return cx.e.transpose(x.value, perm)
+
+
+@lowers("Concat")
+def concat(cx, *xs, axis):
+    xs = [x for x in xs if x is not None and 0 not in x.shape] or list(xs[:1])
+    axis = axis % xs[0].rank
+    if len(xs) == 1:
+        return xs[0].value
+    return cx.e.op("tosa.concat", [x.value for x in xs], cx.out_type(),
+                   axis=ir.IntegerAttr.get(_I32(), axis))
+
+
+@lowers("Split", since=13)
+def split(cx, x, split=None, *, axis=0, num_outputs=None):
+    axis = axis % x.rank
+    n_out = len(cx.node.output)
+    sizes = split.const_list() if split is not None else [cx.out_shape(i)[axis] for i in range(n_out)]
+    outs, start = [], 0
+    for size in sizes:
+        begin = [0] * x.rank
+        begin[axis] = start
+        shp = list(x.shape)
+        shp[axis] = int(size)
+        outs.append(cx.e.slice(x.value, begin, shp))
+        start += int(size)
+    return outs
+
+
+@lowers("Slice", since=10)
+def slice_(cx, x, starts, ends, axes=None, steps=None):
+    st, en = starts.const_list(), ends.const_list()
+    ax = axes.const_list() if axes is not None else list(range(len(st)))
+    sp = steps.const_list() if steps is not None else [1] * len(st)
+    index = [slice(None)] * x.rank
+    for s, e_, a, p in zip(st, en, ax, sp):
+        index[a % x.rank] = slice(int(s), int(e_), int(p))
+    if x.const is not None:
+        return np.ascontiguousarray(x.const[tuple(index)])
+    return _strided_slice(cx.e, x.value, [sl.indices(d) for sl, d in zip(index, x.shape)])
+
+
+def _strided_slice(e, v, ranges):
+    """Slice with per-axis (start, stop, step) as from slice.indices()."""
+    begin, size, flips, steps = [], [], [], []
+    for axis, (s, t, p) in enumerate(ranges):
+        n = max(0, len(range(s, t, p)))
+        if p < 0:  # take the reversed window, then reverse it
+            lo = s + (n - 1) * p if n else 0
+            begin.append(lo), size.append((n - 1) * -p + 1 if n else 0), flips.append(axis)
+            steps.append(-p)
+        else:
+            begin.append(s if n else 0), size.append((n - 1) * p + 1 if n else 0), steps.append(p)
+    v = e.slice(v, begin, size)
+    for axis in flips:
+        v = e.op("tosa.reverse", [v], v.type, axis=ir.IntegerAttr.get(_I32(), axis))
+    if any(p != 1 for p in steps):
+        v = _subsample(e, v, steps)
+    return v
+
+
+def _subsample(e, v, steps):
+    """Every steps[i]-th element per axis: pad to a multiple, reshape, slice index 0."""
+    for axis, p in enumerate(steps):
+        if p == 1:
+            continue
+        shp = list(shape_of(v))
+        n = -(-shp[axis] // p)
+        lo, hi = [0] * len(shp), [0] * len(shp)
+        hi[axis] = n * p - shp[axis]
+        v = e.pad(v, lo, hi)
+        split = shp[:axis] + [n, p] + shp[axis + 1:]
+        v = e.reshape(v, split)
+        size = list(split)
+        size[axis + 1] = 1
+        v = e.reshape(e.slice(v, [0] * len(split), size), shp[:axis] + [n] + shp[axis + 1:])
+    return v
+
+
+@lowers("Gather")
+def gather(cx, data, indices, *, axis=0):
+    e = cx.e
+    axis = axis % data.rank
+    if indices.const is None:
+        raise Unsupported("Gather with run-time indices is not supported yet")
+    idx = np.asarray(indices.const).astype(np.int64)
+    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    if data.const is not None:
+        return np.take(data.const, idx, axis=axis)
+    out_shape = cx.out_shape()
+    flat = idx.ravel()
+    if flat.size == 1 or (flat.size and np.all(np.diff(flat) == 1)):  # contiguous: one slice
+        begin = [0] * data.rank
+        begin[axis] = int(flat[0])
+        size = list(data.shape)
+        size[axis] = int(flat.size)
+        return e.reshape(e.slice(data.value, begin, size), out_shape)
+    outer = int(np.prod(data.shape[:axis]))
+    inner = int(np.prod(data.shape[axis + 1:]))
+    v = e.reshape(data.value, (outer, data.shape[axis], inner))
+    ind = e.const(np.broadcast_to(flat.astype(np.int32), (outer, flat.size)).copy())
+    g = e.op("tosa.gather", [v, ind], ir.RankedTensorType.get([outer, flat.size, inner], etype_of(v)))
+    return e.reshape(g, out_shape)
+
+
+@lowers("Pad", since=11)
+def pad(cx, x, pads, constant_value=None, axes=None, *, mode="constant"):
+    if mode != "constant":
+        raise Unsupported(f"Pad mode '{mode}' is not supported (constant is)")
+    p = [int(v) for v in pads.const_list()]
+    ax = [a % x.rank for a in axes.const_list()] if axes is not None else list(range(x.rank))
+    lo, hi = [0] * x.rank, [0] * x.rank
+    for i, a in enumerate(ax):
+        lo[a], hi[a] = p[i], p[i + len(ax)]
+    value = constant_value.const.item() if constant_value is not None and constant_value.const is not None else 0
+    v = x.value
+    if min(lo + hi) < 0:  # negative pads crop
+        begin = [max(0, -d) for d in lo]
+        size = [s + min(0, a) + min(0, b) for s, a, b in zip(x.shape, lo, hi)]
+        v = cx.e.slice(v, begin, size)
+        lo, hi = [max(0, d) for d in lo], [max(0, d) for d in hi]
+    return cx.e.pad(v, lo, hi, value)
+
+
+@lowers("Expand")
+def expand(cx, x, shape):
+    out = cx.out_shape()
+    if x.const is not None:
+        return np.broadcast_to(x.const, out).copy()
+    return broadcast_to(cx.e, x.value, tuple(out))
+
+
+@lowers("Tile")
+def tile(cx, x, repeats):
+    reps = [int(r) for r in repeats.const_list()]
+    if x.const is not None:
+        return np.tile(x.const, reps)
+    return cx.e.op("tosa.tile", [x.value, cx.e.shape_value(reps)], cx.out_type())
+
+
+@lowers("Shape")
+def shape(cx, x, *, start=0, end=None):
+    return np.array(x.shape[slice(start, end)], dtype=np.int64)
+
+
+@lowers("Size")
+def size(cx, x):
+    return np.array(int(np.prod(x.shape)), dtype=np.int64)
+
+
+@lowers("Constant")
+def constant(cx, *, value=None, value_float=None, value_floats=None, value_int=None,
+             value_ints=None, sparse_value=None, value_string=None, value_strings=None):
+    if value is not None:
+        return np.asarray(value)
+    for v, dt in ((value_float, np.float32), (value_floats, np.float32), (value_int, np.int64),
+                  (value_ints, np.int64)):
+        if v is not None:
+            return np.array(v, dtype=dt)
+    raise Unsupported("Constant of this kind (sparse/string) is not supported")
+
+
+@lowers("ConstantOfShape")
+def constant_of_shape(cx, shape, *, value=None):
+    v = np.asarray(value).ravel() if value is not None else np.zeros(1, np.float32)
+    return np.full([int(d) for d in shape.const_list()], v[0], dtype=v.dtype)
+
+
+@lowers("Range")
+def range_(cx, start, limit, delta):
+    s, l_, d = (t.const_list()[0] for t in (start, limit, delta))
+    return np.arange(s, l_, d, dtype=start.dtype)
+
+
+@lowers("EyeLike", "DepthToSpace", "SpaceToDepth")
+def _not_yet(cx, *args, **kw):
+    raise Unsupported(f"{cx.node.op_type} is not supported yet")
+
+
+__all__ = ["cast_value"]

@@ -1,0 +1,54 @@
+"""The single import point for the MLIR Python bindings (dialects aliased `*_d`)."""
+
+from mlir import ir  # noqa: F401
+from mlir.dialects import arith as arith_d  # noqa: F401
+from mlir.dialects import func as func_d  # noqa: F401
+from mlir.dialects import linalg as linalg_d  # noqa: F401
+from mlir.dialects import llvm as llvm_d  # noqa: F401
+from mlir.dialects import math as math_d  # noqa: F401
+from mlir.dialects import memref as memref_d  # noqa: F401
+from mlir.dialects import tensor as tensor_d  # noqa: F401
+from mlir.dialects import tosa as tosa_d  # noqa: F401
+from mlir.passmanager import PassManager  # noqa: F401
+
+import numpy as np
+
+_NP_TO_MLIR = {
+    "float32": lambda: ir.F32Type.get(),
+    "float16": lambda: ir.F16Type.get(),
+    "float64": lambda: ir.F64Type.get(),
+    "bool": lambda: ir.IntegerType.get_signless(1),
+    "int8": lambda: ir.IntegerType.get_signless(8),
+    "uint8": lambda: ir.IntegerType.get_signless(8),
+    "int16": lambda: ir.IntegerType.get_signless(16),
+    "uint16": lambda: ir.IntegerType.get_signless(16),
+    "int32": lambda: ir.IntegerType.get_signless(32),
+    "uint32": lambda: ir.IntegerType.get_signless(32),
+    "int64": lambda: ir.IntegerType.get_signless(64),
+    "uint64": lambda: ir.IntegerType.get_signless(64),
+}
+
+
+def element_type(dtype) -> "ir.Type":
+    """MLIR element type of a numpy dtype (needs an active Context)."""
+    return _NP_TO_MLIR[np.dtype(dtype).name]()
+
+
+def tensor_type(shape, dtype) -> "ir.RankedTensorType":
+    return ir.RankedTensorType.get(list(shape), element_type(dtype))
+
+
+def walk(op, fn) -> None:
+    """Post-order walk calling fn(op) on every nested operation (fn may erase its op)."""
+    for region in op.regions:
+        for block in region.blocks:
+            for child in list(block.operations):
+                walk(child.operation, fn)
+    fn(op)
+
+
+def ops_named(root, names) -> list:
+    """All nested operations whose name is in `names` (collected before any rewrite)."""
+    found = []
+    walk(root, lambda op: found.append(op) if op.name in names else None)
+    return found

@@ -1,0 +1,112 @@
+"""Static memory planning: every allocation becomes a view into ONE caller-given arena.
+
+Contract: runs on bufferized IR with the model function `<name>_impl(inputs..., outputs...)`.
+Each `memref.alloc`/`memref.alloca` (static shape) gets an offset chosen by liveness over the
+function's top-level ops (best-fit among buffers whose lifetimes overlap). The function gains
+a trailing `memref<Nxi8>` arena argument; a public wrapper `<name>_run(..., arena) -> i32`
+calling it is added. The arena size is stored in `ctx.arena_size`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dgc.errors import PipelineError
+from dgc.ir import arith_d, func_d, ir, memref_d, ops_named
+
+ALIGN = 16
+_VIEW_OPS = {"memref.subview", "memref.expand_shape", "memref.collapse_shape", "memref.cast",
+             "memref.reinterpret_cast", "memref.transpose", "memref.view"}
+
+
+def _top_index(op, body_ops: dict) -> int:
+    while op is not None and op not in body_ops:
+        op = op.parent
+    return body_ops[op] if op is not None else -1
+
+
+def _last_use(alloc, body_ops: dict) -> int:
+    last, work = body_ops.get(alloc, 0), [alloc.result]
+    while work:
+        v = work.pop()
+        for use in v.uses:
+            owner = use.owner
+            last = max(last, _top_index(owner, body_ops))
+            if owner.name in _VIEW_OPS:
+                work.extend(owner.results)
+    return last
+
+
+def _nbytes(mtype) -> int:
+    t = ir.MemRefType(mtype)
+    if not t.has_static_shape:
+        raise PipelineError(f"dynamic-shaped buffer {t} cannot be planned statically",
+                            hint="pin input shapes with --input-shape")
+    et = t.element_type
+    width = ir.IntegerType(et).width if isinstance(et, ir.IntegerType) else \
+        {"f16": 16, "bf16": 16, "f32": 32, "f64": 64}[str(et)]
+    size = int(np.prod(t.shape, dtype=np.int64)) * max(1, width // 8)
+    return -(-size // ALIGN) * ALIGN
+
+
+def plan_offsets(buffers: list[tuple[int, int, int]]) -> tuple[list[int], int]:
+    """Best-fit placement. buffers: (size, start, end) -> (offsets, arena size)."""
+    order = sorted(range(len(buffers)), key=lambda i: (-buffers[i][0], buffers[i][1]))
+    placed, offsets = [], [0] * len(buffers)
+    for i in order:
+        size, start, end = buffers[i]
+        busy = sorted((offsets[j], offsets[j] + buffers[j][0]) for j in placed
+                      if not (buffers[j][2] < start or end < buffers[j][1]))
+        best, cursor = None, 0
+        for lo, hi in busy + [(1 << 62, 1 << 62)]:
+            gap = lo - cursor
+            if gap >= size and (best is None or gap < best[1]):
+                best = (cursor, gap)
+            cursor = max(cursor, hi)
+        offsets[i] = best[0]
+        placed.append(i)
+    total = max((offsets[i] + buffers[i][0] for i in range(len(buffers))), default=0)
+    return offsets, total
+
+
+def _impl(module, name):
+    for op in module.body.operations:
+        op = op.operation
+        if op.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == f"{name}_impl":
+            return op
+    raise PipelineError(f"function {name}_impl not found")
+
+
+def run(module, ctx) -> None:
+    fn = _impl(module, ctx.name)
+    body = fn.regions[0].blocks[0]
+    body_ops = {op.operation: i for i, op in enumerate(body.operations)}
+    allocs = ops_named(fn, {"memref.alloc", "memref.alloca"})
+    buffers = [(_nbytes(a.result.type), _top_index(a, body_ops), _last_use(a, body_ops)) for a in allocs]
+    offsets, total = plan_offsets(buffers)
+    ctx.arena_size = total
+    i8 = ir.IntegerType.get_signless(8)
+    arena_t = ir.MemRefType.get([max(total, 1)], i8)
+    arena = body.add_argument(arena_t, fn.location)
+    ftype = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
+    fn.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get([*ftype.inputs, arena_t], ftype.results))
+    for alloc, off in zip(allocs, offsets):
+        with ir.InsertionPoint(alloc), alloc.location:
+            c = arith_d.constant(ir.IndexType.get(), off)
+            view = memref_d.view(alloc.result.type, arena, c, [])
+        alloc.result.replace_all_uses_with(view)
+        alloc.erase()
+    for d in ops_named(fn, {"memref.dealloc"}):
+        d.erase()
+    _add_entry(module, fn, ctx.name)
+
+
+def _add_entry(module, impl, name) -> None:
+    ftype = ir.FunctionType(ir.TypeAttr(impl.attributes["function_type"]).value)
+    i32 = ir.IntegerType.get_signless(32)
+    with ir.InsertionPoint(module.body), impl.location:
+        entry = func_d.FuncOp(f"{name}_run", (list(ftype.inputs), [i32]))
+        block = entry.add_entry_block()
+        with ir.InsertionPoint(block):
+            func_d.CallOp([], ir.FlatSymbolRefAttr.get(f"{name}_impl"), list(block.arguments))
+            func_d.ReturnOp([arith_d.constant(i32, 0)])

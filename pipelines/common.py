@@ -1,0 +1,72 @@
+"""Stages shared by every target family. Each group of upstream passes says why it is there."""
+
+from __future__ import annotations
+
+from dgc.passes import copies, llvm_finalize, math_stage, memory_plan
+
+from .stage import Stage
+
+
+def tosa_stage() -> Stage:
+    # Clean up the importer's output: fold reshapes/transposes of constants, drop pairs of
+    # layout transposes around elementwise ops (NCHW <-> NHWC), merge duplicates.
+    return Stage("tosa", "graph-level folding and transpose elimination", (
+        "func.func(tosa-optional-decompositions)", "canonicalize", "func.func(tosa-reduce-transposes)",
+        "canonicalize", "cse"))
+
+
+def linalg_stage() -> Stage:
+    # TOSA -> Linalg on tensors, then fuse elementwise chains into single loops.
+    return Stage("linalg", "TOSA to Linalg on tensors, elementwise fusion", (
+        "func.func(tosa-to-linalg-named,tosa-to-linalg,tosa-to-arith,tosa-to-tensor)",
+        "canonicalize", "linalg-fuse-elementwise-ops", "cse", "canonicalize"))
+
+
+def math_approx_stage() -> Stage:
+    return Stage("math", "math functions as polynomial arith (no libm)", fn=math_stage.run)
+
+
+def bufferize_stage() -> Stage:
+    # Tensors -> buffers with identity layouts at function boundaries (bare-pointer ABI);
+    # results become out-parameters written in place (hoist-static-allocs avoids a copy).
+    return Stage("bufferize", "one-shot bufferization, results as out-params", (
+        "one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}",
+        "buffer-results-to-out-params{hoist-static-allocs}",
+        "canonicalize", "cse"), )
+
+
+def copies_stage() -> Stage:
+    return Stage("copies", "strided memref.copy as loops (no runtime memrefCopy)", fn=copies.run)
+
+
+def memory_plan_stage() -> Stage:
+    return Stage("memory-plan", "every allocation becomes a view into one arena; entry point",
+                 fn=memory_plan.run)
+
+
+def loops_stage() -> Stage:
+    # Remaining Linalg ops become plain loops; affine/scf become branches.
+    return Stage("loops", "Linalg to loops, affine/scf to cf", (
+        "func.func(convert-linalg-to-loops)", "lower-affine", "convert-scf-to-cf",
+        "canonicalize", "cse"))
+
+
+def llvm_stage(index_bits: int) -> Stage:
+    ib = f"index-bitwidth={index_bits}"
+    # Memref descriptors are expanded so bare pointers suffice; everything to the LLVM dialect.
+    return Stage("llvm", "lower to the LLVM dialect", (
+        "expand-strided-metadata", "memref-expand", f"finalize-memref-to-llvm{{{ib}}}",
+        "convert-math-to-llvm", "arith-expand", f"convert-arith-to-llvm{{{ib}}}",
+        f"convert-cf-to-llvm{{{ib}}}",
+        f"convert-func-to-llvm{{{ib} use-bare-ptr-memref-call-conv=true}}",
+        "reconcile-unrealized-casts", "canonicalize"))
+
+
+def finalize_stage() -> Stage:
+    return Stage("finalize", "linkage, nounwind, target triple, weights out of line",
+                 fn=llvm_finalize.run)
+
+
+def standard(index_bits: int) -> list[Stage]:
+    return [tosa_stage(), linalg_stage(), math_approx_stage(), bufferize_stage(), copies_stage(),
+            memory_plan_stage(), loops_stage(), llvm_stage(index_bits), finalize_stage()]
