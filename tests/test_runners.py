@@ -4,7 +4,6 @@ qemu-user or on the QEMU Cortex-M boards; results are checked against numpy."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import subprocess
 
@@ -69,12 +68,7 @@ TARGETS = ["host", "aarch64", "armv7a", "cortex-m0plus", "cortex-m3", "cortex-m4
 
 
 def _target(name: str) -> targets.Target:
-    try:
-        return targets.get_target(name)
-    except ModuleNotFoundError:  # dgc.backend (host_cpu) is not there yet
-        if name == "host":
-            return dataclasses.replace(targets._TABLE[0], name="host")
-        return next(t for t in targets._TABLE if t.name == name)
+    return targets.get_target(name)
 
 
 def _compile(target: targets.Target, source: str, tmp_path, name: str) -> str:
