@@ -1,0 +1,18 @@
+"""dgc — the DeepGreen compiler: ONNX models to allocation-free native code.
+
+Python API:
+    import dgc
+    res = dgc.compile("model.onnx", target="cortex-m7", name="kws")
+    res.object, res.header, res.arena_size, res.timings
+"""
+
+from .driver import CompileResult, compile  # noqa: F401
+from .errors import DgcError  # noqa: F401
+from .targets import Target, all_targets, get_target  # noqa: F401
+
+
+def verify(model, target="host", **kw):
+    """Compile, run on `target`, compare with onnxruntime -> (CompileResult, [Comparison])."""
+    from .verify import verify as _verify
+
+    return _verify(model, target, **kw)

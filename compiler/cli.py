@@ -1,0 +1,294 @@
+"""`dgc` command line: a thin layer over the Python API (`dgc.compile`, `dgc.verify`).
+
+Errors print one line `dgc: error: ...` and exit non-zero by kind; `--debug` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import click
+
+from .errors import DgcError, UsageError
+
+_DEBUG = False
+
+
+def _split(values) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _opt_level(ctx, param, value):
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show Python tracebacks and full tool output on errors.")
+@click.version_option(package_name="dgc")
+def cli(debug):
+    """dgc — the DeepGreen compiler: ONNX models to allocation-free native code.
+
+    \b
+    Example:
+      dgc compile model.onnx --target cortex-m7 -o build/ --name kws
+    """
+    global _DEBUG
+    _DEBUG = debug
+
+
+_TARGET_HELP = "Target name (see `dgc targets`), e.g. cortex-m7, aarch64, x86-64-v3, host."
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-t", "--target", default="host", show_default=True, help=_TARGET_HELP)
+@click.option("-o", "--output", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Output directory, e.g. -o build/ writes build/<name>.o and build/<name>.h.")
+@click.option("--name", default=None, help="C prefix of the generated symbols and files "
+              "(default: the model file's stem as a C identifier), e.g. --name kws.")
+@click.option("-O", "opt", type=click.IntRange(0, 3), default=3, show_default=True,
+              help="Optimization level for the pipeline and llc: -O0 .. -O3, e.g. -O2.")
+@click.option("--emit", multiple=True, default=["obj,header"], show_default=True,
+              help="Comma list of artefacts: obj, header, llvm (.ll), asm (.s), mlir (imported TOSA), "
+                   "spec (.json), e.g. --emit obj,header,asm.")
+@click.option("--input-shape", "input_shapes", multiple=True,
+              help="Pin an input's symbolic dimensions: NAME=D0xD1x..., e.g. --input-shape input=1x3x96x96.")
+@click.option("--dump-ir", type=click.Path(file_okay=False), default=None,
+              help="Write the IR after every stage to DIR/NN-<stage>.mlir, e.g. --dump-ir build/ir.")
+@click.option("--print-ir-after", multiple=True,
+              help="Print the IR after STAGE (or 'all') to stderr, e.g. --print-ir-after tosa.")
+@click.option("--stop-after", default=None, help="Stop after STAGE (see `dgc pipeline`), e.g. --stop-after linalg; "
+              "writes what exists by then.")
+@click.option("--keep-constants", is_flag=True, help="Print large constants in IR dumps (elided by default).")
+def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, print_ir_after, stop_after,
+            keep_constants):
+    """Compile MODEL (.onnx) to an object file and a C header.
+
+    \b
+    Examples:
+      dgc compile model.onnx --target cortex-m7 -o build/ --name kws
+      dgc compile model.onnx --target aarch64 --emit obj,header,llvm,asm,mlir
+      dgc compile model.onnx --target x86-64-v3 --dump-ir build/ir/
+      dgc compile model.onnx --print-ir-after tosa --stop-after linalg
+    """
+    from .driver import compile as compile_model
+    from .frontend.load import parse_input_shapes
+
+    kinds = _split(emit)
+    res = compile_model(model, target, name, opt_level=opt, input_shapes=parse_input_shapes(input_shapes),
+                        emit=kinds, dump_ir=dump_ir, print_ir_after=_split(print_ir_after),
+                        stop_after=stop_after, keep_constants=keep_constants)
+    written = _write_outputs(res, out_dir, kinds)
+    for path in written:
+        click.echo(path)
+    if res.stopped_after:
+        click.echo(f"stopped after stage '{res.stopped_after}'", err=True)
+
+
+def _write_outputs(res, out_dir, kinds) -> list[str]:
+    """Write every artefact to a temporary name, then rename: never a partial output."""
+    files = {"obj": (".o", res.object), "header": (".h", res.header), "llvm": (".ll", res.llvm_ir),
+             "asm": (".s", res.asm), "mlir": (".mlir", res.mlir),
+             "spec": (".json", res.spec.to_json() if res.spec else None)}
+    os.makedirs(out_dir, exist_ok=True)
+    staged = []
+    try:
+        for kind in kinds:
+            ext, data = files[kind]
+            if data is None:
+                continue
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{res.name}", suffix=ext)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data if isinstance(data, bytes) else data.encode())
+            staged.append((tmp, os.path.join(out_dir, res.name + ext)))
+    except BaseException:
+        for tmp, _ in staged:
+            os.unlink(tmp)
+        raise
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    return [final for _, final in staged]
+
+
+@cli.command()
+def targets():
+    """List the targets: name, triple, CPU, features, FPU/DSP/MVE, how it runs.
+
+    \b
+    Example:
+      dgc targets
+    """
+    from .targets import all_targets
+
+    rows = [("name", "triple", "cpu", "features", "fpu", "dsp", "mve", "runs on")]
+    for t in all_targets():
+        runs = {"host": "native", "qemu-user": t.board, "qemu-system": f"qemu-system-arm -M {t.board}",
+                "none": "compile-only"}[t.runner]
+        rows.append((t.name, t.triple, t.cpu, t.features or "-", t.fpu or "soft", "yes" if t.dsp else "-",
+                     "yes" if t.mve else "-", runs))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+@cli.command()
+@click.option("-t", "--target", default="host", show_default=True, help=_TARGET_HELP)
+def pipeline(target):
+    """Print the stage list for TARGET and, for upstream-pass stages, the exact passes.
+
+    Stage names are the --stop-after / --print-ir-after values and the --dump-ir file names.
+
+    \b
+    Example:
+      dgc pipeline --target cortex-m7
+    """
+    from dgc.pipelines import for_target
+
+    from .driver import FINAL_STAGES
+    from .targets import get_target
+
+    t = get_target(target)
+    click.echo(f"# target {t.name}: {t.triple} -mcpu={t.cpu} index={t.index_bits} bits")
+    click.echo("import: ONNX -> TOSA (dgc importer)")
+    for s in for_target(t):
+        click.echo(f"{s.name}: {s.why}")
+        click.echo(f"    {s.describe()}")
+    descr = {"llvm-ir": "mlir-translate --mlir-to-llvmir", "opt": f"opt -O<N> -mtriple={t.triple}",
+             "obj": f"llc -O<N> -mtriple={t.triple} -mcpu={t.cpu} -relocation-model={t.relocation_model}"}
+    for s in FINAL_STAGES:
+        click.echo(f"{s}: {descr[s]}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--input", "inputs", multiple=True, type=click.Path(dir_okay=False),
+              help="Input as .npy, one per model input in order (random if omitted), e.g. --input x.npy.")
+@click.option("--output", "outputs", multiple=True, type=click.Path(dir_okay=False),
+              help="Where to save each output as .npy, e.g. --output y.npy (printed if omitted).")
+@click.option("--input-shape", "input_shapes", multiple=True, help="NAME=D0xD1x..., as for compile.")
+@click.option("-O", "opt", type=click.IntRange(0, 3), default=3, show_default=True, help="Optimization level.")
+def run(model, inputs, outputs, input_shapes, opt):
+    """Compile MODEL for the host and execute it.
+
+    \b
+    Example:
+      dgc run model.onnx --input x.npy --output y.npy
+    """
+    import numpy as np
+
+    from .driver import compile as compile_model
+    from .frontend.load import parse_input_shapes
+    from .verify import random_inputs
+    from dgc.runtime.runners import run_model
+
+    res = compile_model(model, "host", opt_level=opt, input_shapes=parse_input_shapes(input_shapes))
+    arrays = [np.load(p) for p in inputs] if inputs else random_inputs(res.spec)
+    if len(arrays) != len(res.spec.inputs):
+        raise UsageError(f"the model has {len(res.spec.inputs)} input(s), got {len(arrays)} --input")
+    arrays = [_coerce(a, t) for a, t in zip(arrays, res.spec.inputs)]
+    with tempfile.TemporaryDirectory(prefix="dgc-run-") as wd:
+        obj = os.path.join(wd, f"{res.name}.o")
+        with open(obj, "wb") as f:
+            f.write(res.object)
+        outs = run_model(res.spec, obj, res.target, arrays, wd)
+    for i, (t, y) in enumerate(zip(res.spec.outputs, outs)):
+        if i < len(outputs):
+            np.save(outputs[i], y)
+            click.echo(f"{t.name}: saved {list(y.shape)} {y.dtype} to {outputs[i]}")
+        else:
+            click.echo(f"{t.name} {list(y.shape)} {y.dtype}:\n{np.array2string(y, threshold=64)}")
+
+
+def _coerce(a, t):
+    import numpy as np
+
+    if tuple(a.shape) != tuple(t.shape):
+        raise UsageError(f"input '{t.name}' has shape {list(a.shape)}, the model expects {list(t.shape)}")
+    return np.ascontiguousarray(a.astype(t.dtype, copy=False))
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-t", "--target", default="host", show_default=True, help=_TARGET_HELP)
+@click.option("--seed", default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--input-shape", "input_shapes", multiple=True, help="NAME=D0xD1x..., as for compile.")
+@click.option("-O", "opt", type=click.IntRange(0, 3), default=3, show_default=True, help="Optimization level.")
+def verify(model, target, seed, input_shapes, opt):
+    """Compile MODEL for TARGET, run it (natively or in QEMU), compare with onnxruntime.
+
+    Prints max abs/rel error per output and PASS/FAIL; exit code 0 on PASS, 1 on FAIL.
+    Float outputs pass when max abs error <= 1e-4 * max(1, max|ref|); integers must be exact.
+
+    \b
+    Example:
+      dgc verify model.onnx --target cortex-m7
+    """
+    from .frontend.load import parse_input_shapes
+    from .verify import verify as verify_model
+
+    name = os.path.splitext(os.path.basename(model))[0]
+    res, cmp = verify_model(model, target, seed=seed, opt_level=opt, name=name,
+                            input_shapes=parse_input_shapes(input_shapes))
+    ok = all(c.ok for c in cmp)
+    for c in cmp:
+        click.echo(f"{c.name}: max abs err {c.max_abs:.3g}  max rel err {c.max_rel:.3g}  "
+                   f"(limit {c.limit:.3g})  {'ok' if c.ok else 'MISMATCH'}")
+    click.echo(f"{'PASS' if ok else 'FAIL'}: {res.name} on {res.target.name} "
+               f"(arena {res.arena_size} bytes, object {len(res.object)} bytes)")
+    sys.exit(0 if ok else 1)
+
+
+@cli.command()
+@click.option("--markdown", is_flag=True, help="Print a Markdown table.")
+def ops(markdown):
+    """Print the supported ONNX ops (from the lowering registry).
+
+    \b
+    Example:
+      dgc ops --markdown
+    """
+    from .frontend import importer  # noqa: F401  (registers lowerings)
+    from .frontend.registry import registry
+
+    rows = []
+    for op, regs in registry().items():
+        since = ", ".join(str(s) for s, _ in regs)
+        notes = "; ".join(fn.notes for _, fn in regs if getattr(fn, "notes", ""))
+        rows.append((op, since, notes))
+    if markdown:
+        click.echo("| op | lowering since opset | notes |\n|---|---|---|")
+        for r in rows:
+            click.echo(f"| {r[0]} | {r[1]} | {r[2]} |")
+    else:
+        for r in rows:
+            click.echo(f"{r[0]:<24} since {r[1]:<10} {r[2]}")
+
+
+def main(argv=None):
+    try:
+        cli.main(args=argv, prog_name="dgc", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("dgc: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"dgc: error: {e.format_message()}", err=True)
+        sys.exit(2)
+    except DgcError as e:
+        if _DEBUG:
+            raise
+        click.echo(f"dgc: error: {e.line()}", err=True)
+        if _DEBUG and getattr(e, "stderr", None):
+            click.echo(e.stderr, err=True)
+        sys.exit(e.exit_code)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # an internal bug: say so in one line
+        if _DEBUG:
+            raise
+        msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        click.echo(f"dgc: internal error: {type(e).__name__}: {msg} (rerun with --debug for a traceback)", err=True)
+        sys.exit(70)
