@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
+from .math_approx import expand_math
+
 
 def run(module, ctx) -> None:
-    try:
-        from .math_approx import expand_math
-    except ImportError:  # TEMP during development
-        return
-
     expand_math(module, expand_sqrt=not ctx.target.fpu)

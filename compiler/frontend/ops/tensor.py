@@ -119,25 +119,44 @@ def gather(cx, data, indices, *, axis=0):
     e = cx.e
     axis = axis % data.rank
     if indices.const is None:
-        raise Unsupported("Gather with run-time indices is not supported yet")
+        return _gather_dynamic(cx, data, indices, axis)
     idx = np.asarray(indices.const).astype(np.int64)
     idx = np.where(idx < 0, idx + data.shape[axis], idx)
     if data.const is not None:
         return np.take(data.const, idx, axis=axis)
-    out_shape = cx.out_shape()
     flat = idx.ravel()
     if flat.size == 1 or (flat.size and np.all(np.diff(flat) == 1)):  # contiguous: one slice
         begin = [0] * data.rank
         begin[axis] = int(flat[0])
         size = list(data.shape)
         size[axis] = int(flat.size)
-        return e.reshape(e.slice(data.value, begin, size), out_shape)
+        return e.reshape(e.slice(data.value, begin, size), cx.out_shape())
+    return _tosa_gather(cx, data, e.const(flat.astype(np.int32).reshape(1, -1)), axis)
+
+
+def _tosa_gather(cx, data, ind, axis):
+    """tosa.gather on data viewed as [outer, K, inner] with indices [1 or outer, W] (i32)."""
+    e = cx.e
     outer = int(np.prod(data.shape[:axis]))
     inner = int(np.prod(data.shape[axis + 1:]))
     v = e.reshape(data.value, (outer, data.shape[axis], inner))
-    ind = e.const(np.broadcast_to(flat.astype(np.int32), (outer, flat.size)).copy())
-    g = e.op("tosa.gather", [v, ind], ir.RankedTensorType.get([outer, flat.size, inner], etype_of(v)))
-    return e.reshape(g, out_shape)
+    width = shape_of(ind)[1]
+    if outer != 1:
+        ind = broadcast_to(e, ind, (outer, width))
+    g = e.op("tosa.gather", [v, ind], ir.RankedTensorType.get([outer, width, inner], etype_of(v)))
+    return e.reshape(g, cx.out_shape())
+
+
+def _gather_dynamic(cx, data, indices, axis):
+    """Run-time indices: wrap negatives, cast to i32 (out-of-range indices are undefined)."""
+    e = cx.e
+    iv = e.reshape(cast_value(e, indices.value, np.int32), (1, int(np.prod(indices.shape))))
+    neg = e.elementwise("tosa.greater", e.const(np.zeros([1, 1], np.int32)), iv,
+                        out_etype=ir.IntegerType.get_signless(1))
+    wrapped = e.elementwise("tosa.add", iv, e.const(np.full([1, 1], data.shape[axis], np.int32)))
+    c, a, b = e.rank_align(neg, wrapped, iv)
+    iv = e.op("tosa.select", [c, a, b], iv.type)
+    return _tosa_gather(cx, data, iv, axis)
 
 
 @lowers("Pad", since=11)

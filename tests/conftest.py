@@ -1,0 +1,56 @@
+"""Shared test helpers: compile a model with dgc, run it on a target, compare with onnxruntime."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+
+import numpy as np
+import pytest
+
+import dgc
+from dgc.runtime.runners import run_model, run_models  # noqa: F401
+from dgc.verify import compare, random_inputs, reference
+
+
+def tools_for(target) -> list[str]:
+    """The external programs needed to run code for `target` here."""
+    t = dgc.get_target(target) if isinstance(target, str) else target
+    if t.runner == "qemu-user":
+        return [t.gcc, t.board]
+    if t.runner == "qemu-system":
+        return [t.gcc, "qemu-system-arm"]
+    return ["cc"]
+
+
+def require_tools(target) -> None:
+    missing = [p for p in tools_for(target) if shutil.which(p) is None]
+    if missing:  # .ci/run installs them; a developer machine may lack some
+        pytest.skip(f"missing {missing} (installed by .ci/run)")
+
+
+@functools.lru_cache(maxsize=None)
+def zoo_model(name: str):
+    from dgc import zoo
+
+    return zoo.build(name)
+
+
+def check_on_target(model, target: str, tmp_path, seed: int = 0, **compile_kw):
+    """Compile, execute on `target`, assert every output matches onnxruntime."""
+    require_tools(target)
+    res = dgc.compile(model, target, name=compile_kw.pop("name", "m"), **compile_kw)
+    inputs = random_inputs(res.spec, seed)
+    obj = tmp_path / f"{res.name}.o"
+    obj.write_bytes(res.object)
+    got = run_model(res.spec, str(obj), res.target, inputs, str(tmp_path))
+    want = reference(model, res.spec, inputs)
+    cmp = compare(res.spec, got, want)
+    bad = [c for c in cmp if not c.ok]
+    assert not bad, f"{target}: " + "; ".join(f"{c.name}: max abs err {c.max_abs:.3g} > {c.limit:.3g}" for c in bad)
+    return res, got, want
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
