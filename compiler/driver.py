@@ -112,7 +112,7 @@ def _stage_failure(stage, err, module, workdir) -> PipelineError:
     node = re.search(r'loc\("([^"]+)"', loc)
     repro = os.path.join(workdir, f"repro-{stage.name}.mlir")
     with open(repro, "w") as f:
-        f.write(module.operation.get_asm(large_elements_limit=16, enable_debug_info=True))
+        f.write(module.operation.get_asm(enable_debug_info=True))  # complete: replayable
     where = f'stage {stage.name}' + (f', ONNX node "{node.group(1)}"' if node else "")
     hint = f"input IR saved to {repro}"
     if stage.passes:

@@ -1,0 +1,5 @@
+"""`python -m dgc` == `dgc`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,171 @@
+"""The `dgc` command line: artefacts, IR dumps, stage control, and clean errors on bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import zoo_model
+
+
+def dgc(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "dgc", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def lenet(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "lenet-5.onnx"
+    onnx.save(zoo_model("lenet5"), path)
+    return path
+
+
+def test_compile_default_name_and_files(lenet, tmp_path):
+    r = dgc("compile", lenet, "--target", "cortex-m7", "-o", tmp_path / "build")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / "build")) == ["lenet_5.h", "lenet_5.o"]
+    header = (tmp_path / "build" / "lenet_5.h").read_text()
+    assert "int lenet_5_run(const float *input0, float *output0, void *arena);" in header
+    assert re.search(r"#define LENET_5_ARENA_SIZE \d+u", header)
+
+
+def test_emit_all_kinds(lenet, tmp_path):
+    r = dgc("compile", lenet, "--target", "aarch64", "--name", "kws", "-o", tmp_path,
+            "--emit", "obj,header,llvm,asm,mlir", "--emit", "spec")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["kws.h", "kws.json", "kws.ll", "kws.mlir", "kws.o", "kws.s"]
+    assert "tosa.conv2d" in (tmp_path / "kws.mlir").read_text()
+    assert re.search(r"define .*i32 @kws_run\(", (tmp_path / "kws.ll").read_text())
+    assert "kws_run:" in (tmp_path / "kws.s").read_text()
+
+
+def _pipeline_stages(target):
+    out = dgc("pipeline", "--target", target).stdout
+    return [ln.split(":")[0] for ln in out.splitlines() if ln and not ln.startswith((" ", "#"))]
+
+
+def test_dump_ir_names_match_pipeline(lenet, tmp_path):
+    r = dgc("compile", lenet, "--target", "x86-64-v3", "-o", tmp_path / "o", "--dump-ir", tmp_path / "ir")
+    assert r.returncode == 0, r.stderr
+    dumps = sorted(os.listdir(tmp_path / "ir"))
+    names = [d.split("-", 1)[1].rsplit(".", 1)[0] for d in dumps]
+    stages = _pipeline_stages("x86-64-v3")
+    assert names == [s for s in stages if s not in ("llvm-ir", "opt", "obj")]
+    assert [d[:2] for d in dumps] == [f"{i:02d}" for i in range(len(dumps))]
+    first = (tmp_path / "ir" / dumps[0]).read_text()
+    assert first.startswith("// -----// IR Dump After import //----- //")
+    # large constants are elided by default: weights referenced, their bytes not printed
+    assert "dense_resource<lenet_5_w" in first and "dialect_resources" not in first
+
+
+def test_keep_constants(lenet, tmp_path):
+    r = dgc("compile", lenet, "--stop-after", "import", "--dump-ir", tmp_path / "ir", "--keep-constants",
+            "-o", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "ir" / "00-import.mlir").read_text()
+    assert re.search(r'lenet_5_w0: "0x[0-9A-F]{64}', text)
+
+
+def test_print_ir_after_and_stop_after(lenet, tmp_path):
+    r = dgc("compile", lenet, "--print-ir-after", "tosa", "--stop-after", "linalg", "-o", tmp_path,
+            "--emit", "obj,header")
+    assert r.returncode == 0, r.stderr
+    assert "// -----// IR Dump After tosa //----- //" in r.stderr
+    assert "IR Dump After linalg" not in r.stderr
+    assert "stopped after stage 'linalg'" in r.stderr
+    assert os.listdir(tmp_path) == []  # no object or header exists yet at that stage
+
+
+def test_print_ir_after_all(lenet, tmp_path):
+    r = dgc("compile", lenet, "--print-ir-after", "all", "-o", tmp_path)
+    assert r.returncode == 0
+    for stage in ("import", "tosa", "linalg", "bufferize", "memory-plan", "llvm"):
+        assert f"IR Dump After {stage} //" in r.stderr
+
+
+def test_help_everywhere():
+    for cmd in ("compile", "targets", "pipeline", "run", "verify", "ops"):
+        r = dgc(cmd, "--help")
+        assert r.returncode == 0 and "Example" in r.stdout, cmd
+
+
+def test_targets_table():
+    out = dgc("targets").stdout
+    for name in ("host", "x86-64-v4", "cortex-a76", "cortex-a7", "cortex-m0plus", "cortex-m55",
+                 "cortex-m85", "mps2-an500", "compile-only"):
+        assert name in out
+
+
+def test_run_with_npy(lenet, tmp_path):
+    import numpy as np
+
+    x = np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = dgc("run", lenet, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert r.returncode == 0, r.stderr
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(str(lenet)).run(None, {"input": x})[0]
+    assert np.abs(np.load(tmp_path / "y.npy") - ref).max() <= 1e-4 * max(1, np.abs(ref).max())
+
+
+def test_verify_pass(lenet):
+    r = dgc("verify", lenet, "--target", "cortex-m4")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASS" in r.stdout and "max abs err" in r.stdout
+
+
+# ---- bad input: one line, non-zero exit, no traceback, no output files ----------------------
+
+def _unsupported_model(path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="ok_relu"),
+             helper.make_node("Hardmax", ["a"], ["b"], name="bad_one"),
+             helper.make_node("Shrink", ["b"], ["c"], name="bad_two"),
+             helper.make_node("Relu", ["c"], ["y"], name="ok_relu2")]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "bad_target", "unsupported", "bad_shape_flag"])
+def test_bad_input(case, lenet, tmp_path):
+    out = tmp_path / "out"
+    model = lenet
+    extra = []
+    if case == "missing":
+        model = tmp_path / "nope.onnx"
+    elif case == "garbage":
+        model = tmp_path / "garbage.onnx"
+        model.write_bytes(b"\x00\x01 this is not protobuf \xff" * 10)
+    elif case == "bad_target":
+        extra = ["--target", "pdp-11"]
+    elif case == "unsupported":
+        model = tmp_path / "unsup.onnx"
+        _unsupported_model(model)
+    elif case == "bad_shape_flag":
+        extra = ["--input-shape", "input=1xAx3"]
+    r = dgc("compile", model, "-o", out, *extra)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dgc: error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists() or os.listdir(out) == []
+    if case == "unsupported":  # every unsupported node at once, with name, op type and opset
+        assert '"bad_one" (Hardmax, opset 17)' in lines[0] and '"bad_two" (Shrink, opset 17)' in lines[0]
+    if case == "bad_target":
+        assert "pdp-11" in lines[0] and "cortex-m7" in lines[0]
+
+
+def test_debug_shows_traceback(tmp_path):
+    bad = tmp_path / "garbage.onnx"
+    bad.write_bytes(b"nonsense")
+    r = dgc("--debug", "compile", bad)
+    assert r.returncode != 0 and "Traceback" in r.stderr
