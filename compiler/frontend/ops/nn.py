@@ -66,6 +66,28 @@ def _nhwc(e, x):
     return e.transpose(x, _TO_NHWC)
 
 
+def _as_2d(nd, kernel, strides, dilations, pads):
+    """Window attributes with defaults filled in; 1-D ones as 2-D with H = 1."""
+    if nd == 2:
+        return list(kernel), list(strides or [1, 1]), list(dilations or [1, 1]), pads
+    pads = [0, pads[0], 0, pads[1]] if pads else None
+    return [1, *kernel], [1, *(strides or [1])], [1, *(dilations or [1])], pads
+
+
+def _x4(e, x):
+    """An NC(H)W input as a 4-D value (1-D gets H = 1)."""
+    return e.reshape(x.value, x.shape[:2] + (1,) * (4 - x.rank) + x.shape[2:])
+
+
+def _conv_weight(e, w, rows, shape, perm):
+    """Rows [lo, hi) of a Conv weight, reshaped to `shape` and permuted (numpy when constant)."""
+    lo, hi = rows
+    if w.const is not None:
+        return e.const(np.ascontiguousarray(w.const[lo:hi].reshape(shape).transpose(perm)))
+    v = e.slice(w.value, [lo] + [0] * (w.rank - 1), [hi - lo, *w.shape[1:]])
+    return e.transpose(e.reshape(v, shape), perm)
+
+
 @lowers("Conv")
 def conv(cx, x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
          pads=None, strides=None):
@@ -73,58 +95,39 @@ def conv(cx, x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel
     nd = x.rank - 2
     if nd not in (1, 2):
         raise Unsupported(f"Conv with {nd} spatial dimensions is not supported (1-D and 2-D are)")
-    out_shape = cx.out_shape()
-    xv, wv, wc = x.value, None, w.const
-    kshape = list(w.shape[2:])
-    if nd == 1:  # as 2-D with H = 1
-        xv = e.reshape(xv, (x.shape[0], x.shape[1], 1, x.shape[2]))
-        kshape = [1] + kshape
-        dilations, strides = [1] + list(dilations or [1]), [1] + list(strides or [1])
-        pads = [0, pads[0], 0, pads[1]] if pads else None
-        wc = wc.reshape(w.shape[0], w.shape[1], 1, w.shape[2]) if wc is not None else None
-        wv = e.reshape(w.value, (w.shape[0], w.shape[1], 1, w.shape[2])) if wc is None else None
-    dil, st = list(dilations or [1, 1]), list(strides or [1, 1])
-    in_hw = list(shape_of(xv)[2:])
-    begin, end, out = spatial_pads(in_hw, kshape, st, dil, pads, auto_pad)
-    xv = _nhwc(e, xv)
-    xv, end = fit_window(e, xv, begin, end, out, kshape, st, dil)
+    kshape, st, dil, pads = _as_2d(nd, w.shape[2:], strides, dilations, pads)
+    xv = _x4(e, x)
+    begin, end, out = spatial_pads(list(shape_of(xv)[2:]), kshape, st, dil, pads, auto_pad)
+    xv, end = fit_window(e, _nhwc(e, xv), begin, end, out, kshape, st, dil)
     cout, cin = w.shape[0], x.shape[1]
     bias = b.value if b is not None else e.const(np.zeros([cout], np.float32))
-    et = etype_of(xv)
-    n = x.shape[0]
-    common = dict(pad=_tosa_pad(begin, end), stride=st, dilation=dil, acc_type=et)
+    common = dict(pad=_tosa_pad(begin, end), stride=st, dilation=dil, acc_type=etype_of(xv))
+    rt = ir.RankedTensorType.get([x.shape[0], *out, cout], etype_of(xv))
     if group == 1:
-        wt = e.const(wc.transpose(0, 2, 3, 1)) if wc is not None else _nhwc(e, wv or w.value)
-        y = e.op("tosa.conv2d", [xv, wt, bias, e.zp(xv), e.zp(wt)],
-                 ir.RankedTensorType.get([n, *out, cout], et), **common)
-    elif group == cin and cout % cin == 0:
-        m = cout // cin
-        if wc is None:
-            raise Unsupported("depthwise Conv needs constant weights")
-        wt = e.const(wc.reshape(cin, m, *kshape).transpose(2, 3, 0, 1))
-        y = e.op("tosa.depthwise_conv2d", [xv, wt, bias, e.zp(xv), e.zp(wt)],
-                 ir.RankedTensorType.get([n, *out, cout], et), **common)
+        wt = _conv_weight(e, w, (0, cout), (cout, cin, *kshape), (0, 2, 3, 1))
+        y = e.op("tosa.conv2d", [xv, wt, bias, e.zp(xv), e.zp(wt)], rt, **common)
+    elif group == cin:  # depthwise, channel multiplier cout // cin
+        wt = _conv_weight(e, w, (0, cout), (cin, cout // cin, *kshape), (2, 3, 0, 1))
+        y = e.op("tosa.depthwise_conv2d", [xv, wt, bias, e.zp(xv), e.zp(wt)], rt, **common)
     else:
-        y = _grouped(e, xv, wc, bias, group, out, common, et)
-    y = e.transpose(y, _TO_NCHW)
-    return e.reshape(y, out_shape)
+        y = _grouped(e, xv, w, bias, group, kshape, rt, common)
+    return e.reshape(e.transpose(y, _TO_NCHW), cx.out_shape())
 
 
-def _grouped(e, xv, wc, bias, group, out, common, et):
-    if wc is None:
-        raise Unsupported("grouped Conv needs constant weights")
+def _grouped(e, xv, w, bias, group, kshape, rt, common):
+    """1 < group < C: one conv2d per group on a channel slice, concatenated."""
     n, h, w_, cin = shape_of(xv)
-    cout, gin = wc.shape[0], cin // group
+    cout, gin = w.shape[0], cin // group
     gout = cout // group
+    out = list(rt.shape[1:3])
     parts = []
     for g in range(group):
         xs = e.slice(xv, [0, 0, 0, g * gin], [n, h, w_, gin])
-        wt = e.const(np.ascontiguousarray(wc[g * gout:(g + 1) * gout].transpose(0, 2, 3, 1)))
+        wt = _conv_weight(e, w, (g * gout, (g + 1) * gout), (gout, gin, *kshape), (0, 2, 3, 1))
         bs = e.slice(bias, [g * gout], [gout])
         parts.append(e.op("tosa.conv2d", [xs, wt, bs, e.zp(xs), e.zp(wt)],
-                          ir.RankedTensorType.get([n, *out, gout], et), **common))
-    return e.op("tosa.concat", parts, ir.RankedTensorType.get([n, *out, cout], et),
-                axis=ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 3))
+                          ir.RankedTensorType.get([n, *out, gout], rt.element_type), **common))
+    return e.op("tosa.concat", parts, rt, axis=ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 3))
 
 
 def _pool(cx, x, kind, kernel_shape, strides, pads, auto_pad, ceil_mode, dilations,

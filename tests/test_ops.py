@@ -1,0 +1,161 @@
+"""Single-op ONNX models compiled for the host and checked against onnxruntime.
+
+Every table row is one small model: an op, its inputs and its attributes. An input is a
+shape (a float32 graph input), an `In` (a typed graph input, optionally with chosen values),
+a numpy array (an initializer, i.e. a compile-time constant) or `None` (an omitted optional
+input). Attribute-free unary and binary ops share one model per row, one output per op, so
+a mismatch names the op. Floats must match within 1e-4 * max(1, max|ref|); integers exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+import dgc
+from conftest import check_on_target, run_model
+from dgc.verify import compare, random_inputs, reference
+
+_W = np.random.default_rng(1)  # weights: fixed at import, the table order is fixed too
+
+
+@dataclasses.dataclass(frozen=True)
+class In:
+    """A graph input; `lo`/`hi` draw uniform values (integers for int dtypes), `values` fixes them."""
+
+    shape: tuple
+    dtype: str = "float32"
+    lo: float | None = None
+    hi: float | None = None
+    values: tuple | None = None
+
+    def sample(self, rng) -> np.ndarray | None:
+        if self.values is not None:
+            return np.array(self.values, dtype=self.dtype).reshape(self.shape)
+        if self.lo is None:
+            return None
+        if np.dtype(self.dtype).kind in "iu":
+            return rng.integers(self.lo, self.hi + 1, self.shape).astype(self.dtype)
+        return rng.uniform(self.lo, self.hi, self.shape).astype(self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    ops: tuple  # one node per op, all on the same inputs
+    ins: tuple
+    attrs: dict
+    opset: int = 17
+    outs: int = 1
+
+
+def case(id, op, *ins, opset=17, outs=1, **attrs):
+    return pytest.param(Case((op,), ins, attrs, opset, outs), id=id)
+
+
+def multi(id, ops, *ins, opset=17):
+    return pytest.param(Case(tuple(ops), ins, {}, opset), id=id)
+
+
+def W(*shape, dtype=np.float32):
+    return _W.standard_normal(shape).astype(dtype)
+
+
+def I64(*values):
+    return np.array(values, dtype=np.int64)
+
+
+# ---- building and checking ----------------------------------------------------------------
+
+def _graph_inputs(ins):
+    names, inputs, inits = [], [], []
+    for i, x in enumerate(ins):
+        name = f"x{i}" if x is not None else ""
+        names.append(name)
+        if isinstance(x, np.ndarray):
+            inits.append(numpy_helper.from_array(x, name))
+        elif x is not None:
+            x = x if isinstance(x, In) else In(x)
+            et = helper.np_dtype_to_tensor_dtype(np.dtype(x.dtype))
+            inputs.append(helper.make_tensor_value_info(name, et, x.shape))
+    while names and not names[-1]:
+        names.pop()
+    return names, inputs, inits
+
+
+def build(c: Case) -> onnx.ModelProto:
+    """One node per op of `c`; output types come from ONNX shape inference."""
+    names, inputs, inits = _graph_inputs(c.ins)
+    nodes, outs = [], []
+    for op in c.ops:
+        ys = [f"{op}_y{k}" if len(c.ops) > 1 else f"y{k}" for k in range(c.outs)]
+        nodes.append(helper.make_node(op, names, ys, name=f"{op.lower()}_node", **c.attrs))
+        outs += ys
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_value_info(y, onnx.TypeProto()) for y in outs],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", c.opset)])
+    model.ir_version = 8  # onnxruntime 1.31 reads IR <= 13; onnx 1.23 writes 14
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def check(c: Case, tmp_path):
+    """check_on_target on host, with the inputs' chosen values where a row gives them."""
+    model = build(c)
+    graph_ins = [In(x) if isinstance(x, tuple) else x for x in c.ins if isinstance(x, (tuple, In))]
+    if all(x.lo is None and x.values is None for x in graph_ins):
+        return check_on_target(model, "host", tmp_path)
+    res = dgc.compile(model, "host", name="m")
+    rng = np.random.default_rng(0)
+    feeds = [x.sample(rng) for x in graph_ins]
+    feeds = [d if f is None else f for f, d in zip(feeds, random_inputs(res.spec, 0))]
+    obj = tmp_path / "m.o"
+    obj.write_bytes(res.object)
+    got = run_model(res.spec, str(obj), res.target, feeds, str(tmp_path))
+    bad = [r for r in compare(res.spec, got, reference(model, res.spec, feeds)) if not r.ok]
+    assert not bad, "; ".join(f"{r.name}: max abs err {r.max_abs:.3g} > {r.limit:.3g}" for r in bad)
+
+
+# ---- convolution ----------------------------------------------------------------------------
+
+X8 = (1, 3, 8, 8)
+CONV = [
+    case("3x3", "Conv", X8, W(4, 3, 3, 3), W(4)),
+    case("kernel-shape-attr", "Conv", X8, W(4, 3, 3, 3), W(4), kernel_shape=[3, 3]),
+    case("batch2-1x1", "Conv", (2, 3, 5, 5), W(4, 3, 1, 1), W(4)),
+    case("pads-sym", "Conv", X8, W(4, 3, 3, 3), W(4), pads=[1, 1, 1, 1]),
+    case("pads-asym", "Conv", X8, W(4, 3, 3, 3), W(4), pads=[0, 1, 2, 0]),
+    case("same-upper-s2", "Conv", X8, W(4, 3, 3, 3), W(4), auto_pad="SAME_UPPER", strides=[2, 2]),
+    case("same-lower-s2", "Conv", X8, W(4, 3, 3, 3), W(4), auto_pad="SAME_LOWER", strides=[2, 2]),
+    case("same-upper-k4", "Conv", X8, W(2, 3, 4, 4), W(2), auto_pad="SAME_UPPER"),
+    case("same-lower-k4", "Conv", X8, W(2, 3, 4, 4), W(2), auto_pad="SAME_LOWER"),
+    case("valid-s3", "Conv", (1, 3, 10, 10), W(4, 3, 3, 3), W(4), auto_pad="VALID", strides=[3, 3]),
+    case("s2-leftover", "Conv", X8, W(4, 3, 3, 3), W(4), strides=[2, 2]),
+    case("s3-pads", "Conv", X8, W(4, 3, 3, 3), W(4), strides=[3, 3], pads=[1, 1, 1, 1]),
+    case("dil2", "Conv", (1, 3, 9, 9), W(4, 3, 3, 3), W(4), dilations=[2, 2]),
+    case("dil2-s2-pads", "Conv", (1, 3, 9, 9), W(4, 3, 3, 3), W(4), dilations=[2, 2], strides=[2, 2],
+         pads=[2, 1, 2, 1]),
+    case("no-bias", "Conv", X8, W(4, 3, 3, 3), pads=[1, 1, 1, 1]),
+    case("kernel-2x3-s1x2", "Conv", (1, 3, 7, 9), W(4, 3, 2, 3), W(4), strides=[1, 2]),
+    case("kernel-5x1-s3x1", "Conv", (1, 3, 11, 6), W(2, 3, 5, 1), W(2), strides=[3, 1], pads=[1, 0, 0, 0]),
+    case("depthwise", "Conv", (1, 4, 8, 8), W(4, 1, 3, 3), W(4), group=4, pads=[1, 1, 1, 1]),
+    case("depthwise-m2-s2", "Conv", (1, 3, 9, 9), W(6, 1, 3, 3), W(6), group=3, strides=[2, 2]),
+    case("grouped-2", "Conv", (1, 4, 6, 6), W(6, 2, 3, 3), W(6), group=2),
+    case("grouped-3-pads-s2", "Conv", (1, 6, 7, 7), W(6, 2, 3, 3), group=3, strides=[2, 2],
+         pads=[1, 0, 1, 2]),
+    case("w-input", "Conv", X8, (4, 3, 3, 3), (4,), pads=[1, 1, 1, 1]),
+    case("depthwise-w-input", "Conv", (1, 4, 6, 6), (8, 1, 3, 3), group=4),
+    case("grouped-w-input", "Conv", (1, 4, 6, 6), (4, 2, 3, 3), (4,), group=2),
+    case("1d", "Conv", (1, 3, 10), W(4, 3, 3), W(4)),
+    case("1d-pads-s2-dil2", "Conv", (2, 3, 11), W(4, 3, 3), W(4), pads=[2, 1], strides=[2], dilations=[2]),
+    case("1d-depthwise", "Conv", (1, 3, 10), W(3, 1, 3), W(3), group=3, pads=[1, 1]),
+    case("1d-grouped", "Conv", (1, 4, 9), W(6, 2, 2), W(6), group=2, strides=[2]),
+    case("1d-same-lower", "Conv", (1, 3, 10), W(2, 3, 4), auto_pad="SAME_LOWER"),
+]
+
+
+@pytest.mark.parametrize("c", CONV)
+def test_conv(c, tmp_path):
+    check(c, tmp_path)
