@@ -159,3 +159,46 @@ CONV = [
 @pytest.mark.parametrize("c", CONV)
 def test_conv(c, tmp_path):
     check(c, tmp_path)
+
+
+# ---- pooling --------------------------------------------------------------------------------
+
+def _pools(op, tag="", **extra):
+    """The window variants both pooling ops share."""
+    p = lambda id, x, **kw: case(f"{op}{tag}-{id}", op, x, **kw, **extra)  # noqa: E731
+    return [
+        p("k2s2", X8, kernel_shape=[2, 2], strides=[2, 2]),
+        p("k3s2-floor", X8, kernel_shape=[3, 3], strides=[2, 2]),
+        p("k3s2-ceil", X8, kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+        p("k3s2-ceil-pads", X8, kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, pads=[1, 1, 1, 1]),
+        p("k2s3-ceil", (1, 2, 8, 10), kernel_shape=[2, 2], strides=[3, 3], ceil_mode=1),
+        p("pads-asym", X8, kernel_shape=[3, 3], pads=[0, 1, 2, 0]),
+        p("same-upper", X8, kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
+        p("same-lower", X8, kernel_shape=[2, 2], strides=[1, 1], auto_pad="SAME_LOWER"),
+        p("valid", (1, 2, 9, 9), kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID"),
+        p("nonsquare", (1, 2, 7, 9), kernel_shape=[2, 3], strides=[1, 2], pads=[1, 0, 0, 1]),
+        p("1d", (1, 3, 10), kernel_shape=[3], strides=[2], pads=[1, 1]),
+        p("1d-ceil", (2, 3, 10), kernel_shape=[2], strides=[3], ceil_mode=1),
+    ]
+
+
+POOL = _pools("MaxPool") + _pools("AveragePool") + _pools("AveragePool", "-cip1", count_include_pad=1) + [
+    case("MaxPool-dil2", "MaxPool", (1, 2, 9, 9), kernel_shape=[2, 2], dilations=[2, 2]),
+    case("MaxPool-dil2-s2-pads-ceil", "MaxPool", (1, 2, 10, 10), kernel_shape=[3, 2], dilations=[2, 3],
+         strides=[2, 2], pads=[1, 1, 1, 0], ceil_mode=1),
+    case("MaxPool-1d-dil2", "MaxPool", (1, 2, 11), kernel_shape=[3], dilations=[2]),
+    case("AveragePool-same-upper-cip1", "AveragePool", X8, kernel_shape=[3, 3], strides=[2, 2],
+         auto_pad="SAME_UPPER", count_include_pad=1),
+    case("MaxPool-int8", "MaxPool", In((1, 2, 6, 6), "int8"), kernel_shape=[2, 2], pads=[1, 1, 0, 0]),
+    case("AveragePool-19-dil2-pads", "AveragePool", (1, 2, 9, 9), kernel_shape=[2, 3], dilations=[2, 2],
+         pads=[1, 1, 1, 1], opset=19),
+    case("AveragePool-19-dil2-cip1-ceil", "AveragePool", (1, 2, 9, 9), kernel_shape=[3, 2], dilations=[2, 2],
+         strides=[2, 2], pads=[1, 0, 1, 1], count_include_pad=1, ceil_mode=1, opset=19),
+    multi("global", ["GlobalAveragePool", "GlobalMaxPool"], (2, 3, 5, 4)),
+    multi("global-1d", ["GlobalAveragePool", "GlobalMaxPool"], (2, 3, 7)),
+]
+
+
+@pytest.mark.parametrize("c", POOL)
+def test_pool(c, tmp_path):
+    check(c, tmp_path)

@@ -141,6 +141,26 @@ class Emitter:
         return self.op("tosa.slice", [x, self.shape_value(start), self.shape_value(size)],
                        ir.RankedTensorType.get(list(size), etype_of(x)))
 
+    def subsample(self, v: ir.Value, steps) -> ir.Value:
+        """Every steps[i]-th element along each axis i, from index 0.
+
+        TOSA has no strided slice: pad each strided axis to a multiple of its step, split it
+        into [n, step] and keep index 0 of the step axis.
+        """
+        for axis, p in enumerate(steps):
+            if p == 1:
+                continue
+            shp = list(shape_of(v))
+            n = -(-shp[axis] // p)
+            hi = [0] * len(shp)
+            hi[axis] = n * p - shp[axis]
+            split = shp[:axis] + [n, p] + shp[axis + 1:]
+            v = self.reshape(self.pad(v, [0] * len(shp), hi), split)
+            size = list(split)
+            size[axis + 1] = 1
+            v = self.reshape(self.slice(v, [0] * len(split), size), shp[:axis] + [n] + shp[axis + 1:])
+        return v
+
     def pad(self, x: ir.Value, pads_lo, pads_hi, value=0.0) -> ir.Value:
         if not any(pads_lo) and not any(pads_hi):
             return x

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir import ir
-from ..emitter import etype_of, is_float, shape_of
+from ..emitter import etype_of, is_float, np_dtype_of, shape_of
 from ..registry import Unsupported, lowers
 
 _TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
@@ -133,26 +133,59 @@ def _grouped(e, xv, w, bias, group, kshape, rt, common):
 def _pool(cx, x, kind, kernel_shape, strides, pads, auto_pad, ceil_mode, dilations,
           count_include_pad=0):
     e = cx.e
-    if x.rank != 4:
-        raise Unsupported(f"{cx.node.op_type} on rank-{x.rank} input is not supported (2-D pooling is)")
-    if dilations and any(d != 1 for d in dilations):
-        raise Unsupported(f"{cx.node.op_type} with dilations {list(dilations)} is not supported")
-    st = list(strides or [1, 1])
-    kernel = list(kernel_shape)
-    begin, end, out = spatial_pads(list(x.shape[2:]), kernel, st, [1, 1], pads, auto_pad, ceil_mode)
-    xv = _nhwc(e, x.value)
-    et = etype_of(xv)
+    nd = x.rank - 2
+    if nd not in (1, 2):
+        raise Unsupported(f"{cx.node.op_type} with {nd} spatial dimensions is not supported (1-D and 2-D are)")
+    kernel, st, dil, pads = _as_2d(nd, kernel_shape, strides, dilations, pads)
+    xv = _x4(e, x)
+    begin, end, out = spatial_pads(list(shape_of(xv)[2:]), kernel, st, dil, pads, auto_pad, ceil_mode)
+    _check_windows(cx, out[2 - nd:])
+    xv = _nhwc(e, xv)
     if kind == "avg" and count_include_pad and (any(begin) or any(end)):
         xv = e.pad(xv, [0, begin[0], begin[1], 0], [0, end[0], end[1], 0])
         begin, end = [0, 0], [0, 0]
-    xv, end = fit_window(e, xv, begin, end, out, kernel, st, [1, 1])
+    xv, end = fit_window(e, xv, begin, end, out, kernel, st, dil)
+    et = etype_of(xv)
     rt = ir.RankedTensorType.get([x.shape[0], *out, x.shape[1]], et)
-    if kind == "max":
-        y = e.op("tosa.max_pool2d", [xv], rt, kernel=kernel, stride=st, pad=_tosa_pad(begin, end))
+    window = dict(kernel=kernel, stride=st, pad=_tosa_pad(begin, end))
+    if dil != [1, 1]:
+        y = _dilated_pool(e, xv, kind, begin, end, out, kernel, st, dil)
+    elif kind == "max":
+        y = e.op("tosa.max_pool2d", [xv], rt, **window)
     else:
-        y = e.op("tosa.avg_pool2d", [xv, e.zp(xv), e.zp(xv)], rt, kernel=kernel, stride=st,
-                 pad=_tosa_pad(begin, end), acc_type=et if is_float(et) else ir.IntegerType.get_signless(32))
-    return e.transpose(y, _TO_NCHW)
+        acc = et if is_float(et) else ir.IntegerType.get_signless(32)
+        y = e.op("tosa.avg_pool2d", [xv, e.zp(xv), e.zp(xv)], rt, acc_type=acc, **window)
+    return e.reshape(e.transpose(y, _TO_NCHW), cx.out_shape())
+
+
+def _check_windows(cx, out):
+    """ONNX shape inference and onnxruntime disagree when a ceil_mode window would start
+    in the end padding (ORT drops it, inference counts it): refuse rather than guess."""
+    want = list(cx.out_shape()[2:])
+    if want != list(out):
+        raise Unsupported(f"{cx.node.op_type}: the model declares {want} output windows but the "
+                          f"input holds {list(out)} (ceil_mode window starting past the input)")
+
+
+def _dilated_pool(e, xv, kind, begin, end, out, kernel, st, dil):
+    """Dilated windows (TOSA pools have no dilation): max/sum of kh*kw strided slices of
+    the padded NHWC input; averages divide by the per-window count of non-pad elements."""
+    et = etype_of(xv)
+    low = -np.inf if is_float(et) else np.iinfo(np_dtype_of(et)).min
+    n, h, w_, c = shape_of(xv)
+    xp = e.pad(xv, [0, begin[0], begin[1], 0], [0, end[0], end[1], 0], low if kind == "max" else 0)
+    mask = np.pad(np.ones([h, w_], np.float32), [(begin[0], end[0]), (begin[1], end[1])])
+    size = [(o - 1) * s + 1 for o, s in zip(out, st)]
+    acc, count = None, np.zeros(out, np.float32)
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            s = e.subsample(e.slice(xp, [0, i * dil[0], j * dil[1], 0], [n, *size, c]), [1, *st, 1])
+            acc = s if acc is None else e.elementwise(
+                "tosa.maximum" if kind == "max" else "tosa.add", acc, s)
+            count += mask[i * dil[0]::st[0], j * dil[1]::st[1]][:out[0], :out[1]]
+    if kind == "max":
+        return acc
+    return e.elementwise("tosa.mul", acc, e.const((1.0 / count).reshape(1, *out, 1)))
 
 
 @lowers("MaxPool")

@@ -92,25 +92,7 @@ def _strided_slice(e, v, ranges):
     for axis in flips:
         v = e.op("tosa.reverse", [v], v.type, axis=ir.IntegerAttr.get(_I32(), axis))
     if any(p != 1 for p in steps):
-        v = _subsample(e, v, steps)
-    return v
-
-
-def _subsample(e, v, steps):
-    """Every steps[i]-th element per axis: pad to a multiple, reshape, slice index 0."""
-    for axis, p in enumerate(steps):
-        if p == 1:
-            continue
-        shp = list(shape_of(v))
-        n = -(-shp[axis] // p)
-        lo, hi = [0] * len(shp), [0] * len(shp)
-        hi[axis] = n * p - shp[axis]
-        v = e.pad(v, lo, hi)
-        split = shp[:axis] + [n, p] + shp[axis + 1:]
-        v = e.reshape(v, split)
-        size = list(split)
-        size[axis + 1] = 1
-        v = e.reshape(e.slice(v, [0] * len(split), size), shp[:axis] + [n] + shp[axis + 1:])
+        v = e.subsample(v, steps)
     return v
 
 
