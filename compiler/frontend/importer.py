@@ -10,7 +10,7 @@ import numpy as np
 from onnx import helper
 
 from ..errors import UnsupportedError
-from ..ir import func_d, ir, tensor_type
+from ..ir import element_type, func_d, ir, tensor_d, tensor_type
 from . import ops  # noqa: F401  (registers the lowerings)
 from .emitter import Emitter, shape_of
 from .load import LoadedModel
@@ -18,10 +18,6 @@ from .registry import NotConstant, Tensor, Unsupported, lookup
 
 SUPPORTED_DTYPES = {"float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool",
                     "uint16", "uint32", "uint64", "float64"}
-
-
-def _where(node) -> str:
-    return f'ONNX node "{node.name or node.output[0]}" ({node.op_type})'
 
 
 def check_supported(lm: LoadedModel) -> None:
@@ -45,6 +41,7 @@ class Importer:
         self.lm, self.name = lm, name
         self.e = Emitter(name)
         self.values: dict[str, ir.Value] = {}
+        self.errors: list[str] = []
 
     def tensor(self, name: str) -> Tensor | None:
         if not name:
@@ -55,8 +52,8 @@ class Importer:
         if name in self.values:
             return Tensor(name, shape_of(self.values[name]), np.dtype(dtype), const,
                           lambda: self.values[name])
-        if const is None and name not in self.values:
-            raise UnsupportedError(f"value '{name}' is used before it is defined")
+        if const is None:
+            raise Unsupported(f"input '{name}' has no value (a failed node or a graph that is not sorted)")
         return Tensor(name, shape, np.dtype(dtype), const, lambda: self._materialize(name))
 
     def _materialize(self, name):
@@ -67,18 +64,15 @@ class Importer:
     def lower_node(self, node) -> None:
         fn = lookup(node.op_type, self.lm.opset)
         attrs = {a.name: _attr_value(a) for a in node.attribute}
-        ins = [self.tensor(n) for n in node.input]
         cx = NodeContext(self, node)
         with ir.Location.name(node.name or node.output[0]):
             try:
+                ins = [self.tensor(n) for n in node.input]
                 res = fn(cx, *ins, **attrs)
             except NotConstant as nc:
-                raise UnsupportedError(f"input '{nc.args[0]}' must be a compile-time constant",
-                                       where=_where(node),
-                                       hint="dgc needs it constant; export the model with it fixed") from None
+                return self._failed(node, f"input '{nc.args[0]}' must be a compile-time constant")
             except (Unsupported, TypeError) as u:
-                raise UnsupportedError(str(u), where=_where(node),
-                                       hint="see `dgc ops` for supported variants") from None
+                return self._failed(node, str(u))
         res = res if isinstance(res, (list, tuple)) else [res]
         for out, v in zip(node.output, res):
             if not out or v is None:
@@ -87,6 +81,14 @@ class Importer:
                 self.lm.consts[out] = v
             else:
                 self.values[out] = v
+
+    def _failed(self, node, why: str) -> None:
+        """Record the problem and stand in placeholders, so every problem is reported at once."""
+        self.errors.append(f'"{node.name or node.output[0]}" ({node.op_type}, opset {self.lm.opset}): {why}')
+        for out in node.output:
+            if out and out in self.lm.shapes and out in self.lm.dtypes:
+                self.values[out] = tensor_d.EmptyOp(list(self.lm.shapes[out]),
+                                                    element_type(self.lm.dtypes[out])).result
 
     def build(self) -> ir.Module:
         lm = self.lm
@@ -102,6 +104,10 @@ class Importer:
                 self.values[n] = arg
             for node in lm.model.graph.node:
                 self.lower_node(node)
+            if self.errors:
+                raise UnsupportedError(f"{len(self.errors)} node(s) cannot be compiled: " + "; ".join(self.errors[:10])
+                                       + (f"; and {len(self.errors) - 10} more" if len(self.errors) > 10 else ""),
+                                       hint="see `dgc ops` for supported ops and variants")
             outs = []
             with ir.Location.name("output"):
                 for n, t in zip(lm.outputs, res_types):
