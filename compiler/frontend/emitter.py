@@ -36,6 +36,8 @@ class Emitter:
         a = np.ascontiguousarray(np.asarray(array, dtype=dtype))
         if a.dtype == np.float64:
             a = a.astype(np.float32)
+        if a.dtype == np.bool_:
+            a = a.astype(np.int8)  # bools live as i8 0/1, see `bool_i8`
         return self.op("tosa.const", [], tensor_type(a.shape, a.dtype), values=self.elements(a))
 
     def elements(self, a: np.ndarray) -> ir.Attribute:
@@ -116,6 +118,17 @@ class Emitter:
         if etype == etype_of(x):
             return x
         return self.op("tosa.cast", [x], ir.RankedTensorType.get(list(shape_of(x)), etype))
+
+    def bool_i8(self, v: ir.Value) -> ir.Value:
+        """An ONNX bool value as stored between ops: i8 0/1, because a materialized
+        memref<...xi1> aborts finalize-memref-to-llvm. TOSA compares give i1; cast them."""
+        if isinstance(etype_of(v), ir.IntegerType) and ir.IntegerType(etype_of(v)).width == 1:
+            return self.cast(v, ir.IntegerType.get_signless(8))
+        return v
+
+    def bool_i1(self, v: ir.Value) -> ir.Value:
+        """A stored bool (i8 0/1, or an i1 graph input) as the i1 TOSA logic ops take."""
+        return self.cast(v, ir.IntegerType.get_signless(1))
 
     def reduce(self, name: str, x: ir.Value, axes, keepdims=True) -> ir.Value:
         shp = list(shape_of(x))

@@ -10,12 +10,12 @@ from ..registry import Unsupported, lowers
 from ...ir import element_type
 
 _BINARY = {"Add": "tosa.add", "Sub": "tosa.sub", "Mul": "tosa.mul", "Pow": "tosa.pow",
-           "And": "tosa.logical_and", "Or": "tosa.logical_or", "Xor": "tosa.logical_xor",
            "BitwiseAnd": "tosa.bitwise_and", "BitwiseOr": "tosa.bitwise_or",
            "BitwiseXor": "tosa.bitwise_xor"}
+_LOGIC = {"And": "tosa.logical_and", "Or": "tosa.logical_or", "Xor": "tosa.logical_xor"}
 _UNARY = {"Exp": "tosa.exp", "Log": "tosa.log", "Tanh": "tosa.tanh", "Sigmoid": "tosa.sigmoid",
           "Erf": "tosa.erf", "Abs": "tosa.abs", "Neg": "tosa.negate", "Floor": "tosa.floor",
-          "Ceil": "tosa.ceil", "Sin": "tosa.sin", "Cos": "tosa.cos", "Not": "tosa.logical_not",
+          "Ceil": "tosa.ceil", "Sin": "tosa.sin", "Cos": "tosa.cos",
           "Reciprocal": "tosa.reciprocal", "BitwiseNot": "tosa.bitwise_not"}
 _COMPARE = {"Equal": ("tosa.equal", False), "Greater": ("tosa.greater", False),
             "GreaterOrEqual": ("tosa.greater_equal", False), "Less": ("tosa.greater", True),
@@ -31,6 +31,12 @@ for _op, _tosa in _BINARY.items():
         return cx.e.elementwise(_tosa, a.value, b.value)
     lowers(_op, since=1)(_binary)
 
+for _op, _tosa in _LOGIC.items():
+    def _logic(cx, a, b, *, _tosa=_tosa):
+        e = cx.e
+        return e.bool_i8(e.elementwise(_tosa, e.bool_i1(a.value), e.bool_i1(b.value)))
+    lowers(_op, since=1)(_logic)
+
 for _op, _tosa in _UNARY.items():
     def _unary(cx, x, *, _tosa=_tosa):
         return cx.e.unary(_tosa, x.value)
@@ -39,8 +45,14 @@ for _op, _tosa in _UNARY.items():
 for _op, (_tosa, _swap) in _COMPARE.items():
     def _compare(cx, a, b, *, _tosa=_tosa, _swap=_swap):
         x, y = (b, a) if _swap else (a, b)
-        return cx.e.elementwise(_tosa, x.value, y.value, out_etype=_i1())
+        return cx.e.bool_i8(cx.e.elementwise(_tosa, x.value, y.value, out_etype=_i1()))
     lowers(_op, since=1)(_compare)
+
+
+@lowers("Not")
+def not_(cx, x):
+    e = cx.e
+    return e.bool_i8(e.unary("tosa.logical_not", e.bool_i1(x.value)))
 
 
 @lowers("Div")
@@ -93,7 +105,7 @@ def _select(e, cond, a, b):
 
 @lowers("Where")
 def where(cx, cond, a, b):
-    return _select(cx.e, cond.value, a.value, b.value)
+    return _select(cx.e, cx.e.bool_i1(cond.value), a.value, b.value)
 
 
 @lowers("Relu")
@@ -207,29 +219,39 @@ def identity(cx, x, *rest, seed=0, ratio=0.5, training_mode=0):
 
 
 def cast_value(e, v, dst_dtype, src_unsigned=False, dst_unsigned=False):
-    """Exact ONNX Cast semantics (float->int truncates), as one linalg.generic."""
+    """Exact ONNX Cast semantics (float->int truncates), as one linalg.generic.
+
+    A bool result is stored as i8 0/1 (see `Emitter.bool_i8`)."""
     src, dst = etype_of(v), element_type(dst_dtype)
     if src == dst:
         return v
+    to_bool = isinstance(dst, ir.IntegerType) and ir.IntegerType(dst).width == 1
+    out = ir.IntegerType.get_signless(8) if to_bool else dst
 
     def body(s):
-        if is_float(src) and is_float(dst):
-            wider = _fbits(dst) > _fbits(src)
-            return arith_d.extf(dst, s) if wider else arith_d.truncf(dst, s)
-        if is_float(src):
-            if ir.IntegerType(dst).width == 1:
-                return arith_d.cmpf(arith_d.CmpFPredicate.UNE, s, arith_d.constant(src, 0.0))
-            return (arith_d.fptoui if dst_unsigned else arith_d.fptosi)(dst, s)
-        sw = ir.IntegerType(src).width
-        if is_float(dst):
-            return (arith_d.uitofp if src_unsigned or sw == 1 else arith_d.sitofp)(dst, s)
-        dw = ir.IntegerType(dst).width
-        if dw == 1:
-            return arith_d.cmpi(arith_d.CmpIPredicate.ne, s, arith_d.constant(src, 0))
-        if dw < sw:
-            return arith_d.trunci(dst, s)
-        return (arith_d.extui if src_unsigned or sw == 1 else arith_d.extsi)(dst, s)
-    return generic_map(e, [v], dst, body)
+        r = _convert(s, src, dst, src_unsigned, dst_unsigned)
+        return arith_d.extui(out, r) if to_bool else r
+    return generic_map(e, [v], out, body)
+
+
+def _convert(s, src, dst, src_unsigned, dst_unsigned):
+    """One scalar `s` of type `src` converted to `dst` with ONNX Cast semantics."""
+    if is_float(src) and is_float(dst):
+        wider = _fbits(dst) > _fbits(src)
+        return arith_d.extf(dst, s) if wider else arith_d.truncf(dst, s)
+    if is_float(src):
+        if ir.IntegerType(dst).width == 1:
+            return arith_d.cmpf(arith_d.CmpFPredicate.UNE, s, arith_d.constant(src, 0.0))
+        return (arith_d.fptoui if dst_unsigned else arith_d.fptosi)(dst, s)
+    sw = ir.IntegerType(src).width
+    if is_float(dst):
+        return (arith_d.uitofp if src_unsigned or sw == 1 else arith_d.sitofp)(dst, s)
+    dw = ir.IntegerType(dst).width
+    if dw == 1:
+        return arith_d.cmpi(arith_d.CmpIPredicate.ne, s, arith_d.constant(src, 0))
+    if dw < sw:
+        return arith_d.trunci(dst, s)
+    return (arith_d.extui if src_unsigned or sw == 1 else arith_d.extsi)(dst, s)
 
 
 def _fbits(t):
