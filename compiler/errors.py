@@ -42,6 +42,11 @@ class PipelineError(DgcError):
     exit_code = 5
 
 
+class ModelRunError(DgcError):
+    """A compiled model ran but its `<name>_run` returned non-zero."""
+    exit_code = 7
+
+
 class ToolError(DgcError):
     """An external tool (mlir-translate, llc, gcc, qemu) failed."""
     exit_code = 6

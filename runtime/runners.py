@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from dgc.errors import DgcError, UsageError
+from dgc.errors import ModelRunError, UsageError  # noqa: F401  (ModelRunError re-exported)
 from dgc.header import render_header
 from dgc.spec import ModelSpec, TensorSpec
 from dgc.targets import Target, host_can_run
@@ -35,12 +35,6 @@ from . import harness
 RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 _C_FLAGS = ["-O2", "-std=c11", "-Wall", "-Werror=incompatible-pointer-types",
             "-Werror=implicit-function-declaration", "-ffunction-sections", "-fdata-sections"]
-
-
-class ModelRunError(DgcError):
-    """A compiled model ran but its `<name>_run` returned non-zero."""
-
-    exit_code = 7
 
 
 def run_models(models: list[tuple[ModelSpec, str]], target: Target,

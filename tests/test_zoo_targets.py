@@ -2,7 +2,7 @@
 
 host: all zoo models; aarch64/armv7a: LeNet-5, DS-CNN, ResNet-8, tiny BERT; cortex-m7:
 LeNet-5, DS-CNN, ResNet-8, MobileNetV1-0.25, FC autoencoder; every other runnable Cortex-M:
-LeNet-5 and DS-CNN. The large ImageNet models on host are marked slow.
+LeNet-5 and DS-CNN.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import pytest
 
 from conftest import check_on_target, zoo_model
 
-HOST = ["lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025", "fc_autoencoder", "tiny_bert",
+HOST = ["lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025", "fc_autoencoder", "mobilenet_v2", "resnet18", "tiny_bert",
         "tiny_bert_ids", "torch_style_mlp", "old_opset_cnn"]
-HOST_SLOW = ["mobilenet_v2", "resnet18"]
 LINUX_ARM = [(t, m) for t in ("aarch64", "armv7a") for m in ("lenet5", "ds_cnn", "resnet8", "tiny_bert")]
 LINUX_ARM_CPUS = [(t, "lenet5") for t in ("cortex-a53", "cortex-a72", "cortex-a76", "cortex-a7")]
 M7 = [("cortex-m7", m) for m in ("lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025", "fc_autoencoder")]
@@ -23,12 +22,6 @@ OTHER_M = [(t, m) for t in ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m
 
 @pytest.mark.parametrize("model", HOST)
 def test_host(model, tmp_path):
-    check_on_target(zoo_model(model), "host", tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("model", HOST_SLOW)
-def test_host_large(model, tmp_path):
     check_on_target(zoo_model(model), "host", tmp_path)
 
 
