@@ -301,3 +301,142 @@ BINARY = [
 @pytest.mark.parametrize("c", BINARY)
 def test_binary(c, tmp_path):
     check(c, tmp_path)
+
+
+# ---- unary and activations ------------------------------------------------------------------
+
+SMOOTH = ["Sigmoid", "Tanh", "Erf", "Exp", "Sin", "Cos", "Softplus", "Softsign", "HardSwish"]
+F32 = lambda v: np.array(v, np.float32)  # noqa: E731
+TIES = (-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, -0.49, 0.51, 3.7, -3.7, 0.0, -0.0, 1e-3, 7.5, -7.5, 2.4999)
+UNARY = [
+    multi("normal", SMOOTH + ["Relu", "Abs", "Neg", "Floor", "Ceil", "Round", "Sign", "Reciprocal"], (2, 3, 4)),
+    multi("wide", SMOOTH, In((4, 50), lo=-12, hi=12)),
+    multi("positive", ["Log", "Sqrt", "Reciprocal"], In((4, 50), lo=0.01, hi=50)),
+    multi("ties", ["Round", "Floor", "Ceil", "Sign", "Abs", "Relu"], In((16,), values=TIES)),
+    multi("int32", ["Abs", "Neg", "Sign", "Relu"], In((3, 5), "int32")),
+    case("leaky-relu", "LeakyRelu", (2, 3, 4)),
+    case("leaky-relu-alpha", "LeakyRelu", (2, 3, 4), alpha=0.3),
+    case("prelu-bcast", "PRelu", (2, 3, 4), W(3, 1)),
+    case("prelu-last", "PRelu", (2, 3, 4), W(4)),
+    case("prelu-input", "PRelu", (2, 3, 4), (3, 4)),
+    case("hard-sigmoid", "HardSigmoid", In((2, 30), lo=-5, hi=5)),
+    case("hard-sigmoid-ab", "HardSigmoid", In((2, 30), lo=-5, hi=5), alpha=0.5, beta=0.2),
+    case("elu", "Elu", (2, 3, 4)),
+    case("elu-alpha", "Elu", (2, 3, 4), alpha=0.4),
+    case("selu", "Selu", (2, 3, 4)),
+    case("selu-ag", "Selu", (2, 3, 4), alpha=1.2, gamma=0.8),
+    case("clip-none", "Clip", (2, 3)),
+    case("clip-min", "Clip", (2, 3, 4), F32(-0.5)),
+    case("clip-max", "Clip", (2, 3, 4), None, F32(0.25)),
+    case("clip-both", "Clip", (2, 3, 4), F32(-0.5), F32(0.75)),
+    case("clip-inputs", "Clip", (2, 3, 4), (), ()),
+    case("clip-int32", "Clip", In((3, 5), "int32"), np.array(-20, np.int32), np.array(30, np.int32)),
+    case("clip-6-attrs", "Clip", (2, 3, 4), opset=6, min=-0.3, max=0.6),
+    case("clip-6-min", "Clip", (2, 3, 4), opset=6, min=0.1),
+    case("clip-6-none", "Clip", (2, 3, 4), opset=6),
+]
+
+
+@pytest.mark.parametrize("c", UNARY)
+def test_unary(c, tmp_path):
+    check(c, tmp_path)
+
+
+# ---- softmax and normalization ----------------------------------------------------------
+
+X3 = (2, 3, 5)
+WIDE3 = In(X3, lo=-30, hi=30)
+POSITIVE = dict(lo=0.1, hi=2)
+NORM = [
+    *[case(f"{op}-axis{a}", op, WIDE3, axis=a) for op in ("Softmax", "LogSoftmax") for a in (-1, 0, 1)],
+    case("Softmax-default", "Softmax", WIDE3),
+    *[case(f"{op}-11-axis{a}", op, WIDE3, opset=11, axis=a) for op in ("Softmax", "LogSoftmax") for a in (0, 1, -1)],
+    case("Softmax-11-default", "Softmax", (2, 3, 4, 2), opset=11),
+    case("batchnorm-2d", "BatchNormalization", (4, 3), W(3), W(3), W(3), F32([0.5, 1.0, 2.0])),
+    case("batchnorm-4d", "BatchNormalization", (2, 3, 4, 5), W(3), W(3), W(3), F32([0.5, 1.0, 2.0]),
+         epsilon=1e-3),
+    case("batchnorm-inputs", "BatchNormalization", (2, 3, 4), (3,), (3,), (3,), In((3,), **POSITIVE)),
+    case("layernorm-last", "LayerNormalization", X3, W(5), W(5)),
+    case("layernorm-axis1", "LayerNormalization", X3, W(3, 5), W(3, 5), axis=1, epsilon=1e-3),
+    case("layernorm-axis-2-no-bias", "LayerNormalization", X3, W(3, 5), axis=-2),
+    case("layernorm-axis0", "LayerNormalization", X3, W(2, 3, 5), axis=0),
+    case("layernorm-bcast-scale", "LayerNormalization", X3, W(1, 5), W(5), axis=1),
+    case("layernorm-stats", "LayerNormalization", X3, (5,), (5,), outs=3),
+    case("instancenorm-4d", "InstanceNormalization", (2, 3, 4, 5), W(3), W(3)),
+    case("instancenorm-3d", "InstanceNormalization", (2, 3, 6), (3,), (3,), epsilon=1e-2),
+]
+
+
+@pytest.mark.parametrize("c", NORM)
+def test_norm(c, tmp_path):
+    check(c, tmp_path)
+
+
+# ---- data movement ----------------------------------------------------------------------
+
+X4 = (4, 6, 5)
+BIG = np.iinfo(np.int64).max
+TENSOR = [
+    case("reshape-0-minus1", "Reshape", (2, 3, 4), I64(0, -1)),
+    case("reshape-0-0-2-minus1", "Reshape", (2, 3, 4), I64(0, 0, 2, -1)),
+    case("reshape-minus1-4", "Reshape", (2, 3, 4), I64(-1, 4)),
+    case("reshape-bool", "Reshape", In((2, 3, 4), "bool"), I64(4, 6)),
+    *[case(f"flatten-axis{a}", "Flatten", (2, 3, 4), axis=a) for a in (0, 1, 2, 3, -1)],
+    case("squeeze-axes", "Squeeze", (2, 1, 3, 1), I64(1)),
+    case("squeeze-all", "Squeeze", (2, 1, 3, 1)),
+    case("squeeze-negative", "Squeeze", (2, 1, 3, 1), I64(-1, 1)),
+    case("unsqueeze", "Unsqueeze", (2, 3), I64(0, 3)),
+    case("unsqueeze-negative", "Unsqueeze", (2, 3), I64(-1)),
+    case("transpose-default", "Transpose", (2, 3, 4)),
+    case("transpose-perm", "Transpose", (2, 3, 4), perm=[1, 2, 0]),
+    case("transpose-4d-int64", "Transpose", In((2, 3, 4, 5), "int64"), perm=[0, 2, 3, 1]),
+    case("transpose-bool", "Transpose", In((2, 3, 4), "bool"), perm=[2, 0, 1]),
+    case("concat-inputs", "Concat", (2, 3), (2, 4), axis=1),
+    case("concat-const-neg-axis", "Concat", (2, 3, 2), W(2, 3, 1), (2, 3, 3), axis=-1),
+    case("concat-axis0-int32", "Concat", In((1, 3), "int32"), np.arange(6, dtype=np.int32).reshape(2, 3), axis=0),
+    case("concat-bool", "Concat", In((2, 2), "bool"), np.array([[True], [False]]), axis=1),
+    case("split-equal", "Split", (2, 6, 3), axis=1, outs=3),
+    case("split-sizes", "Split", (2, 6, 3), I64(1, 2, 3), axis=1, outs=3),
+    case("split-negative-axis", "Split", (2, 6, 5), I64(4, 1), axis=-1, outs=2),
+    case("slice-negative", "Slice", X4, I64(1, -4), I64(3, -1), I64(0, 1)),
+    case("slice-steps", "Slice", X4, I64(0, 1, 4), I64(4, 6, 0), I64(0, 1, 2), I64(2, 3, -2)),
+    case("slice-reverse", "Slice", X4, I64(-1), I64(-BIG), I64(1), I64(-1)),
+    case("slice-reverse-step", "Slice", X4, I64(5, 10), I64(0, -10), I64(1, 0), I64(-2, -3)),
+    case("slice-axes-subset", "Slice", X4, I64(2), I64(BIG), I64(-1)),
+    case("slice-no-axes", "Slice", X4, I64(1, 2), I64(3, 5)),
+    case("slice-clamped", "Slice", X4, I64(-100, 2), I64(100, 2000), I64(0, 2), I64(3, 1)),
+    case("gather-const", "Gather", (5, 3), I64(0, 2, 4)),
+    case("gather-contiguous", "Gather", (5, 3), I64(1, 2, 3)),
+    case("gather-negative-axis1", "Gather", (2, 5, 3), I64(-1, 0, -3), axis=1),
+    case("gather-scalar", "Gather", (2, 5, 3), np.array(-2, np.int64), axis=1),
+    case("gather-2d-indices-axis2", "Gather", (2, 3, 5), I64(4, 0, 1, 1).reshape(2, 2), axis=-1),
+    case("gather-runtime", "Gather", (6, 3), In((2, 4), "int64", lo=-6, hi=5)),
+    case("gather-runtime-axis1-int32", "Gather", (2, 6, 3), In((5,), "int32", lo=-6, hi=5), axis=1),
+    case("gather-embedding", "Gather", W(10, 4), In((3, 2), "int64", lo=0, hi=9)),
+    case("pad", "Pad", (2, 3, 4), I64(0, 1, 2, 0, 2, 1), F32(1.5)),
+    case("pad-no-value", "Pad", (2, 3), I64(1, 0, 0, 2)),
+    case("pad-negative", "Pad", (3, 5), I64(-1, 2, 1, -2), F32(-1.0)),
+    case("pad-int32", "Pad", In((2, 3), "int32"), I64(1, 1, 1, 1), np.array(7, np.int32)),
+    case("expand", "Expand", (3, 1), I64(2, 3, 4)),
+    case("expand-lower-rank-shape", "Expand", (1, 4), I64(3, 1)),
+    case("expand-int64", "Expand", In((2, 1, 1), "int64"), I64(2, 1, 3, 1)),
+    case("tile", "Tile", (2, 3, 1), I64(2, 1, 3)),
+    case("tile-int32", "Tile", In((2, 3), "int32"), I64(1, 2)),
+    case("tile-bool", "Tile", In((2, 3), "bool"), I64(2, 1)),
+]
+CAST = [
+    case(f"cast-{src}-{dst}", "Cast", In((3, 8), src, **rng), to=helper.np_dtype_to_tensor_dtype(np.dtype(dst)))
+    for src, dst, rng in [
+        ("float32", "int32", dict(lo=-9, hi=9)), ("float32", "int64", dict(lo=-9, hi=9)),
+        ("float32", "int8", dict(lo=-9, hi=9)), ("float32", "uint8", dict(lo=0, hi=200)),
+        ("float32", "bool", dict(values=(0.0, -0.0, 0.5, -2, 1, 0, 3, 0) * 3)),
+        ("float32", "float64", {}), ("int32", "float32", {}), ("int64", "int32", {}),
+        ("int32", "int64", {}), ("int32", "bool", dict(lo=-1, hi=1)), ("bool", "float32", {}),
+        ("bool", "int64", {}), ("uint8", "float32", dict(lo=0, hi=255)), ("int8", "int32", {}),
+    ]
+]
+
+
+@pytest.mark.parametrize("c", TENSOR + CAST)
+def test_tensor(c, tmp_path):
+    check(c, tmp_path)

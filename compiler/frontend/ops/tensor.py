@@ -44,7 +44,9 @@ def concat(cx, *xs, axis):
     axis = axis % xs[0].rank
     if len(xs) == 1:
         return xs[0].value
-    return cx.e.op("tosa.concat", [x.value for x in xs], cx.out_type(),
+    vals = [cx.e.bool_i8(x.value) for x in xs]  # an i1 graph input next to stored i8 bools
+    rt = ir.RankedTensorType.get(list(cx.out_shape()), etype_of(vals[0]))
+    return cx.e.op("tosa.concat", vals, rt,
                    axis=ir.IntegerAttr.get(_I32(), axis))
 
 
@@ -173,7 +175,8 @@ def tile(cx, x, repeats):
     reps = [int(r) for r in repeats.const_list()]
     if x.const is not None:
         return np.tile(x.const, reps)
-    return cx.e.op("tosa.tile", [x.value, cx.e.shape_value(reps)], cx.out_type())
+    rt = ir.RankedTensorType.get(list(cx.out_shape()), etype_of(x.value))
+    return cx.e.op("tosa.tile", [x.value, cx.e.shape_value(reps)], rt)
 
 
 @lowers("Shape")
