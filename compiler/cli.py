@@ -266,6 +266,41 @@ def ops(markdown):
             click.echo(f"{r[0]:<24} since {r[1]:<10} {r[2]}")
 
 
+@cli.command()
+@click.option("-t", "--target", default="host", show_default=True, help=_TARGET_HELP)
+@click.option("--suite", type=click.Choice(["core", "expanded", "rest", "all"]), default="core", show_default=True,
+              help="core: the 642 single-op tests of the 81 core ops; expanded: their _expanded variants; "
+                   "rest: every other node test; all: everything.")
+@click.option("--ops", default="", help="Only these ops, e.g. --ops Conv,MaxPool.")
+@click.option("--markdown", is_flag=True, help="Print the per-op table as Markdown.")
+@click.option("--failures", is_flag=True, help="Also print each failing test with its reason.")
+def conformance(target, suite, ops, markdown, failures):
+    """Run the ONNX backend node tests (regenerated from the onnx wheel) and print a per-op table.
+
+    Attribute-like inputs (shape, axes, pads, starts/ends, scales, ...) and quantization
+    parameters are frozen into initializers, as an AOT compiler sees them in real models.
+
+    \b
+    Example:
+      dgc conformance --suite core --ops Conv,Gemm --failures
+    """
+    from . import conformance as conf
+
+    cases = {"core": conf.core_cases, "expanded": lambda: conf.core_cases(True),
+             "rest": conf.non_core_cases, "all": conf.all_cases}[suite]()
+    wanted = {o.strip() for o in ops.split(",") if o.strip()}
+    cases = [c for c in cases if not wanted or c.op in wanted]
+    results = []
+    with click.progressbar(cases, label=f"{suite} node tests on {target}", file=sys.stderr) as bar:
+        for case in bar:
+            results.append(conf.run_case(case, target))
+    click.echo(conf.per_op_table(results, markdown))
+    if failures:
+        for r in results:
+            if r.status != "pass":
+                click.echo(f"{r.name}: {r.status}: {r.detail}")
+
+
 def main(argv=None):
     try:
         cli.main(args=argv, prog_name="dgc", standalone_mode=False)

@@ -1,0 +1,186 @@
+"""The ONNX backend node tests as a conformance suite.
+
+Cases are regenerated in memory from the pinned `onnx` wheel's generators (the same data the
+wheel's `backend-test-tools generate-data` writes). Inputs that an AOT compiler sees as constants
+in real models -- attribute-like inputs (shape, axes, pads, starts/ends, k, repeats, scales...)
+and quantization parameters -- are frozen from the test data into initializers; every other
+input stays a run-time input. Each case is compiled with dgc, executed on a target, and every
+test data set compared: floats with the test's own rtol/atol when it sets them, else rtol 1e-4 /
+atol 1e-5; integers and bools exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import tempfile
+import warnings
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+TIER1 = ("Relu Sigmoid Softmax Add Sub Mul Div Exp Cast ReduceMean ReduceSum ReduceMax ArgMax Reshape "
+         "Transpose Squeeze Unsqueeze Concat Split Slice Shape ConstantOfShape Constant Identity Dropout "
+         "Conv BatchNormalization MaxPool AveragePool GlobalAveragePool Pad Resize Clip LeakyRelu PRelu "
+         "HardSigmoid HardSwish Flatten Gemm MatMul Tanh LayerNormalization Gelu Erf Pow Sqrt Gather Where "
+         "Equal Expand QuantizeLinear DequantizeLinear QLinearConv QLinearMatMul").split()
+TIER2 = ("LogSoftmax Log Neg Max Min TopK Tile ConvTranspose DepthToSpace SpaceToDepth Softplus ReduceL2 "
+         "Einsum Sin Cos Greater And CumSum Range Trilu LSTM GRU MatMulInteger ConvInteger "
+         "DynamicQuantizeLinear Floor Round").split()
+CORE_OPS = frozenset(TIER1 + TIER2)
+
+_REDUCE = ("ReduceSum ReduceMean ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSum "
+           "ReduceLogSumExp ReduceSumSquare").split()
+# op -> input positions frozen into initializers (constants in any real model)
+FREEZE = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Slice": (1, 2, 3, 4), "Pad": (1, 2, 3),
+    "Resize": (1, 2, 3), "Upsample": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "TopK": (1,),
+    "Split": (1,), "ConstantOfShape": (0,), "Range": (0, 1, 2), "OneHot": (1, 2), "CumSum": (1,),
+    "Trilu": (1,), "Clip": (1, 2), "Dropout": (1, 2), "QuantizeLinear": (1, 2),
+    "DequantizeLinear": (1, 2), "QLinearConv": (1, 2, 4, 5, 6, 7, 8), "QLinearMatMul": (1, 2, 4, 5, 6, 7),
+    "MatMulInteger": (2, 3), "ConvInteger": (2, 3), "LSTM": (1, 2, 3, 4, 5, 6, 7), "GRU": (1, 2, 3, 4, 5),
+    "RNN": (1, 2, 3, 4, 5), "NonMaxSuppression": (2, 3, 4), "CenterCropPad": (1,), "Col2Im": (1, 2),
+    "BlackmanWindow": (0,), "HannWindow": (0,), "HammingWindow": (0,), "EyeLike": (),
+    **{op: (1,) for op in _REDUCE},
+}
+_DEFAULT_TOL = (1e-3, 1e-7)  # onnx TestCase defaults: a test that keeps them sets no tolerance
+TOL = (1e-4, 1e-5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    op: str
+    model: onnx.ModelProto
+    data_sets: tuple
+    rtol: float
+    atol: float
+
+    @property
+    def expanded(self) -> bool:
+        return "_expanded" in self.name
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    op: str
+    status: str  # pass | fail | unsupported | error
+    detail: str = ""
+
+
+@functools.cache
+def all_cases() -> tuple[Case, ...]:
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = [c for c in collect_testcases() if c.kind == "node"]
+    out = []
+    for c in raw:
+        op = c.model.graph.node[0].op_type if len(c.model.graph.node) == 1 else _op_from_name(c)
+        tol = TOL if (c.rtol, c.atol) == _DEFAULT_TOL else (c.rtol, c.atol)
+        out.append(Case(c.name, op, c.model, tuple(c.data_sets), *tol))
+    return tuple(out)
+
+
+def _op_from_name(case) -> str:
+    ops = [n.op_type for n in case.model.graph.node]
+    for op in sorted(set(ops), key=len, reverse=True):
+        if op.lower() in case.name.replace("_", "").lower():
+            return op
+    return ops[0] if ops else "?"
+
+
+def core_cases(expanded: bool = False) -> list[Case]:
+    """The 642 core single-op tests (or their `_expanded` function-body variants)."""
+    if not expanded:
+        return [c for c in all_cases() if not c.expanded and len(c.model.graph.node) == 1 and c.op in CORE_OPS]
+    return [c for c in all_cases() if c.expanded and c.op in CORE_OPS]
+
+
+def non_core_cases() -> list[Case]:
+    core = {c.name for c in core_cases()} | {c.name for c in core_cases(True)}
+    return [c for c in all_cases() if c.name not in core]
+
+
+def freeze(case: Case, inputs: list) -> tuple[onnx.ModelProto, list[int]]:
+    """Model with attribute-like inputs made initializers; returns it and the run-time input indices."""
+    model = onnx.ModelProto.FromString(case.model.SerializeToString())
+    graph_inputs = [i.name for i in model.graph.input]
+    frozen = set()
+    for node in model.graph.node:
+        for pos in FREEZE.get(node.op_type, ()):
+            if pos < len(node.input) and node.input[pos] in graph_inputs:
+                frozen.add(graph_inputs.index(node.input[pos]))
+    for k in sorted(frozen):
+        model.graph.initializer.append(numpy_helper.from_array(np.asarray(inputs[k]), graph_inputs[k]))
+    keep = [k for k in range(len(graph_inputs)) if k not in frozen]
+    kept = [model.graph.input[k] for k in keep]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    return model, keep
+
+
+def compare_outputs(case: Case, got: list, want: list) -> str:
+    """'' when every output matches, else a one-line reason."""
+    for k, (g, w) in enumerate(zip(got, want)):
+        w = np.asarray(w)
+        g = np.asarray(g).reshape(w.shape)
+        if w.dtype.kind in "fc":
+            if not np.allclose(g.astype(np.float64), w.astype(np.float64), rtol=case.rtol, atol=case.atol,
+                               equal_nan=True):
+                err = np.nanmax(np.abs(g.astype(np.float64) - w.astype(np.float64)))
+                return f"output {k}: max abs err {err:.3g} (rtol {case.rtol:g}, atol {case.atol:g})"
+        elif not np.array_equal(g, w):
+            return f"output {k}: integer/bool values differ"
+    return ""
+
+
+def run_case(case: Case, target="host", workdir: str | None = None) -> Result:
+    """Compile (once per distinct frozen data) and execute every data set of one case."""
+    import dgc
+    from dgc.errors import DgcError, UnsupportedError
+    from dgc.runtime.runners import run_model
+
+    with tempfile.TemporaryDirectory(prefix="dgc-conf-") as tmp:
+        wd = workdir or tmp
+        try:
+            for n, (inputs, outputs) in enumerate(case.data_sets):
+                model, keep = freeze(case, list(inputs))
+                res = dgc.compile(model, target, name=f"t{n}")
+                obj = os.path.join(wd, f"t{n}.o")
+                with open(obj, "wb") as f:
+                    f.write(res.object)
+                got = run_model(res.spec, obj, res.target, [np.asarray(inputs[k]) for k in keep], wd)
+                why = compare_outputs(case, got, list(outputs))
+                if why:
+                    return Result(case.name, case.op, "fail", why)
+        except UnsupportedError as e:
+            return Result(case.name, case.op, "unsupported", e.line())
+        except DgcError as e:
+            return Result(case.name, case.op, "error", e.line())
+        except Exception as e:  # an internal bug is a result too, not a crash of the suite
+            return Result(case.name, case.op, "error", f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+    return Result(case.name, case.op, "pass")
+
+
+def per_op_table(results: list[Result], markdown: bool = False) -> str:
+    ops: dict[str, list[Result]] = {}
+    for r in results:
+        ops.setdefault(r.op, []).append(r)
+    rows = [("op", "pass", "total", "failing tests")]
+    for op in sorted(ops):
+        rs = ops[op]
+        bad = [r.name for r in rs if r.status != "pass"]
+        rows.append((op, str(len(rs) - len(bad)), str(len(rs)), " ".join(bad)))
+    total = sum(int(r[1]) for r in rows[1:]), sum(int(r[2]) for r in rows[1:])
+    if markdown:
+        lines = ["| " + " | ".join(rows[0]) + " |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    else:
+        lines = [f"{r[0]:<24} {r[1]:>5} {r[2]:>6}  {r[3]}" for r in rows]
+    lines.append(f"TOTAL: {total[0]} / {total[1]} passed")
+    return "\n".join(lines)
