@@ -57,8 +57,12 @@ def case(id, op, *ins, opset=17, outs=1, marks=(), **attrs):
     return pytest.param(Case((op,), ins, attrs, opset, outs), id=id, marks=marks)
 
 
-def multi(id, ops, *ins, opset=17):
-    return pytest.param(Case(tuple(ops), ins, {}, opset), id=id)
+def multi(id, ops, *ins, opset=17, **attrs):
+    return pytest.param(Case(tuple(ops), ins, attrs, opset), id=id)
+
+
+# The compiled result is right (checked by hand); the comparison helper indexes a 0-d array.
+SCALAR_OUT = pytest.mark.xfail(raises=TypeError, strict=True, reason="dgc.verify.compare fails on 0-d outputs")
 
 
 def W(*shape, dtype=np.float32):
@@ -67,6 +71,10 @@ def W(*shape, dtype=np.float32):
 
 def I64(*values):
     return np.array(values, dtype=np.int64)
+
+
+def F32(values):
+    return np.array(values, dtype=np.float32)
 
 
 # ---- building and checking ----------------------------------------------------------------
@@ -255,8 +263,7 @@ MATMUL = [
     case("2d-3d", "MatMul", (3, 4), (2, 4, 5)),
     case("1d-2d", "MatMul", (4,), W(4, 5)),
     case("2d-1d", "MatMul", (3, 4), (4,)),
-    case("1d-1d", "MatMul", (4,), (4,), marks=pytest.mark.xfail(
-        raises=TypeError, strict=True, reason="dgc.verify.compare fails on 0-d outputs (the result is right)")),
+    case("1d-1d", "MatMul", (4,), (4,), marks=SCALAR_OUT),
     case("1d-3d", "MatMul", (4,), (2, 4, 5)),
     case("3d-1d", "MatMul", (2, 3, 4), W(4)),
 ]
@@ -284,6 +291,12 @@ BINARY = [
     case("div-int64", "Div", In((3, 4), "int64", -50, 50), np.array([[2], [-3], [5]], np.int64)),
     case("pow", "Pow", In((2, 3, 4), lo=0.1, hi=3), (3, 1)),
     case("pow-int-exponent", "Pow", (2, 3, 4), np.array([2.0, 3.0, -1.0, 0.0], np.float32)),
+    case("pow-int-exponent-input", "Pow", (2, 3), In((3,), "int64", lo=-2, hi=3)),
+    case("pow-int32", "Pow", In((2, 3), "int32", lo=-5, hi=5), np.array([0, 1, 3], np.int32)),
+    case("pow-int32-float-exponent", "Pow", In((2, 3), "int32", lo=-5, hi=5), F32([2, 5, 0])),
+    case("pow-int64-input", "Pow", In((3, 5), "int64", values=(0, 3, -2, 5, -1, 7, -1, 0, -3, 1, 2, 1, 9, 2, 2)),
+         In((5,), "int64", values=(0, 1, 2, 7, -2))),  # no 0 ** negative: undefined
+    case("equal-bool", "Equal", In((2, 3), "bool"), In((3,), "bool")),
     case("pow-sqrt", "Pow", In((2, 3), lo=0, hi=5), np.array(0.5, np.float32)),
     multi("variadic-3", ["Max", "Min", "Sum", "Mean"], (2, 3, 4), (3, 1), (4,)),
     multi("variadic-1", ["Max", "Min", "Sum", "Mean"], (2, 3)),
@@ -306,7 +319,6 @@ def test_binary(c, tmp_path):
 # ---- unary and activations ------------------------------------------------------------------
 
 SMOOTH = ["Sigmoid", "Tanh", "Erf", "Exp", "Sin", "Cos", "Softplus", "Softsign", "HardSwish"]
-F32 = lambda v: np.array(v, np.float32)  # noqa: E731
 TIES = (-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, -0.49, 0.51, 3.7, -3.7, 0.0, -0.0, 1e-3, 7.5, -7.5, 2.4999)
 UNARY = [
     multi("normal", SMOOTH + ["Relu", "Abs", "Neg", "Floor", "Ceil", "Round", "Sign", "Reciprocal"], (2, 3, 4)),
@@ -385,6 +397,8 @@ TENSOR = [
     case("squeeze-axes", "Squeeze", (2, 1, 3, 1), I64(1)),
     case("squeeze-all", "Squeeze", (2, 1, 3, 1)),
     case("squeeze-negative", "Squeeze", (2, 1, 3, 1), I64(-1, 1)),
+    case("squeeze-11-attr", "Squeeze", (2, 1, 3, 1), axes=[3], opset=11),
+    case("unsqueeze-11-attr", "Unsqueeze", (2, 3), axes=[1, -1], opset=11),
     case("unsqueeze", "Unsqueeze", (2, 3), I64(0, 3)),
     case("unsqueeze-negative", "Unsqueeze", (2, 3), I64(-1)),
     case("transpose-default", "Transpose", (2, 3, 4)),
@@ -398,6 +412,7 @@ TENSOR = [
     case("split-equal", "Split", (2, 6, 3), axis=1, outs=3),
     case("split-sizes", "Split", (2, 6, 3), I64(1, 2, 3), axis=1, outs=3),
     case("split-negative-axis", "Split", (2, 6, 5), I64(4, 1), axis=-1, outs=2),
+    case("split-18-num-outputs-uneven", "Split", (2, 7), axis=1, num_outputs=3, outs=3, opset=18),
     case("slice-negative", "Slice", X4, I64(1, -4), I64(3, -1), I64(0, 1)),
     case("slice-steps", "Slice", X4, I64(0, 1, 4), I64(4, 6, 0), I64(0, 1, 2), I64(2, 3, -2)),
     case("slice-reverse", "Slice", X4, I64(-1), I64(-BIG), I64(1), I64(-1)),
@@ -414,6 +429,7 @@ TENSOR = [
     case("gather-runtime-axis1-int32", "Gather", (2, 6, 3), In((5,), "int32", lo=-6, hi=5), axis=1),
     case("gather-embedding", "Gather", W(10, 4), In((3, 2), "int64", lo=0, hi=9)),
     case("pad", "Pad", (2, 3, 4), I64(0, 1, 2, 0, 2, 1), F32(1.5)),
+    case("pad-18-axes", "Pad", (2, 3, 4), I64(1, 2, 0, 3), F32(0.5), I64(0, -1), opset=18),
     case("pad-no-value", "Pad", (2, 3), I64(1, 0, 0, 2)),
     case("pad-negative", "Pad", (3, 5), I64(-1, 2, 1, -2), F32(-1.0)),
     case("pad-int32", "Pad", In((2, 3), "int32"), I64(1, 1, 1, 1), np.array(7, np.int32)),
@@ -439,4 +455,42 @@ CAST = [
 
 @pytest.mark.parametrize("c", TENSOR + CAST)
 def test_tensor(c, tmp_path):
+    check(c, tmp_path)
+
+
+# ---- reductions -------------------------------------------------------------------------
+
+REDUCE_ATTR = ["ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+               "ReduceSumSquare", "ReduceLogSumExp"]  # axes is an attribute until opset 18
+RX = In((2, 3, 4), lo=0.2, hi=1.5)  # positive: ReduceLogSum is defined, products stay moderate
+REDUCE = [
+    case("sum-axis1", "ReduceSum", (2, 3, 4), I64(1)),
+    case("sum-axes-keepdims0", "ReduceSum", (2, 3, 4), I64(0, -1), keepdims=0),
+    case("sum-all", "ReduceSum", (2, 3, 4)),
+    case("sum-all-keepdims0", "ReduceSum", (2, 3, 4), keepdims=0, marks=SCALAR_OUT),
+    case("sum-empty-noop", "ReduceSum", (2, 3, 4), I64(), noop_with_empty_axes=1),
+    case("sum-noop-no-axes", "ReduceSum", (2, 3, 4), noop_with_empty_axes=1, keepdims=0),
+    case("sum-11-attr-axes", "ReduceSum", (2, 3, 4), axes=[0, 2], keepdims=0, opset=11),
+    case("sum-int64", "ReduceSum", In((3, 4), "int64"), I64(1), keepdims=0),
+    multi("axis1", REDUCE_ATTR, RX, axes=[1]),
+    multi("axes-0-2-keepdims0", REDUCE_ATTR, RX, axes=[0, -1], keepdims=0),
+    multi("all", REDUCE_ATTR + ["ReduceLogSum"], RX),
+    case("max-int32-neg-axis", "ReduceMax", In((3, 4), "int32"), axes=[-1], keepdims=0),
+    case("min-int32", "ReduceMin", In((3, 4), "int32"), axes=[0]),
+    case("logsum-axis1", "ReduceLogSum", RX, axes=[1], keepdims=0),
+    case("logsumexp-wide", "ReduceLogSumExp", In((3, 6), lo=-60, hi=60), axes=[1]),
+    case("mean-18-axes-input", "ReduceMean", (2, 3, 4), I64(-1), opset=18, keepdims=0),
+    case("max-18-noop", "ReduceMax", (2, 3, 4), opset=18, noop_with_empty_axes=1),
+    case("argmax", "ArgMax", (3, 4, 5)),
+    case("argmax-axis-1-keepdims0", "ArgMax", (3, 4, 5), axis=-1, keepdims=0),
+    case("argmin-axis1", "ArgMin", (3, 4, 5), axis=1),
+    case("argmax-last-ties", "ArgMax", In((4, 6), "int32", lo=0, hi=2), axis=1, select_last_index=1),
+    case("argmin-last-ties", "ArgMin", In((4, 6), "int32", lo=0, hi=2), axis=0, select_last_index=1,
+         keepdims=0),
+    case("argmax-first-ties", "ArgMax", In((4, 6), "int32", lo=0, hi=2), axis=1),
+]
+
+
+@pytest.mark.parametrize("c", REDUCE)
+def test_reduce(c, tmp_path):
     check(c, tmp_path)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir import arith_d, ir, math_d
-from ..emitter import etype_of, generic_map, is_float, shape_of
+from ...ir import arith_d, element_type, ir, math_d
+from ..emitter import etype_of, generic_map, is_float, np_dtype_of, shape_of
 from ..registry import Unsupported, lowers
-from ...ir import element_type
 
-_BINARY = {"Add": "tosa.add", "Sub": "tosa.sub", "Mul": "tosa.mul", "Pow": "tosa.pow",
+_BINARY = {"Add": "tosa.add", "Sub": "tosa.sub", "Mul": "tosa.mul",
            "BitwiseAnd": "tosa.bitwise_and", "BitwiseOr": "tosa.bitwise_or",
            "BitwiseXor": "tosa.bitwise_xor"}
 _LOGIC = {"And": "tosa.logical_and", "Or": "tosa.logical_or", "Xor": "tosa.logical_xor"}
@@ -63,6 +62,40 @@ def div(cx, a, b):
             return e.elementwise("tosa.mul", a.value, e.const((1.0 / b.const).astype(b.dtype)))
         return e.elementwise("tosa.mul", a.value, e.unary("tosa.reciprocal", b.value))
     return e.elementwise("tosa.intdiv", a.value, b.value)
+
+
+@lowers("Pow")
+def pow_(cx, base, exponent):
+    """Base and exponent types may differ (opset 12+): the exponent takes the base's type."""
+    e, bv = cx.e, base.value
+    if is_float(etype_of(bv)):
+        return e.elementwise("tosa.pow", bv, cast_value(e, exponent.value, base.dtype))
+    if exponent.dtype.kind == "f":
+        if exponent.const is None or np.any(exponent.const != np.trunc(exponent.const)):
+            raise Unsupported("Pow of an integer base needs an integer (or constant integral) exponent")
+        return _int_pow(e, bv, e.const(exponent.const.astype(base.dtype)))
+    return _int_pow(e, bv, cast_value(e, exponent.value, base.dtype))
+
+
+def _int_pow(e, b, x):
+    """Exact integer power by square-and-multiply over every exponent bit (wrapping like C);
+    a negative exponent truncates to 0 unless |base| == 1, as int(pow(b, x)) does."""
+    et = etype_of(b)
+    width = ir.IntegerType(et).width
+    P = arith_d.CmpIPredicate
+
+    def body(bs, xs):
+        c = lambda v: arith_d.constant(et, v)  # noqa: E731
+        neg = arith_d.cmpi(P.slt, xs, c(0))
+        n = arith_d.select(neg, arith_d.subi(c(0), xs), xs)
+        r, sq = c(1), bs
+        for _ in range(width - 1):
+            bit = arith_d.cmpi(P.ne, arith_d.andi(n, c(1)), c(0))
+            r = arith_d.select(bit, arith_d.muli(r, sq), r)
+            sq, n = arith_d.muli(sq, sq), arith_d.shrui(n, c(1))
+        unit = arith_d.cmpi(P.eq, arith_d.muli(bs, bs), c(1))
+        return arith_d.select(neg, arith_d.select(unit, r, c(0)), r)
+    return generic_map(e, [b, x], et, body)
 
 
 @lowers("Max", "Min", "Sum", "Mean")
