@@ -145,21 +145,58 @@ def _gather_dynamic(cx, data, indices, axis):
 
 @lowers("Pad", since=11)
 def pad(cx, x, pads, constant_value=None, axes=None, *, mode="constant"):
-    if mode != "constant":
-        raise Unsupported(f"Pad mode '{mode}' is not supported (constant is)")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise Unsupported(f"Pad mode '{mode}' is not supported (constant, reflect, edge and wrap are)")
     p = [int(v) for v in pads.const_list()]
     ax = [a % x.rank for a in axes.const_list()] if axes is not None else list(range(x.rank))
     lo, hi = [0] * x.rank, [0] * x.rank
     for i, a in enumerate(ax):
         lo[a], hi[a] = p[i], p[i + len(ax)]
-    value = constant_value.const.item() if constant_value is not None and constant_value.const is not None else 0
-    v = x.value
+    e, v = cx.e, x.value
     if min(lo + hi) < 0:  # negative pads crop
         begin = [max(0, -d) for d in lo]
         size = [s + min(0, a) + min(0, b) for s, a, b in zip(x.shape, lo, hi)]
-        v = cx.e.slice(v, begin, size)
+        v = e.slice(v, begin, size)
         lo, hi = [max(0, d) for d in lo], [max(0, d) for d in hi]
-    return cx.e.pad(v, lo, hi, value)
+    if mode != "constant":
+        for axis in range(x.rank):
+            v = _pad_axis(e, v, axis, lo[axis], hi[axis], mode)
+        return v
+    if constant_value is None or constant_value.const is not None:
+        return e.pad(v, lo, hi, constant_value.const.item() if constant_value is not None else 0)
+    inside = np.pad(np.ones(shape_of(v), np.bool_), list(zip(lo, hi)))  # run-time pad value
+    c, a, b = e.rank_align(e.bool_i1(e.const(inside)), e.pad(v, lo, hi), constant_value.value)
+    return e.op("tosa.select", [c, a, b], ir.RankedTensorType.get(list(inside.shape), etype_of(v)))
+
+
+def _pad_axis(e, v, axis, lo, hi, mode):
+    """reflect/edge/wrap padding of one axis: slices of `v` concatenated around it."""
+    n = shape_of(v)[axis]
+    if max(lo, hi) > (n - 1 if mode == "reflect" else n) or (mode == "edge" and n == 0):
+        raise Unsupported(f"Pad mode '{mode}' with pads ({lo}, {hi}) wider than the axis ({n})")
+
+    def take(start, count, reverse=False, repeat=1):
+        begin, size = [0] * len(shape_of(v)), list(shape_of(v))
+        begin[axis], size[axis] = start, count
+        s = e.slice(v, begin, size)
+        if reverse and count > 1:
+            s = e.op("tosa.reverse", [s], s.type, axis=ir.IntegerAttr.get(_I32(), axis))
+        if repeat > 1:
+            mult = [1] * len(size)
+            mult[axis] = repeat
+            size[axis] *= repeat
+            s = e.op("tosa.tile", [s, e.shape_value(mult)], ir.RankedTensorType.get(size, etype_of(v)))
+        return s
+    parts = {"reflect": (lambda: take(1, lo, True), lambda: take(n - 1 - hi, hi, True)),
+             "edge": (lambda: take(0, 1, repeat=lo), lambda: take(n - 1, 1, repeat=hi)),
+             "wrap": (lambda: take(n - lo, lo), lambda: take(0, hi))}[mode]
+    pieces = ([parts[0]()] if lo else []) + [v] + ([parts[1]()] if hi else [])
+    if len(pieces) == 1:
+        return v
+    shp = list(shape_of(v))
+    shp[axis] += lo + hi
+    return e.op("tosa.concat", pieces, ir.RankedTensorType.get(shp, etype_of(v)),
+                axis=ir.IntegerAttr.get(_I32(), axis))
 
 
 @lowers("Expand")
