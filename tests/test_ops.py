@@ -266,6 +266,8 @@ MATMUL = [
     case("1d-1d", "MatMul", (4,), (4,), marks=SCALAR_OUT),
     case("1d-3d", "MatMul", (4,), (2, 4, 5)),
     case("3d-1d", "MatMul", (2, 3, 4), W(4)),
+    case("int32", "MatMul", In((3, 4), "int32", lo=-9, hi=9), In((4, 5), "int32", lo=-9, hi=9)),
+    case("int64-batched-const", "MatMul", In((2, 3, 4), "int64", lo=-9, hi=9), I64(*range(-10, 10)).reshape(4, 5)),
 ]
 
 
@@ -480,6 +482,7 @@ REDUCE = [
     multi("axes-0-2-keepdims0", REDUCE_ATTR, RX, axes=[0, -1], keepdims=0),
     multi("all", REDUCE_ATTR + ["ReduceLogSum"], RX),
     case("max-int32-neg-axis", "ReduceMax", In((3, 4), "int32"), axes=[-1], keepdims=0),
+    case("mean-int32-truncates", "ReduceMean", In((3, 4), "int32"), axes=[1]),
     case("min-int32", "ReduceMin", In((3, 4), "int32"), axes=[0]),
     case("logsum-axis1", "ReduceLogSum", RX, axes=[1], keepdims=0),
     case("logsumexp-wide", "ReduceLogSumExp", In((3, 6), lo=-60, hi=60), axes=[1]),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir import ir
-from ..emitter import etype_of
+from ...ir import ir, math_d
+from ..emitter import etype_of, generic_map, is_float
 from ..registry import lowers
 from .elementwise import cast_value
 
@@ -46,11 +46,12 @@ def reduce(cx, x, axes_in=None, *, axes=None, keepdims=1, noop_with_empty_axes=0
     else:
         y = e.reduce(_KIND[op], v, ax)
     if op == "ReduceMean":
-        y = e.elementwise("tosa.mul", y, e.scalar_like(1.0 / np.prod([x.shape[a] for a in ax]), y))
+        count = int(np.prod([x.shape[a] for a in ax]))
+        if is_float(etype_of(y)):
+            y = e.elementwise("tosa.mul", y, e.scalar_like(1.0 / count, y))
+        else:  # integer mean: the sum divided, truncating like onnxruntime
+            y = e.elementwise("tosa.intdiv", y, e.scalar_like(count, y))
     elif op == "ReduceL2":
-        from .elementwise import sqrt  # noqa: F401
-        from ..emitter import generic_map
-        from ...ir import math_d
         y = generic_map(e, [y], etype_of(y), lambda s: math_d.sqrt(s))
     elif op == "ReduceLogSum":
         y = e.unary("tosa.log", y)
