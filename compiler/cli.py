@@ -274,7 +274,8 @@ def ops(markdown):
 @click.option("--ops", default="", help="Only these ops, e.g. --ops Conv,MaxPool.")
 @click.option("--markdown", is_flag=True, help="Print the per-op table as Markdown.")
 @click.option("--failures", is_flag=True, help="Also print each failing test with its reason.")
-def conformance(target, suite, ops, markdown, failures):
+@click.option("-j", "--jobs", default=os.cpu_count() or 1, show_default=True, help="Worker processes, e.g. -j 2.")
+def conformance(target, suite, ops, markdown, failures, jobs):
     """Run the ONNX backend node tests (regenerated from the onnx wheel) and print a per-op table.
 
     Attribute-like inputs (shape, axes, pads, starts/ends, scales, ...) and quantization
@@ -290,10 +291,8 @@ def conformance(target, suite, ops, markdown, failures):
              "rest": conf.non_core_cases, "all": conf.all_cases}[suite]()
     wanted = {o.strip() for o in ops.split(",") if o.strip()}
     cases = [c for c in cases if not wanted or c.op in wanted]
-    results = []
-    with click.progressbar(cases, label=f"{suite} node tests on {target}", file=sys.stderr) as bar:
-        for case in bar:
-            results.append(conf.run_case(case, target))
+    with click.progressbar(length=len(cases), label=f"{suite} node tests on {target}", file=sys.stderr) as bar:
+        results = conf.run_cases(cases, target, jobs=jobs, progress=lambda r: bar.update(1))
     click.echo(conf.per_op_table(results, markdown))
     if failures:
         for r in results:

@@ -82,8 +82,19 @@ def all_cases() -> tuple[Case, ...]:
     for c in raw:
         op = c.model.graph.node[0].op_type if len(c.model.graph.node) == 1 else _op_from_name(c)
         tol = TOL if (c.rtol, c.atol) == _DEFAULT_TOL else (c.rtol, c.atol)
-        out.append(Case(c.name, op, c.model, tuple(c.data_sets), *tol))
+        sets = tuple((tuple(map(_array, ins)), tuple(map(_array, outs))) for ins, outs in c.data_sets)
+        out.append(Case(c.name, op, c.model, sets, *tol))
     return tuple(out)
+
+
+def _array(value):
+    """Test data comes as numpy arrays or, for exotic dtypes, TensorProtos."""
+    if isinstance(value, onnx.TensorProto):
+        try:
+            return numpy_helper.to_array(value)
+        except Exception:
+            return value
+    return value
 
 
 def _op_from_name(case) -> str:
@@ -184,3 +195,82 @@ def per_op_table(results: list[Result], markdown: bool = False) -> str:
         lines = [f"{r[0]:<24} {r[1]:>5} {r[2]:>6}  {r[3]}" for r in rows]
     lines.append(f"TOTAL: {total[0]} / {total[1]} passed")
     return "\n".join(lines)
+
+
+def run_cases(cases: list[Case], target="host", jobs: int = 2, progress=None) -> list[Result]:
+    """Run cases in `jobs` worker processes. A case that kills its worker (an abort inside MLIR
+    or LLVM) is reported as an error and the worker is restarted for the rest."""
+    import pickle
+    import queue
+    import threading
+
+    fd, store = tempfile.mkstemp(prefix="dgc-cases-", suffix=".pkl")
+    with os.fdopen(fd, "wb") as f:  # workers read cases from here instead of regenerating them
+        pickle.dump({c.name: c for c in cases}, f)
+    todo: "queue.Queue[list[Case]]" = queue.Queue()
+    chunk = max(1, min(32, len(cases) // (4 * max(1, jobs)) or 1))
+    for i in range(0, len(cases), chunk):
+        todo.put(cases[i:i + chunk])
+    results: dict[str, Result] = {}
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            try:
+                batch = todo.get_nowait()
+            except queue.Empty:
+                return
+            for r in _run_in_worker(batch, target, store):
+                with lock:
+                    results[r.name] = r
+                    if progress:
+                        progress(r)
+
+    threads = [threading.Thread(target=work) for _ in range(max(1, jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    os.unlink(store)
+    return [results[c.name] for c in cases]
+
+
+def _run_in_worker(batch: list[Case], target, store: str) -> list[Result]:
+    import json
+    import subprocess
+    import sys
+
+    out, rest = [], list(batch)
+    while rest:
+        proc = subprocess.run([sys.executable, "-m", "dgc.conformance", target, store, *[c.name for c in rest]],
+                              capture_output=True, text=True)
+        done = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        out += [Result(**d) for d in done]
+        rest = rest[len(done):]
+        if rest and proc.returncode != 0:  # the next case crashed the worker
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+            out.append(Result(rest[0].name, rest[0].op, "error", f"crashed the compiler process: {tail}"))
+            rest = rest[1:]
+        elif rest:
+            break
+    return out
+
+
+def _worker_main(argv: list[str]) -> None:
+    import json
+    import sys
+
+    import pickle
+
+    target, store, names = argv[0], argv[1], argv[2:]
+    with open(store, "rb") as f:
+        cases = pickle.load(f)
+    for name in names:
+        print(json.dumps(dataclasses.asdict(run_case(cases[name], target))), flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _worker_main(sys.argv[1:])
