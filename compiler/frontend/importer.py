@@ -10,7 +10,7 @@ import numpy as np
 from onnx import helper
 
 from ..errors import UnsupportedError
-from ..ir import element_type, func_d, ir, tensor_d, tensor_type
+from ..ir import func_d, ir, tensor_d, tensor_type
 from . import ops  # noqa: F401  (registers the lowerings)
 from .emitter import Emitter, shape_of
 from .load import LoadedModel
@@ -88,13 +88,13 @@ class Importer:
         for out in node.output:
             if out and out in self.lm.shapes and out in self.lm.dtypes:
                 self.values[out] = tensor_d.EmptyOp(list(self.lm.shapes[out]),
-                                                    element_type(self.lm.dtypes[out])).result
+                                                    _boundary_type(self.lm, out).element_type).result
 
     def build(self) -> ir.Module:
         lm = self.lm
         module = ir.Module.create()
-        arg_types = [tensor_type(lm.shapes[n], lm.dtypes[n]) for n in lm.inputs]
-        res_types = [tensor_type(lm.shapes[n], lm.dtypes[n]) for n in lm.outputs]
+        arg_types = [_boundary_type(lm, n) for n in lm.inputs]
+        res_types = [_boundary_type(lm, n) for n in lm.outputs]
         with ir.InsertionPoint(module.body):
             fn = func_d.FuncOp(f"{self.name}_impl", (arg_types, res_types))
             fn.attributes["sym_visibility"] = ir.StringAttr.get("private")
@@ -137,6 +137,12 @@ class NodeContext:
 
     def out_type(self, i: int = 0) -> ir.RankedTensorType:
         return tensor_type(self.out_shape(i), self.out_dtype(i))
+
+
+def _boundary_type(lm: LoadedModel, name: str) -> ir.RankedTensorType:
+    """Bools cross the C boundary and live between ops as i8 0/1 (memref<i1> cannot be lowered)."""
+    dtype = np.int8 if np.dtype(lm.dtypes[name]) == np.bool_ else lm.dtypes[name]
+    return tensor_type(lm.shapes[name], dtype)
 
 
 def _attr_value(a):
