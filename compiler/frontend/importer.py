@@ -58,14 +58,25 @@ class Importer:
 
     def _materialize(self, name):
         if name not in self.values:
-            self.values[name] = self.e.const(self.lm.consts[name])
+            a = self.lm.consts[name]
+            # zero-element tensors are not TOSA-conformant; there is nothing to store anyway
+            self.values[name] = _empty(a.shape, a.dtype) if a.size == 0 else self.e.const(a)
         return self.values[name]
+
+    def _all_outputs_empty(self, node) -> bool:
+        shapes = [self.lm.shapes.get(o) for o in node.output if o]
+        return bool(shapes) and all(s is not None and 0 in s for s in shapes)
 
     def lower_node(self, node) -> None:
         fn = lookup(node.op_type, self.lm.opset)
         attrs = {a.name: _attr_value(a) for a in node.attribute}
         cx = NodeContext(self, node)
         with ir.Location.name(node.name or node.output[0]):
+            if self._all_outputs_empty(node) and node.op_type not in ("Constant",):
+                for out in node.output:
+                    if out:
+                        self.values[out] = _empty(self.lm.shapes[out], self.lm.dtypes[out])
+                return
             try:
                 ins = [self.tensor(n) for n in node.input]
                 res = fn(cx, *ins, **attrs)
@@ -137,6 +148,11 @@ class NodeContext:
 
     def out_type(self, i: int = 0) -> ir.RankedTensorType:
         return tensor_type(self.out_shape(i), self.out_dtype(i))
+
+
+def _empty(shape, dtype) -> ir.Value:
+    dtype = np.int8 if np.dtype(dtype) == np.bool_ else dtype
+    return tensor_d.EmptyOp(list(shape), tensor_type(shape, dtype).element_type).result
 
 
 def _boundary_type(lm: LoadedModel, name: str) -> ir.RankedTensorType:
