@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import zlib
 import os
 import tempfile
 import warnings
@@ -150,32 +152,63 @@ def compare_outputs(case: Case, got: list, want: list) -> str:
     return ""
 
 
-def run_case(case: Case, target="host", workdir: str | None = None) -> Result:
-    """Compile (once per distinct frozen data) and execute every data set of one case."""
-    import dgc
+def _classify(fn):
+    """Run fn(); turn dgc errors and internal bugs into a failed Result instead of a crash."""
     from dgc.errors import DgcError, UnsupportedError
-    from dgc.runtime.runners import run_model
 
-    with tempfile.TemporaryDirectory(prefix="dgc-conf-") as tmp:
-        wd = workdir or tmp
+    def wrapped(case: Case, *args):
         try:
-            for n, (inputs, outputs) in enumerate(case.data_sets):
-                model, keep = freeze(case, list(inputs))
-                res = dgc.compile(model, target, name=f"t{n}")
-                obj = os.path.join(wd, f"t{n}.o")
-                with open(obj, "wb") as f:
-                    f.write(res.object)
-                got = run_model(res.spec, obj, res.target, [np.asarray(inputs[k]) for k in keep], wd)
-                why = compare_outputs(case, got, list(outputs))
-                if why:
-                    return Result(case.name, case.op, "fail", why)
+            return fn(case, *args)
         except UnsupportedError as e:
             return Result(case.name, case.op, "unsupported", e.line())
         except DgcError as e:
             return Result(case.name, case.op, "error", e.line())
         except Exception as e:  # an internal bug is a result too, not a crash of the suite
-            return Result(case.name, case.op, "error", f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+            msg = str(e).splitlines()[0][:200] if str(e) else ""
+            return Result(case.name, case.op, "error", f"{type(e).__name__}: {msg}")
+    return wrapped
+
+
+@_classify
+def build_case(case: Case, target, outdir: str, prefix: str):
+    """Compile every data set of `case` into `outdir`; returns [(spec, obj, inputs, outputs)]."""
+    import dgc
+
+    built = []
+    for n, (inputs, outputs) in enumerate(case.data_sets):
+        model, keep = freeze(case, list(inputs))
+        res = dgc.compile(model, target, name=f"{prefix}_{n}")
+        obj = os.path.join(outdir, f"{res.name}.o")
+        with open(obj, "wb") as f:
+            f.write(res.object)
+        built.append((res.spec, obj, [np.asarray(inputs[k]) for k in keep], list(outputs)))
+    return built
+
+
+@_classify
+def execute(case: Case, built, target) -> Result:
+    """Run the built data sets one by one and compare."""
+    from dgc.runtime.runners import run_model
+
+    for spec, obj, inputs, outputs in built:
+        got = run_model(spec, obj, dgc_target(target), inputs, os.path.dirname(obj))
+        why = compare_outputs(case, got, outputs)
+        if why:
+            return Result(case.name, case.op, "fail", why)
     return Result(case.name, case.op, "pass")
+
+
+def dgc_target(target):
+    from dgc.targets import Target, get_target
+
+    return target if isinstance(target, Target) else get_target(target)
+
+
+def run_case(case: Case, target="host") -> Result:
+    """Compile and execute every data set of one case (in this process)."""
+    with tempfile.TemporaryDirectory(prefix="dgc-conf-") as tmp:
+        built = build_case(case, target, tmp, "t")
+        return built if isinstance(built, Result) else execute(case, built, target)
 
 
 def per_op_table(results: list[Result], markdown: bool = False) -> str:
@@ -197,9 +230,18 @@ def per_op_table(results: list[Result], markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
-def run_cases(cases: list[Case], target="host", jobs: int = 2, progress=None) -> list[Result]:
+def run_cases(cases: list[Case], target="host", jobs: int = 2, progress=None, batch: int = 48) -> list[Result]:
     """Run cases in `jobs` worker processes. A case that kills its worker (an abort inside MLIR
-    or LLVM) is reported as an error and the worker is restarted for the rest."""
+    or LLVM) is reported as an error and the worker is restarted for the rest. On emulated
+    targets the workers only compile, and `batch` cases are linked into one program per run."""
+    if dgc_target(target).runner == "host":
+        return _compile_in_workers(cases, target, jobs, progress, None)
+    with tempfile.TemporaryDirectory(prefix="dgc-conf-build-") as build_dir:
+        built = _compile_in_workers(cases, target, jobs, None, build_dir)
+        return _run_batched(cases, built, target, batch, progress)
+
+
+def _compile_in_workers(cases, target, jobs, progress, build_dir) -> list[Result]:
     import pickle
     import queue
     import threading
@@ -220,7 +262,7 @@ def run_cases(cases: list[Case], target="host", jobs: int = 2, progress=None) ->
                 batch = todo.get_nowait()
             except queue.Empty:
                 return
-            for r in _run_in_worker(batch, target, store):
+            for r in _run_in_worker(batch, target, store, build_dir):
                 with lock:
                     results[r.name] = r
                     if progress:
@@ -235,15 +277,18 @@ def run_cases(cases: list[Case], target="host", jobs: int = 2, progress=None) ->
     return [results[c.name] for c in cases]
 
 
-def _run_in_worker(batch: list[Case], target, store: str) -> list[Result]:
+def _run_in_worker(batch: list[Case], target, store: str, build_dir: str | None) -> list[Result]:
     import json
     import subprocess
     import sys
 
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    if build_dir:
+        env["DGC_CONFORMANCE_BUILD_DIR"] = build_dir
     out, rest = [], list(batch)
     while rest:
         proc = subprocess.run([sys.executable, "-m", "dgc.conformance", target, store, *[c.name for c in rest]],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         done = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
         out += [Result(**d) for d in done]
         rest = rest[len(done):]
@@ -256,6 +301,44 @@ def _run_in_worker(batch: list[Case], target, store: str) -> list[Result]:
     return out
 
 
+def _run_batched(cases, built, target, batch, progress) -> list[Result]:
+    """Link up to `batch` built cases into one program; a failing program is retried case by case."""
+    from dgc.runtime.runners import run_models
+    from dgc.spec import ModelSpec
+
+    results, ready = {}, []
+    for case, r in zip(cases, built):
+        if r.status != "built":
+            results[case.name] = r
+            continue
+        objs = [(ModelSpec.from_json(spec), obj) for spec, obj in json.loads(r.detail)]
+        sets = []
+        for (spec, obj), (inputs, outputs) in zip(objs, case.data_sets):
+            _, keep = freeze(case, list(inputs))
+            sets.append((spec, obj, [np.asarray(inputs[k]) for k in keep], list(outputs)))
+        ready.append((case, sets))
+    for i in range(0, len(ready), batch):
+        group = ready[i:i + batch]
+        flat = [s for _, sets in group for s in sets]
+        try:
+            outs = run_models([(s[0], s[1]) for s in flat], dgc_target(target), [s[2] for s in flat],
+                              os.path.dirname(flat[0][1]) + f"/run{i}")
+        except Exception:
+            outs = None
+        k = 0
+        for case, sets in group:
+            if outs is None:
+                res = execute(case, sets, target)
+            else:
+                why = next((w for w in (compare_outputs(case, outs[k + j], s[3]) for j, s in enumerate(sets)) if w), "")
+                res = Result(case.name, case.op, "fail" if why else "pass", why)
+            k += len(sets)
+            results[case.name] = res
+            if progress:
+                progress(res)
+    return [results[c.name] for c in cases]
+
+
 def _worker_main(argv: list[str]) -> None:
     import json
     import sys
@@ -265,8 +348,16 @@ def _worker_main(argv: list[str]) -> None:
     target, store, names = argv[0], argv[1], argv[2:]
     with open(store, "rb") as f:
         cases = pickle.load(f)
+    build_dir = os.environ.get("DGC_CONFORMANCE_BUILD_DIR")
     for name in names:
-        print(json.dumps(dataclasses.asdict(run_case(cases[name], target))), flush=True)
+        if build_dir:  # compile only; the parent links many cases into one firmware
+            built = build_case(cases[name], target, build_dir, f"c{zlib.crc32(name.encode()):08x}")
+            if not isinstance(built, Result):
+                built = Result(name, cases[name].op, "built",
+                               json.dumps([[spec.to_json(), obj] for spec, obj, _, _ in built]))
+        else:
+            built = run_case(cases[name], target)
+        print(json.dumps(dataclasses.asdict(built)), flush=True)
     sys.exit(0)
 
 
