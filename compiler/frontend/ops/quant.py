@@ -1,1 +1,345 @@
-"""(being written)"""
+"""Quantization ONNX ops: Quantize/Dequantize/DynamicQuantizeLinear, MatMulInteger, ConvInteger,
+QLinearMatMul, QLinearConv.
+
+Integer results are exact. Products accumulate in int32: on int8 TOSA matmul/conv2d with zero-point
+operands when every zero point is a compile-time scalar, else on int32 operands from which the
+zero points were subtracted. Requantization is one elementwise linalg.generic in float32 (as
+onnxruntime's MLAS does): scale, round half to even, add the zero point, saturate.
+
+uint8 and int8 are both i8 in MLIR, so signedness comes from the ONNX dtype. TOSA's integer ops
+are signed: a uint8 operand becomes int8 by flipping its top bit (x ^ 0x80 == x - 128) and its zero
+point moves by -128, which leaves every difference x - zero_point unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir import arith_d, element_type, ir, math_d
+from ..emitter import generic_map, shape_of
+from ..registry import Unsupported, lowers
+from .nn import broadcast_to, fit_window, spatial_pads
+
+_INT_TYPES = ("int8", "uint8", "int16", "uint16", "int32")
+_FLOAT_TYPES = ("float32", "float16")
+_I8_ZP_SHIFT = -128  # uint8 -> int8 bit flip, as a zero-point shift
+_TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def _checked(dtype, allowed, what: str) -> np.dtype:
+    name = np.dtype(dtype).name if dtype is not None else "unknown"
+    if name not in allowed:
+        raise Unsupported(f"{what} of type {name} is not supported (supported: {', '.join(allowed)})")
+    return np.dtype(dtype)
+
+
+# -- scalar pieces for linalg.generic bodies ------------------------------------------------------
+
+def _int(s, width: int, unsigned: bool):
+    """An integer scalar widened (or narrowed) to `width` bits."""
+    t, sw = ir.IntegerType.get_signless(width), ir.IntegerType(s.type).width
+    if sw == width:
+        return s
+    if sw > width:
+        return arith_d.trunci(t, s)
+    return (arith_d.extui if unsigned else arith_d.extsi)(t, s)
+
+
+def _f32(s, unsigned: bool = False):
+    f32 = ir.F32Type.get()
+    if isinstance(s.type, ir.F32Type):
+        return s
+    if isinstance(s.type, ir.F16Type):
+        return arith_d.extf(f32, s)
+    return (arith_d.uitofp if unsigned else arith_d.sitofp)(f32, s)
+
+
+def _clampf(r, lo: float, hi: float):
+    """Clamp with ordered compares, so NaN becomes `lo` (fptosi of NaN would be poison)."""
+    P, f = arith_d.CmpFPredicate, lambda v: arith_d.constant(r.type, v)  # noqa: E731
+    r = arith_d.select(arith_d.cmpf(P.OGE, r, f(lo)), r, f(lo))
+    return arith_d.select(arith_d.cmpf(P.OLE, r, f(hi)), r, f(hi))
+
+
+def _wide(dtype) -> int:
+    """Bits of the integer arithmetic that saturates into `dtype` without overflowing."""
+    return 64 if np.dtype(dtype).itemsize >= 4 else 32
+
+
+def _saturate(r, zp, dtype):
+    """roundeven(r) + zp saturated to `dtype`'s range; r is f32, zp an integer of _wide(dtype) bits."""
+    info, w = np.iinfo(dtype), _wide(dtype)
+    it = ir.IntegerType.get_signless(w)
+    bound = float(2 ** (w - 2))  # exact in f32, and far outside every quantized range
+    i = arith_d.fptosi(it, _clampf(math_d.roundeven(r), -bound, bound))
+    if zp is not None:
+        i = arith_d.addi(i, zp)
+    i = arith_d.maxsi(i, arith_d.constant(it, int(info.min)))
+    i = arith_d.minsi(i, arith_d.constant(it, int(info.max)))
+    return _int(i, info.bits, False)
+
+
+# -- scales and zero points -------------------------------------------------------------------------
+
+def _v(e, p) -> ir.Value:
+    """A placed parameter (numpy array when constant) as an SSA value."""
+    return e.const(p) if isinstance(p, np.ndarray) else p
+
+
+def _place_axis(e, t, shape, axis: int, block: int = 0):
+    """Scale/zero point `t` broadcastable against a tensor of `shape`: per tensor, per `axis`, or
+    blocked along `axis` (each entry repeated `block` times, the last block cut short)."""
+    rank = len(shape)
+    if int(np.prod(t.shape)) == 1:
+        return _reshaped(e, t, (1,) * rank)
+    if not block:
+        if len(t.shape) != 1 or t.shape[0] != shape[axis]:
+            raise Unsupported(f"per-axis parameter '{t.name}' of shape {list(t.shape)} does not match "
+                              f"axis {axis} of the input shape {list(shape)}")
+        return _reshaped(e, t, tuple(shape[axis] if i == axis else 1 for i in range(rank)))
+    want_blocks = -(-shape[axis] // block)
+    if len(t.shape) != rank or t.shape[axis] != want_blocks or any(
+            d != s for i, (d, s) in enumerate(zip(t.shape, shape)) if i != axis):
+        raise Unsupported(f"blocked parameter '{t.name}' of shape {list(t.shape)} does not match input "
+                          f"shape {list(shape)} with block_size {block} on axis {axis}")
+    if t.const is not None:
+        return np.ascontiguousarray(np.repeat(t.const, block, axis).take(range(shape[axis]), axis))
+    split = list(t.shape[:axis + 1]) + [1] + list(t.shape[axis + 1:])
+    v = e.reshape(t.value, split)
+    mult = [block if i == axis + 1 else 1 for i in range(rank + 1)]
+    split[axis + 1] = block
+    v = e.op("tosa.tile", [v, e.shape_value(mult)], ir.RankedTensorType.get(split, t.value.type.element_type))
+    full = list(shape)
+    full[axis] = want_blocks * block
+    return e.slice(e.reshape(v, full), [0] * rank, list(shape))
+
+
+def _reshaped(e, t, shape):
+    if t.const is not None:
+        return np.ascontiguousarray(np.asarray(t.const).reshape(shape))
+    return e.reshape(t.value, shape)
+
+
+def _place_matrix(e, t, rank: int, kind: str):
+    """A matmul scale/zero point: scalar, a 1-D vector per row ('row') or per column ('col') of
+    the last two axes, or an N-D tensor broadcast as is."""
+    if t is None:
+        return None
+    if int(np.prod(t.shape)) == 1:
+        return _reshaped(e, t, (1,) * rank)
+    if len(t.shape) == 1:
+        if rank < 2:
+            raise Unsupported(f"'{t.name}': a per-row/column parameter needs a matrix operand")
+        return _reshaped(e, t, (1,) * (rank - 2) + ((t.shape[0], 1) if kind == "row" else (1, t.shape[0])))
+    return _reshaped(e, t, t.shape)
+
+
+def _is_scalar_const(t) -> bool:
+    if t is None:
+        return True
+    c = None if t.const is None else np.asarray(t.const).ravel()
+    return c is not None and c.size > 0 and bool(np.all(c == c[0]))
+
+
+def _scalar(t) -> int:
+    return 0 if t is None else int(np.asarray(t.const).ravel()[0])
+
+
+def _multiplier(e, num, den):
+    """The requantization factor prod(num) / den (placed scales), in the scales' float type the
+    way the reference computes it: constants fold in numpy."""
+    if all(isinstance(p, np.ndarray) for p in [*num, den]):
+        m = num[0]
+        for p in num[1:]:
+            m = m * p
+        return np.ascontiguousarray(m / den)
+
+    def body(*s):
+        m = s[0]
+        for p in s[1:-1]:
+            m = arith_d.mulf(m, p)
+        return arith_d.divf(m, s[-1])
+    vals = [_v(e, p) for p in [*num, den]]
+    return generic_map(e, vals, vals[0].type.element_type, body)
+
+
+def _requantize(e, acc, mult, zp, zp_unsigned: bool, dtype):
+    """int32 accumulator * float multiplier -> saturated `dtype` (one linalg.generic)."""
+    ins = [acc, _v(e, mult)] + ([_v(e, zp)] if zp is not None else [])
+
+    def body(a, m, *z):
+        r = arith_d.mulf(_f32(a), _f32(m))
+        return _saturate(r, _int(z[0], 32, zp_unsigned) if z else None, dtype)
+    return generic_map(e, ins, element_type(dtype), body)
+
+
+# -- QuantizeLinear / DequantizeLinear / DynamicQuantizeLinear ---------------------------------------
+
+_PRECISION = {1: np.float32, 10: np.float16}
+
+
+@lowers("QuantizeLinear", since=10)
+def quantize_linear(cx, x, scale, zp=None, *, axis=1, saturate=1, block_size=0, output_dtype=0,
+                    precision=0):
+    """y = saturate(roundeven(x / scale) + zp); the division is a true division, in the
+    precision the reference uses (numpy promotion of x and scale, or `precision`)."""
+    e = cx.e
+    dtype = _checked(cx.out_dtype(), _INT_TYPES, "QuantizeLinear output")
+    _checked(x.dtype, _FLOAT_TYPES + ("int32",), "QuantizeLinear input")
+    _checked(scale.dtype, _FLOAT_TYPES + ("int32",), "QuantizeLinear scale")
+    if precision and precision not in _PRECISION:
+        raise Unsupported(f"QuantizeLinear precision {precision} is not supported (float32 or float16)")
+    ax = axis % x.rank if x.rank else 0
+    ct = np.dtype(_PRECISION[precision]) if precision else np.result_type(x.dtype, scale.dtype)
+    half = ct == np.float16
+    ins = [x.value, _v(e, _place_axis(e, scale, x.shape, ax, block_size))]
+    if zp is not None:
+        ins.append(_v(e, _place_axis(e, zp, x.shape, ax, block_size)))
+    w, xu, zu = _wide(dtype), x.dtype.kind == "u", zp is not None and zp.dtype.kind == "u"
+
+    def body(xs, ss, *z):
+        a, b = _f32(xs, xu), _f32(ss)
+        if half:  # f16 operands, f16 quotient: f32 division rounded once more is exact here
+            a, b = _round_f16(a), _round_f16(b)
+        q = arith_d.divf(a, b)
+        return _saturate(_round_f16(q) if half else q, _int(z[0], w, zu) if z else None, dtype)
+    return generic_map(e, ins, element_type(dtype), body)
+
+
+def _round_f16(v):
+    return arith_d.extf(ir.F32Type.get(), arith_d.truncf(ir.F16Type.get(), v))
+
+
+@lowers("DequantizeLinear", since=10)
+def dequantize_linear(cx, x, scale, zp=None, *, axis=1, block_size=0, output_dtype=0):
+    """y = (x - zp) * scale: the difference is exact in integers, the product in float32."""
+    e = cx.e
+    _checked(x.dtype, _INT_TYPES, "DequantizeLinear input")
+    _checked(scale.dtype, _FLOAT_TYPES, "DequantizeLinear scale")
+    out = _checked(cx.out_dtype(), _FLOAT_TYPES, "DequantizeLinear output")
+    ax = axis % x.rank if x.rank else 0
+    ins = [x.value, _v(e, _place_axis(e, scale, x.shape, ax, block_size))]
+    if zp is not None:
+        ins.append(_v(e, _place_axis(e, zp, x.shape, ax, block_size)))
+    w, xu = _wide(x.dtype) if zp is not None else 32, x.dtype.kind == "u"
+
+    def body(xs, ss, *z):
+        d = _int(xs, w, xu)
+        if z:
+            d = arith_d.subi(d, _int(z[0], w, xu))
+        y = arith_d.mulf(_f32(d), _f32(ss))
+        return arith_d.truncf(ir.F16Type.get(), y) if out == np.float16 else y
+    return generic_map(e, ins, element_type(out), body)
+
+
+@lowers("DynamicQuantizeLinear", since=11)
+def dynamic_quantize_linear(cx, x):
+    """uint8 quantization with scale and zero point from the run-time range of x (including 0)."""
+    e = cx.e
+    _checked(x.dtype, ("float32",), "DynamicQuantizeLinear input")
+    axes = list(range(x.rank))
+    hi = e.reduce("tosa.reduce_max", x.value, axes)
+    lo = e.reduce("tosa.reduce_min", x.value, axes)
+    f = lambda v: arith_d.constant(ir.F32Type.get(), v)  # noqa: E731
+    P = arith_d.CmpFPredicate
+
+    def scale_body(h, l):
+        h = arith_d.select(arith_d.cmpf(P.OGT, h, f(0.0)), h, f(0.0))
+        l = arith_d.select(arith_d.cmpf(P.OLT, l, f(0.0)), l, f(0.0))
+        span = arith_d.select(arith_d.cmpf(P.OEQ, h, l), f(1.0), arith_d.subf(h, l))
+        return arith_d.divf(span, f(255.0))
+    scale = generic_map(e, [hi, lo], ir.F32Type.get(), scale_body)
+
+    def zp_body(l, s):
+        l = arith_d.select(arith_d.cmpf(P.OLT, l, f(0.0)), l, f(0.0))
+        z = _clampf(arith_d.subf(f(0.0), arith_d.divf(l, s)), 0.0, 255.0)
+        return _saturate(z, None, np.uint8)
+    zp = generic_map(e, [lo, scale], ir.IntegerType.get_signless(8), zp_body)
+    y = generic_map(e, [x.value, scale, zp], ir.IntegerType.get_signless(8),
+                    lambda xs, s, z: _saturate(arith_d.divf(xs, s), _int(z, 32, True), np.uint8))
+    return [y, e.reshape(scale, cx.out_shape(1)), e.reshape(zp, cx.out_shape(2))]
+
+
+# -- integer operands ---------------------------------------------------------------------------------
+
+def _as_int8(e, t):
+    """An int8/uint8 input as int8 (numpy when constant) and the zero-point shift that applied."""
+    if t.dtype == np.int8:
+        return (t.const if t.const is not None else t.value), 0
+    if t.const is not None:
+        return (t.const.astype(np.int16) + _I8_ZP_SHIFT).astype(np.int8), _I8_ZP_SHIFT
+    return e.elementwise("tosa.bitwise_xor", t.value, e.const(np.array([-128], np.int8))), _I8_ZP_SHIFT
+
+
+def _minus_zp(e, t, zp):
+    """t - zp in int32 (numpy when both are constant); `zp` is placed against `t`."""
+    tu = t.dtype.kind == "u"
+    if t.const is not None and (zp is None or isinstance(zp, np.ndarray)):
+        return t.const.astype(np.int32) - (0 if zp is None else zp.astype(np.int32))
+    ins = [t.value] + ([_v(e, zp)] if zp is not None else [])
+
+    def body(s, *z):
+        d = _int(s, 32, tu)
+        return arith_d.subi(d, _int(z[0], 32, tu)) if z else d
+    return generic_map(e, ins, ir.IntegerType.get_signless(32), body)
+
+
+def _operands(e, pairs, placed):
+    """(value, zero point) per (tensor, zp tensor) pair: int8 with scalar zero points when every
+    zero point is a constant scalar, else int32 with the zero points subtracted."""
+    if all(_is_scalar_const(z) for _, z in pairs):
+        out = []
+        for t, z in pairs:
+            v, shift = _as_int8(e, t)
+            out.append((v, np.array([_scalar(z) + shift], np.int8)))
+        return out
+    return [(_minus_zp(e, t, p), np.array([0], np.int32)) for (t, _), p in zip(pairs, placed)]
+
+
+# -- MatMulInteger / QLinearMatMul --------------------------------------------------------------------
+
+def _int_matmul(cx, a, b, azp, bzp):
+    """numpy-style matmul of (a - azp) and (b - bzp), exact in int32, shaped as the node's output."""
+    e = cx.e
+    placed = [_place_matrix(e, azp, a.rank, "row"), _place_matrix(e, bzp, b.rank, "col")]
+    (av, za), (bv, zb) = _operands(e, [(a, azp), (b, bzp)], placed)
+    av, bv = _v(e, av), _v(e, bv)
+    av = e.reshape(av, (1, a.shape[0])) if a.rank == 1 else av
+    bv = e.reshape(bv, (b.shape[0], 1)) if b.rank == 1 else bv
+    (*ba, m, k), (*bb, _, n) = shape_of(av), shape_of(bv)
+    i32 = ir.IntegerType.get_signless(32)
+    zps = [e.const(za), e.const(zb)]
+    if not bb or all(d == 1 for d in bb):  # [..., M, K] x [K, N]: one big matmul
+        rows = int(np.prod(ba, dtype=np.int64)) * m
+        y = e.op("tosa.matmul", [e.reshape(av, (1, rows, k)), e.reshape(bv, (1, k, n)), *zps],
+                 ir.RankedTensorType.get([1, rows, n], i32))
+        return e.reshape(y, cx.out_shape())
+    batch = tuple(np.broadcast_shapes(tuple(ba), tuple(bb)))
+    av, bv = (broadcast_to(e, v, batch + shape_of(v)[-2:]) for v in (av, bv))
+    nb = int(np.prod(batch, dtype=np.int64))
+    y = e.op("tosa.matmul", [e.reshape(av, (nb, m, k)), e.reshape(bv, (nb, k, n)), *zps],
+             ir.RankedTensorType.get([nb, m, n], i32))
+    return e.reshape(y, cx.out_shape())
+
+
+@lowers("MatMulInteger", since=10)
+def matmul_integer(cx, a, b, a_zero_point=None, b_zero_point=None):
+    for t in (a, b):
+        _checked(t.dtype, ("int8", "uint8"), "MatMulInteger input")
+    return _int_matmul(cx, a, b, a_zero_point, b_zero_point)
+
+
+@lowers("QLinearMatMul", since=10)
+def qlinear_matmul(cx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
+    e = cx.e
+    for t in (a, b):
+        _checked(t.dtype, ("int8", "uint8"), "QLinearMatMul input")
+    dtype = _checked(cx.out_dtype(), ("int8", "uint8"), "QLinearMatMul output")
+    for s in (a_scale, b_scale, y_scale):
+        _checked(s.dtype, _FLOAT_TYPES, "QLinearMatMul scale")
+    acc = _int_matmul(cx, a, b, a_zero_point, b_zero_point)
+    rank = len(cx.out_shape())
+    mult = _multiplier(e, [_place_matrix(e, a_scale, a.rank, "row"), _place_matrix(e, b_scale, b.rank, "col")],
+                       _place_matrix(e, y_scale, rank, "row"))
+    return _requantize(e, acc, mult, _place_matrix(e, y_zero_point, rank, "row"),
+                       y_zero_point is not None and y_zero_point.dtype.kind == "u", dtype)
