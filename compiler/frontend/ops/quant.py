@@ -343,3 +343,91 @@ def qlinear_matmul(cx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_sca
                        _place_matrix(e, y_scale, rank, "row"))
     return _requantize(e, acc, mult, _place_matrix(e, y_zero_point, rank, "row"),
                        y_zero_point is not None and y_zero_point.dtype.kind == "u", dtype)
+
+
+# -- ConvInteger / QLinearConv ----------------------------------------------------------------------
+
+def _window_2d(x, w, dilations, pads, strides):
+    """Kernel, strides, dilations and pads as 2-D (a 1-D convolution gets H = 1)."""
+    nd = x.rank - 2
+    if nd not in (1, 2):
+        raise Unsupported(f"{nd}-D integer convolution is not supported (1-D and 2-D are)")
+    if nd == 2:
+        return list(w.shape[2:]), list(strides or [1, 1]), list(dilations or [1, 1]), pads
+    pads = [0, pads[0], 0, pads[1]] if pads else None
+    return [1, *w.shape[2:]], [1, *(strides or [1])], [1, *(dilations or [1])], pads
+
+
+def _as_4d(e, p, shape):
+    """An N-C-(H)-W operand (numpy or value) with H = 1 inserted for 1-D."""
+    shape = tuple(shape[:2]) + (1,) * (4 - len(shape)) + tuple(shape[2:])
+    return p.reshape(shape) if isinstance(p, np.ndarray) else e.reshape(p, shape)
+
+
+def _weight(e, wv, rows, shape, perm):
+    """Rows [lo, hi) of a 4-D conv weight, reshaped to `shape` and permuted for TOSA."""
+    lo, hi = rows
+    if isinstance(wv, np.ndarray):
+        return e.const(np.ascontiguousarray(wv[lo:hi].reshape(shape).transpose(perm)))
+    v = e.slice(wv, [lo, 0, 0, 0], [hi - lo, *shape_of(wv)[1:]])
+    return e.transpose(e.reshape(v, shape), perm)
+
+
+def _int_conv(cx, x, w, xzp, wzp, bias, auto_pad, dilations, group, pads, strides):
+    """NHWC int32 sums of (x - xzp) * (w - wzp) over each window, plus the int32 bias."""
+    e = cx.e
+    kshape, st, dil, pads = _window_2d(x, w, dilations, pads, strides)
+    placed = [None if xzp is None else _place_axis(e, xzp, x.shape, 1),
+              None if wzp is None else _place_axis(e, wzp, w.shape, 0)]
+    (xv, zx), (wv, zw) = _operands(e, [(x, xzp), (w, wzp)], placed)
+    xv, wv = _v(e, _as_4d(e, xv, x.shape)), _as_4d(e, wv, w.shape)
+    begin, end, out = spatial_pads(list(shape_of(xv)[2:]), kshape, st, dil, pads, auto_pad)
+    xv, end = fit_window(e, e.transpose(xv, _TO_NHWC), begin, end, out, kshape, st, dil)
+    n, cin, cout = x.shape[0], x.shape[1], w.shape[0]
+    b = bias.value if bias is not None else e.const(np.zeros([cout], np.int32))
+    zps = [e.const(zx), e.const(zw)]
+    kw = dict(pad=[begin[0], end[0], begin[1], end[1]], stride=st, dilation=dil,
+              acc_type=ir.IntegerType.get_signless(32))
+    rt = lambda c: ir.RankedTensorType.get([n, *out, c], ir.IntegerType.get_signless(32))  # noqa: E731
+    if group == 1:
+        wt = _weight(e, wv, (0, cout), (cout, cin, *kshape), (0, 2, 3, 1))
+        return e.op("tosa.conv2d", [xv, wt, b, *zps], rt(cout), **kw)
+    if group == cin:  # depthwise, channel multiplier cout // cin
+        wt = _weight(e, wv, (0, cout), (cin, cout // cin, *kshape), (2, 3, 0, 1))
+        return e.op("tosa.depthwise_conv2d", [xv, wt, b, *zps], rt(cout), **kw)
+    gin, gout, parts = cin // group, cout // group, []
+    _, h, w_, _ = shape_of(xv)
+    for g in range(group):  # one conv2d per group on a channel slice
+        xs = e.slice(xv, [0, 0, 0, g * gin], [n, h, w_, gin])
+        wt = _weight(e, wv, (g * gout, (g + 1) * gout), (gout, gin, *kshape), (0, 2, 3, 1))
+        parts.append(e.op("tosa.conv2d", [xs, wt, e.slice(b, [g * gout], [gout]), *zps], rt(gout), **kw))
+    return e.op("tosa.concat", parts, rt(cout), axis=ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 3))
+
+
+def _nchw(cx, y):
+    return cx.e.reshape(cx.e.transpose(y, _TO_NCHW), cx.out_shape())
+
+
+@lowers("ConvInteger", since=10)
+def conv_integer(cx, x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None,
+                 group=1, kernel_shape=None, pads=None, strides=None):
+    for t in (x, w):
+        _checked(t.dtype, ("int8", "uint8"), "ConvInteger input")
+    return _nchw(cx, _int_conv(cx, x, w, x_zero_point, w_zero_point, None, auto_pad, dilations, group,
+                               pads, strides))
+
+
+@lowers("QLinearConv", since=10)
+def qlinear_conv(cx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
+                 auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+    e = cx.e
+    for t in (x, w):
+        _checked(t.dtype, ("int8", "uint8"), "QLinearConv input")
+    dtype = _checked(cx.out_dtype(), ("int8", "uint8"), "QLinearConv output")
+    acc = _int_conv(cx, x, w, x_zero_point, w_zero_point, B, auto_pad, dilations, group, pads, strides)
+    shape = shape_of(acc)
+    mult = _multiplier(e, [_place_axis(e, x_scale, shape, 3), _place_axis(e, w_scale, shape, 3)],
+                       _place_axis(e, y_scale, shape, 3))
+    zp = None if y_zero_point is None else _place_axis(e, y_zero_point, shape, 3)
+    y = _requantize(e, acc, mult, zp, y_zero_point is not None and y_zero_point.dtype.kind == "u", dtype)
+    return _nchw(cx, y)

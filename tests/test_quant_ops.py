@@ -1,0 +1,258 @@
+"""Quantization ops compiled with dgc and compared exactly (integer outputs) with onnxruntime.
+
+Each row is a single-op model. An input is an `In` (a graph input fed with the given array), a
+numpy array (an initializer: scales and zero points are constants in real models) or None (an
+omitted optional input). Rows whose variant onnxruntime lacks, or where it departs from the ONNX
+reference, say which reference they use and why. Two small models also run on Cortex-M7.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+import dgc
+from conftest import require_tools, run_model
+from dgc.verify import reference
+
+_R = np.random.default_rng(7)  # data is drawn at import, in table order
+
+
+@dataclasses.dataclass(frozen=True)
+class In:
+    value: np.ndarray
+
+
+def q(shape, dtype):
+    """Integers over the whole range of `dtype`."""
+    info = np.iinfo(dtype)
+    return _R.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+
+
+def f(*v, dtype=np.float32):
+    return np.array(v if len(v) != 1 else v[0], dtype)
+
+
+def u(lo, hi, shape, dtype=np.float32):
+    return _R.uniform(lo, hi, shape).astype(dtype)
+
+
+def _ties(shape, scale):
+    """Floats around the quantized range, a third of them exactly halfway between two steps."""
+    x = _R.normal(0, 80 * scale, shape).astype(np.float32)
+    k = _R.integers(-300, 300, shape)
+    x.ravel()[::3] = ((k + 0.5) * scale).astype(np.float32).ravel()[::3]
+    return x
+
+
+def row(id, op, *ins, opset=21, ref="ort", outs=1, **attrs):
+    return pytest.param(op, ins, attrs, opset, ref, outs, id=id)
+
+
+def _model(op, ins, attrs, opset, outs):
+    names = [f"i{k}" if x is not None else "" for k, x in enumerate(ins)]
+    node = helper.make_node(op, names, [f"y{k}" for k in range(outs)], **attrs)
+    graph_in = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(x.value.dtype), x.value.shape)
+                for n, x in zip(names, ins) if isinstance(x, In)]
+    inits = [numpy_helper.from_array(np.asarray(x), n) for n, x in zip(names, ins)
+             if x is not None and not isinstance(x, In)]
+    graph = helper.make_graph([node], op, graph_in, [helper.make_tensor_value_info(f"y{k}", 0, None)
+                                                     for k in range(outs)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8  # onnxruntime 1.31 reads IR versions up to 13; onnx writes 14
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def _run(model, inputs, target, tmp_path):
+    require_tools(target)
+    res = dgc.compile(model, target, name="m")
+    obj = tmp_path / "m.o"
+    obj.write_bytes(res.object)
+    return res, run_model(res.spec, str(obj), res.target, inputs, str(tmp_path))
+
+
+def _expected(model, res, ref, ins, inputs):
+    if ref == "ort":
+        return reference(model, res.spec, inputs)
+    if ref == "onnx":
+        return ReferenceEvaluator(model).run(None, {i.name: x for i, x in zip(res.spec.inputs, inputs)})
+    return ref(*[x.value if isinstance(x, In) else x for x in ins])
+
+
+def _assert_same(res, got, want):
+    """Bit-exact: integers by definition, floats because dgc rounds once where the reference does."""
+    for t, g, w in zip(res.spec.outputs, got, want):
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.dtype == w.dtype and g.shape == w.shape, f"{t.name}: {g.dtype}{g.shape} vs {w.dtype}{w.shape}"
+        bad = np.flatnonzero(g.ravel() != w.ravel())
+        assert not bad.size, f"{t.name}: {bad.size} of {g.size} differ, e.g. {g.ravel()[bad[:4]]} vs {w.ravel()[bad[:4]]}"
+
+
+def _matmul_integer_rows(a, b, az, bz):
+    """numpy MatMulInteger with the spec's per-row a / per-column b zero points (the onnx
+    reference broadcasts a 1-D a_zero_point along K instead)."""
+    az = az.reshape(-1, 1) if az.ndim == 1 else az
+    return [(a.astype(np.int32) - az) @ (b.astype(np.int32) - bz)]
+
+
+_QX = _ties((2, 3, 4, 5), 0.25)
+_SB, _ZB = u(0.1, 1, (2, 3, 2, 5)), q((2, 3, 2, 5), np.int8)
+_S3, _Z3 = f(0.25, 0.5, 0.125), f(1, 128, 250, dtype=np.uint8)
+_X8 = q((2, 3, 4, 5), np.uint8)
+
+QUANTIZE = [
+    row("q_u8", "QuantizeLinear", In(_QX), f(0.25), f(3, dtype=np.uint8)),
+    row("q_i8_opset10", "QuantizeLinear", In(_QX), f(0.25), f(-3, dtype=np.int8), opset=10),
+    row("q_u16", "QuantizeLinear", In(_QX * 300), f(0.25), f(30000, dtype=np.uint16)),
+    row("q_i16_runtime_params", "QuantizeLinear", In(_QX * 300), In(f(0.25)), In(f(-7, dtype=np.int16))),
+    row("q_no_zp_output_dtype", "QuantizeLinear", In(_QX), f(0.25), output_dtype=TensorProto.INT8),
+    row("q_axis", "QuantizeLinear", In(_QX), _S3, _Z3, axis=1, opset=13),
+    row("q_axis_runtime", "QuantizeLinear", In(_QX), In(_S3), In(_Z3), axis=-3),
+    row("q_blocked", "QuantizeLinear", In(_QX), _SB, _ZB, axis=2, block_size=3),
+    row("q_blocked_runtime", "QuantizeLinear", In(_QX), In(_SB), In(_ZB), axis=2, block_size=3),
+    # onnxruntime divides float16 in float32; the reference (and dgc) round the quotient to float16
+    row("q_f16", "QuantizeLinear", In(_QX.astype(np.float16)), f(0.3, dtype=np.float16),
+        f(7, dtype=np.uint8), ref="onnx"),
+    row("dq_u8", "DequantizeLinear", In(_X8), f(0.37), f(131, dtype=np.uint8)),
+    row("dq_axis_runtime", "DequantizeLinear", In(_X8), In(_S3), In(_Z3), axis=1),
+    row("dq_blocked", "DequantizeLinear", In(_X8.view(np.int8)), _SB, _ZB, axis=2, block_size=3),
+    row("dq_u16", "DequantizeLinear", In(q((3, 4), np.uint16)), f(0.37), f(40000, dtype=np.uint16)),
+    row("dq_i32", "DequantizeLinear", In(_R.integers(-2**20, 2**20, (3, 4)).astype(np.int32)), f(1e-3)),
+    row("dq_f16_scale", "DequantizeLinear", In(_X8), f(0.37, dtype=np.float16), f(9, dtype=np.uint8)),
+    row("dyn_q", "DynamicQuantizeLinear", In(u(-3, 5, (3, 7))), opset=11, outs=3),
+    row("dyn_q_positive", "DynamicQuantizeLinear", In(u(1, 5, (10,))), opset=11, outs=3),
+    # all zeros: the reference gives scale 1/255, onnxruntime 1 (the spec divides 0 by 0)
+    row("dyn_q_zeros", "DynamicQuantizeLinear", In(np.zeros((4,), np.float32)), opset=11, outs=3,
+        ref="onnx"),
+]
+
+
+def _qlmm(a, b, az, bz, yz, a_s=f(0.02), b_s=f(0.015), y_s=f(0.3)):
+    return (a, a_s, az, b, b_s, bz, y_s, yz)
+
+
+MATMUL = [
+    row("qlmm_u8", "QLinearMatMul", *_qlmm(In(q((5, 16), np.uint8)), q((16, 7), np.uint8),
+                                           f(113, dtype=np.uint8), f(114, dtype=np.uint8), f(118, dtype=np.uint8))),
+    row("qlmm_i8", "QLinearMatMul", *_qlmm(In(q((5, 16), np.int8)), q((16, 7), np.int8),
+                                           f(-14, dtype=np.int8), f(-13, dtype=np.int8), f(-9, dtype=np.int8))),
+    row("qlmm_u8_i8_batched", "QLinearMatMul", *_qlmm(In(q((2, 3, 5, 16), np.uint8)), In(q((3, 16, 7), np.int8)),
+                                                      f(9, dtype=np.uint8), f(-3, dtype=np.int8), f(120, dtype=np.uint8))),
+    row("qlmm_per_column_b", "QLinearMatMul", *_qlmm(In(q((5, 16), np.uint8)), q((16, 7), np.int8),
+                                                     f(9, dtype=np.uint8), q(7, np.int8), f(120, dtype=np.uint8),
+                                                     b_s=u(0.01, 0.03, 7))),
+    row("qlmm_runtime_params", "QLinearMatMul", *_qlmm(In(q((5, 16), np.uint8)), In(q((16, 7), np.int8)),
+                                                       In(f([9], dtype=np.uint8)), In(f([3], dtype=np.int8)),
+                                                       In(f([120], dtype=np.uint8)), In(f(0.02)))),
+    # onnxruntime has no int8 x uint8 -> int8 kernel
+    row("qlmm_i8_u8", "QLinearMatMul", *_qlmm(In(q((5, 16), np.int8)), q((16, 7), np.uint8),
+                                              f(-14, dtype=np.int8), f(200, dtype=np.uint8), f(-9, dtype=np.int8)),
+        ref="onnx"),
+    row("mmi_u8", "MatMulInteger", In(q((4, 3), np.uint8)), In(q((3, 2), np.uint8)), f([12], dtype=np.uint8),
+        f([0], dtype=np.uint8), opset=10),
+    row("mmi_i8_per_column", "MatMulInteger", In(q((5, 16), np.uint8)), In(q((16, 7), np.int8)),
+        f(3, dtype=np.uint8), q(7, np.int8), opset=10),
+    row("mmi_1d_a", "MatMulInteger", In(q((16,), np.int8)), In(q((2, 16, 7), np.int8)), opset=10),
+    row("mmi_1d_b", "MatMulInteger", In(q((3, 5, 16), np.int8)), In(q((16,), np.int8)), opset=10),
+    # per-row a zero points: onnxruntime takes scalars only
+    row("mmi_per_row", "MatMulInteger", In(q((2, 5, 16), np.int8)), In(q((16, 7), np.uint8)),
+        q((2, 5, 1), np.int8), q(7, np.uint8), opset=10, ref=_matmul_integer_rows),
+    row("mmi_per_row_1d", "MatMulInteger", In(q((5, 16), np.uint8)), In(q((16, 7), np.uint8)),
+        q(5, np.uint8), q(7, np.uint8), opset=10, ref=_matmul_integer_rows),
+]
+
+
+def _qlc(x, w, wz, xdt=np.uint8, ydt=np.uint8, w_s=f(0.005), bias=True):
+    cout = (w.value if isinstance(w, In) else w).shape[0]
+    b = _R.integers(-5000, 5000, cout).astype(np.int32) if bias else None
+    return (x, f(0.02), q((), xdt), w, w_s, wz, f(0.05), q((), ydt), b)
+
+
+CONV = [
+    row("qlc_u8_pads", "QLinearConv", *_qlc(In(q((1, 3, 9, 9), np.uint8)), q((4, 3, 3, 3), np.uint8),
+                                            q((), np.uint8)), pads=[1, 1, 1, 1], opset=10),
+    row("qlc_i8_strided_per_channel", "QLinearConv",
+        *_qlc(In(q((2, 3, 9, 8), np.int8)), q((5, 3, 3, 3), np.int8), np.zeros(5, np.int8), np.int8, np.int8,
+              u(0.002, 0.01, 5)), pads=[1, 0, 2, 1], strides=[2, 2], opset=10),
+    row("qlc_u8_i8_dilated", "QLinearConv",
+        *_qlc(In(q((1, 4, 10, 10), np.uint8)), q((6, 4, 3, 3), np.int8), np.zeros(6, np.int8),
+              w_s=u(0.002, 0.01, 6)), dilations=[2, 2], pads=[2, 1, 2, 1], opset=10),
+    row("qlc_depthwise", "QLinearConv", *_qlc(In(q((1, 4, 8, 8), np.uint8)), q((8, 1, 3, 3), np.uint8),
+                                              q((), np.uint8), w_s=u(0.002, 0.01, 8)),
+        group=4, pads=[1, 1, 1, 1], opset=10),
+    row("qlc_grouped", "QLinearConv", *_qlc(In(q((1, 6, 7, 7), np.int8)), q((4, 3, 3, 3), np.int8),
+                                            np.zeros(4, np.int8), np.int8, np.int8), group=2, opset=10),
+    row("qlc_1d", "QLinearConv", *_qlc(In(q((1, 3, 20), np.uint8)), q((4, 3, 5), np.uint8), q((), np.uint8)),
+        pads=[2, 2], strides=[2], opset=10),
+    row("qlc_runtime_weight_no_bias", "QLinearConv",
+        *_qlc(In(q((1, 3, 6, 6), np.uint8)), In(q((4, 3, 3, 3), np.int8)), q((), np.int8), bias=False), opset=10),
+    row("qlc_per_channel_weight_zp", "QLinearConv",
+        *_qlc(In(q((1, 3, 6, 6), np.uint8)), q((4, 3, 3, 3), np.uint8), q(4, np.uint8), w_s=u(0.002, 0.01, 4)),
+        pads=[1, 1, 1, 1], opset=10),
+    row("ci_runtime_zps", "ConvInteger", In(q((1, 4, 7, 7), np.uint8)), In(q((6, 2, 3, 3), np.uint8)),
+        In(f(100, dtype=np.uint8)), In(f(7, dtype=np.uint8)), group=2, pads=[1, 1, 1, 1], opset=10),
+    row("ci_i8_no_zps", "ConvInteger", In(q((1, 4, 7, 7), np.int8)), q((3, 4, 2, 2), np.int8),
+        strides=[2, 1], opset=10),
+    # per-channel weight zero points: onnxruntime takes scalars only
+    row("ci_per_channel_weight_zp", "ConvInteger", In(q((1, 4, 7, 7), np.uint8)), q((6, 2, 3, 3), np.uint8),
+        f(100, dtype=np.uint8), q(6, np.uint8), group=2, pads=[1, 1, 1, 1], opset=10, ref="onnx"),
+]
+
+
+@pytest.mark.parametrize("op,ins,attrs,opset,ref,outs", QUANTIZE + MATMUL + CONV)
+def test_quant_op_host(op, ins, attrs, opset, ref, outs, tmp_path):
+    model = _model(op, ins, attrs, opset, outs)
+    inputs = [x.value for x in ins if isinstance(x, In)]
+    res, got = _run(model, inputs, "host", tmp_path)
+    _assert_same(res, got, _expected(model, res, ref, ins, inputs))
+
+
+def _qdq_conv_model():
+    """x -> Q -> DQ -> Conv (weights: DQ of int8 constants, folded at compile time) -> Relu -> Q ->
+    DQ -> Q: the shape of a statically quantized float model; its output stays uint8."""
+    w8 = q((4, 3, 3, 3), np.int8)
+    ws = u(0.005, 0.02, 4)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w8", "ws", "wz"], ["wd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["rq"]),
+        helper.make_node("DequantizeLinear", ["rq", "ys", "yz"], ["rd"]),
+        helper.make_node("QuantizeLinear", ["rd", "ys", "yz"], ["y"]),
+    ]
+    inits = {"xs": f(0.02), "xz": f(128, dtype=np.uint8), "w8": w8, "ws": ws, "wz": np.zeros(4, np.int8),
+             "b": u(-0.1, 0.1, 4), "ys": f(0.01), "yz": f(0, dtype=np.uint8)}
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 4, 8, 8])],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model, [u(-2, 2, (1, 3, 8, 8))]
+
+
+def _qlinear_conv_model():
+    """Two QLinearConvs (strided, then depthwise with per-channel scales) as an int8 network."""
+    ins = _qlc(In(q((1, 3, 10, 10), np.uint8)), q((4, 3, 3, 3), np.uint8), q((), np.uint8))
+    model = _model("QLinearConv", ins, {"pads": [1, 1, 1, 1], "strides": [2, 2]}, 10, 1)
+    dw = [f(0.05), ins[7], q((8, 1, 3, 3), np.int8), u(0.002, 0.01, 8), np.zeros(8, np.int8), f(0.03),
+          q((), np.uint8), _R.integers(-500, 500, 8).astype(np.int32)]
+    names = ["y0"] + [f"d{k}" for k in range(1, 9)]
+    model.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), n) for n, v in zip(names[1:], dw))
+    model.graph.node.append(helper.make_node("QLinearConv", names, ["z"], group=4, pads=[1, 1, 1, 1]))
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.UINT8, None))
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True), [ins[0].value]
+
+
+@pytest.mark.parametrize("build", [_qdq_conv_model, _qlinear_conv_model], ids=["qdq_conv", "qlinear_conv"])
+def test_quant_model_cortex_m7(build, tmp_path):
+    model, inputs = build()
+    res, got = _run(model, inputs, "cortex-m7", tmp_path)
+    _assert_same(res, got, reference(model, res.spec, inputs))
