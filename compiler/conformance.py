@@ -120,21 +120,26 @@ def non_core_cases() -> list[Case]:
 
 
 def freeze(case: Case, inputs: list) -> tuple[onnx.ModelProto, list[int]]:
-    """Model with attribute-like inputs made initializers; returns it and the run-time input indices."""
+    """Model with attribute-like inputs made initializers; returns it and the run-time input indices.
+
+    Indices refer to the data inputs (graph inputs without an initializer, which is what test
+    data feeds; old IR versions list initializers among the graph inputs too)."""
     model = onnx.ModelProto.FromString(case.model.SerializeToString())
-    graph_inputs = [i.name for i in model.graph.input]
+    inits = {i.name for i in model.graph.initializer}
+    data_inputs = [i.name for i in model.graph.input if i.name not in inits]
     frozen = set()
     for node in model.graph.node:
         for pos in FREEZE.get(node.op_type, ()):
-            if pos < len(node.input) and node.input[pos] in graph_inputs:
-                frozen.add(graph_inputs.index(node.input[pos]))
+            if pos < len(node.input) and node.input[pos] in data_inputs:
+                frozen.add(data_inputs.index(node.input[pos]))
     for k in sorted(frozen):
-        model.graph.initializer.append(numpy_helper.from_array(np.asarray(inputs[k]), graph_inputs[k]))
-    keep = [k for k in range(len(graph_inputs)) if k not in frozen]
-    kept = [model.graph.input[k] for k in keep]
-    del model.graph.input[:]
-    model.graph.input.extend(kept)
-    return model, keep
+        model.graph.initializer.append(numpy_helper.from_array(np.asarray(inputs[k]), data_inputs[k]))
+    if model.ir_version >= 4:  # newer IR: initializers need not be graph inputs
+        frozen_names = {data_inputs[k] for k in frozen}
+        kept = [vi for vi in model.graph.input if vi.name not in frozen_names]
+        del model.graph.input[:]
+        model.graph.input.extend(kept)
+    return model, [k for k in range(len(data_inputs)) if k not in frozen]
 
 
 def compare_outputs(case: Case, got: list, want: list) -> str:
@@ -365,3 +370,27 @@ if __name__ == "__main__":
     import sys
 
     _worker_main(sys.argv[1:])
+
+
+# ---- the onnx wheel's "light" model zoo (opset 9 CNNs with ConstantOfShape weights) ---------
+
+def light_models() -> list[str]:
+    d = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+    return sorted(f[len("light_"):-len(".onnx")] for f in os.listdir(d) if f.endswith(".onnx"))
+
+
+def light_case(name: str) -> Case:
+    """The model, the input the onnx runner feeds it (arange/n) and the shipped reference."""
+    d = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+    model = onnx.load(os.path.join(d, f"light_{name}.onnx"))
+    inits = {i.name for i in model.graph.initializer}
+    inputs = []
+    for vi in model.graph.input:
+        if vi.name not in inits:
+            shape = tuple(dim.dim_value or 1 for dim in vi.type.tensor_type.shape.dim)
+            n = int(np.prod(shape))
+            inputs.append((np.arange(n).reshape(shape) / n).astype(np.float32))
+    ref = onnx.TensorProto()
+    with open(os.path.join(d, f"light_{name}_output_0.pb"), "rb") as f:
+        ref.ParseFromString(f.read())
+    return Case(f"light_{name}", "model", model, ((tuple(inputs), (numpy_helper.to_array(ref),)),), 1e-3, 1e-5)
