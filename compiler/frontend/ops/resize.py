@@ -150,9 +150,9 @@ def all_taps(spec: Spec, shape, axes, scales, outs, roi) -> list[Taps]:
     """Taps of every axis that changes, in the order of `axes` (as the reference applies them)."""
     taps = []
     for k, (a, s, o) in enumerate(zip(axes, scales, outs)):
-        pair = (float(roi[k]), float(roi[k + len(axes)])) if roi is not None else (0.0, 1.0)
-        if spec.coord != "tf_crop_and_resize":
-            pair = (0.0, 1.0)
+        pair = (0.0, 1.0)
+        if spec.coord == "tf_crop_and_resize" and roi is not None:
+            pair = (roi[k], roi[k + len(axes)])  # numpy scalars: the reference's float32 rounding
         if math.isclose(s, 1.0) and o == shape[a] and pair == (0.0, 1.0):
             continue
         taps.append(axis_taps(spec, a, shape[a], o, s, pair))
