@@ -58,3 +58,11 @@ def test_core_cortex_m7_pass_rate():
     rate = sum(r.status == "pass" for r in results) / len(results)
     print(f"core on cortex-m7: {sum(r.status == 'pass' for r in results)} / {len(results)} = {rate:.1%}")
     assert rate >= 0.90
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", conf.light_models())
+def test_light_model_zoo(name):
+    """The onnx wheel's opset-9 model-zoo graphs against their shipped reference outputs."""
+    result = conf.run_case(conf.light_case(name), "host")
+    assert result.status == "pass", result.detail
