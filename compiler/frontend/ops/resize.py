@@ -22,7 +22,8 @@ from .layout import loop
 
 _COORD_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
                 "asymmetric", "tf_crop_and_resize", "tf_half_pixel_for_nn")
-_NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
+_NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+_POLICIES = ("stretch", "not_larger", "not_smaller")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,14 +219,15 @@ def from_f32(e, v, dtype) -> ir.Value:
     if dtype == np.float32:
         return v
     if dtype.kind == "f":
-        return generic_map(e, [v], et, lambda s: (arith_d.truncf if dtype.itemsize < 4 else arith_d.extf)(et, s))
+        narrow = arith_d.truncf if dtype.itemsize < 4 else arith_d.extf
+        return generic_map(e, [v], et, lambda s: narrow(et, s))
     info, f32 = np.iinfo(dtype), ir.F32Type.get()
     hi = np.float32(info.max)
     hi = np.nextafter(hi, np.float32(0)) if hi > info.max else hi
 
     def body(s):
-        s = arith_d.minimumf(arith_d.maximumf(math_d.roundeven(s), arith_d.constant(f32, float(info.min))),
-                             arith_d.constant(f32, float(hi)))
+        s = arith_d.maximumf(math_d.roundeven(s), arith_d.constant(f32, float(info.min)))
+        s = arith_d.minimumf(s, arith_d.constant(f32, float(hi)))
         return (arith_d.fptoui if dtype.kind == "u" else arith_d.fptosi)(et, s)
     return generic_map(e, [v], et, body)
 
@@ -234,8 +236,8 @@ def apply(cx, x, spec: Spec, taps: list[Taps], out_shape) -> ir.Value:
     """Run the taps on `x` (a Tensor) and return a value of `out_shape` and x's dtype."""
     e = cx.e
     if tuple(out_shape) != tuple(cx.out_shape()):
-        raise Unsupported(f"Resize output shape {tuple(out_shape)} disagrees with the inferred "
-                          f"{tuple(cx.out_shape())}")
+        raise Unsupported(f"Resize output shape {tuple(out_shape)} disagrees with the "
+                          f"inferred {tuple(cx.out_shape())}")
     if not taps:
         return x.value
     if spec.mode == "nearest":
@@ -259,13 +261,14 @@ def _optional(t):
     return a.ravel() if a.size else None
 
 
-def _check(spec: Spec, policy="stretch"):
-    for what, value, valid in (("mode", spec.mode, ("nearest", "linear", "cubic")),
-                               ("coordinate_transformation_mode", spec.coord, _COORD_MODES),
-                               ("nearest_mode", spec.nearest, _NEAREST_MODES),
-                               ("keep_aspect_ratio_policy", policy, ("stretch", "not_larger", "not_smaller"))):
-        if value not in valid:
-            raise Unsupported(f"Resize {what} '{value}' is not supported ({', '.join(valid)} are)")
+def _check(**choices):
+    """Each attribute value must be one of its valid choices."""
+    valid = {"mode": ("nearest", "linear", "cubic"), "coordinate_transformation_mode": _COORD_MODES,
+             "nearest_mode": _NEAREST_MODES, "keep_aspect_ratio_policy": _POLICIES}
+    for what, value in choices.items():
+        if value not in valid[what]:
+            choices = ", ".join(valid[what])
+            raise Unsupported(f"Resize {what} '{value}' is not supported ({choices} are)")
 
 
 @lowers("Resize", since=11)
@@ -273,9 +276,10 @@ def resize(cx, x, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, keep_aspect_ratio_policy="stretch", mode="nearest",
            nearest_mode="round_prefer_floor"):
+    _check(mode=mode, coordinate_transformation_mode=coordinate_transformation_mode,
+           nearest_mode=nearest_mode, keep_aspect_ratio_policy=keep_aspect_ratio_policy)
     spec = Spec(mode, coordinate_transformation_mode, nearest_mode, float(cubic_coeff_a),
                 bool(exclude_outside), bool(antialias), float(extrapolation_value))
-    _check(spec, keep_aspect_ratio_policy)
     sc, sz = _optional(scales), _optional(sizes)
     if (sc is None) == (sz is None):
         raise Unsupported("Resize needs exactly one of scales and sizes")
@@ -293,8 +297,8 @@ def _out_shape(shape, axes, outs):
 
 def _by_scales(cx, x, scales, mode):
     """Resize-10 and Upsample: asymmetric coordinates, nearest rounds down (up when shrinking)."""
+    _check(mode=mode)
     spec = Spec(mode, "asymmetric", "simple")
-    _check(spec)
     ax, sc, outs = plan(x.shape, None, scales, None, "stretch")
     return apply(cx, x, spec, all_taps(spec, x.shape, ax, sc, outs, None), _out_shape(x.shape, ax, outs))
 
