@@ -38,6 +38,14 @@ def f(*v, dtype=np.float32):
     return np.array(v if len(v) != 1 else v[0], dtype)
 
 
+def u8(*v):
+    return f(*v, dtype=np.uint8)
+
+
+def i8(*v):
+    return f(*v, dtype=np.int8)
+
+
 def u(lo, hi, shape, dtype=np.float32):
     return _R.uniform(lo, hi, shape).astype(dtype)
 
@@ -54,11 +62,14 @@ def row(id, op, *ins, opset=21, ref="ort", outs=1, **attrs):
     return pytest.param(op, ins, attrs, opset, ref, outs, id=id)
 
 
+def _info(name, a):
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+
+
 def _model(op, ins, attrs, opset, outs):
     names = [f"i{k}" if x is not None else "" for k, x in enumerate(ins)]
     node = helper.make_node(op, names, [f"y{k}" for k in range(outs)], **attrs)
-    graph_in = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(x.value.dtype), x.value.shape)
-                for n, x in zip(names, ins) if isinstance(x, In)]
+    graph_in = [_info(n, x.value) for n, x in zip(names, ins) if isinstance(x, In)]
     inits = [numpy_helper.from_array(np.asarray(x), n) for n, x in zip(names, ins)
              if x is not None and not isinstance(x, In)]
     graph = helper.make_graph([node], op, graph_in, [helper.make_tensor_value_info(f"y{k}", 0, None)
@@ -88,9 +99,10 @@ def _assert_same(res, got, want):
     """Bit-exact: integers by definition, floats because dgc rounds once where the reference does."""
     for t, g, w in zip(res.spec.outputs, got, want):
         g, w = np.asarray(g), np.asarray(w)
-        assert g.dtype == w.dtype and g.shape == w.shape, f"{t.name}: {g.dtype}{g.shape} vs {w.dtype}{w.shape}"
-        bad = np.flatnonzero(g.ravel() != w.ravel())
-        assert not bad.size, f"{t.name}: {bad.size} of {g.size} differ, e.g. {g.ravel()[bad[:4]]} vs {w.ravel()[bad[:4]]}"
+        assert (g.dtype, g.shape) == (w.dtype, w.shape), f"{t.name}: {g.dtype}{g.shape} vs {w.dtype}{w.shape}"
+        g, w = g.ravel(), w.ravel()
+        bad = np.flatnonzero(g != w)
+        assert not bad.size, f"{t.name}: {bad.size} of {g.size} differ, e.g. {g[bad[:4]]} vs {w[bad[:4]]}"
 
 
 def _matmul_integer_rows(a, b, az, bz):
@@ -102,12 +114,12 @@ def _matmul_integer_rows(a, b, az, bz):
 
 _QX = _ties((2, 3, 4, 5), 0.25)
 _SB, _ZB = u(0.1, 1, (2, 3, 2, 5)), q((2, 3, 2, 5), np.int8)
-_S3, _Z3 = f(0.25, 0.5, 0.125), f(1, 128, 250, dtype=np.uint8)
+_S3, _Z3 = f(0.25, 0.5, 0.125), u8(1, 128, 250)
 _X8 = q((2, 3, 4, 5), np.uint8)
 
 QUANTIZE = [
-    row("q_u8", "QuantizeLinear", In(_QX), f(0.25), f(3, dtype=np.uint8)),
-    row("q_i8_opset10", "QuantizeLinear", In(_QX), f(0.25), f(-3, dtype=np.int8), opset=10),
+    row("q_u8", "QuantizeLinear", In(_QX), f(0.25), u8(3)),
+    row("q_i8_opset10", "QuantizeLinear", In(_QX), f(0.25), i8(-3), opset=10),
     row("q_u16", "QuantizeLinear", In(_QX * 300), f(0.25), f(30000, dtype=np.uint16)),
     row("q_i16_runtime_params", "QuantizeLinear", In(_QX * 300), In(f(0.25)), In(f(-7, dtype=np.int16))),
     row("q_no_zp_output_dtype", "QuantizeLinear", In(_QX), f(0.25), output_dtype=TensorProto.INT8),
@@ -117,13 +129,13 @@ QUANTIZE = [
     row("q_blocked_runtime", "QuantizeLinear", In(_QX), In(_SB), In(_ZB), axis=2, block_size=3),
     # onnxruntime divides float16 in float32; the reference (and dgc) round the quotient to float16
     row("q_f16", "QuantizeLinear", In(_QX.astype(np.float16)), f(0.3, dtype=np.float16),
-        f(7, dtype=np.uint8), ref="onnx"),
-    row("dq_u8", "DequantizeLinear", In(_X8), f(0.37), f(131, dtype=np.uint8)),
+        u8(7), ref="onnx"),
+    row("dq_u8", "DequantizeLinear", In(_X8), f(0.37), u8(131)),
     row("dq_axis_runtime", "DequantizeLinear", In(_X8), In(_S3), In(_Z3), axis=1),
     row("dq_blocked", "DequantizeLinear", In(_X8.view(np.int8)), _SB, _ZB, axis=2, block_size=3),
     row("dq_u16", "DequantizeLinear", In(q((3, 4), np.uint16)), f(0.37), f(40000, dtype=np.uint16)),
     row("dq_i32", "DequantizeLinear", In(_R.integers(-2**20, 2**20, (3, 4)).astype(np.int32)), f(1e-3)),
-    row("dq_f16_scale", "DequantizeLinear", In(_X8), f(0.37, dtype=np.float16), f(9, dtype=np.uint8)),
+    row("dq_f16_scale", "DequantizeLinear", In(_X8), f(0.37, dtype=np.float16), u8(9)),
     row("dyn_q", "DynamicQuantizeLinear", In(u(-3, 5, (3, 7))), opset=11, outs=3),
     row("dyn_q_positive", "DynamicQuantizeLinear", In(u(1, 5, (10,))), opset=11, outs=3),
     # all zeros: the reference gives scale 1/255, onnxruntime 1 (the spec divides 0 by 0)
@@ -137,26 +149,25 @@ def _qlmm(a, b, az, bz, yz, a_s=f(0.02), b_s=f(0.015), y_s=f(0.3)):
 
 
 MATMUL = [
-    row("qlmm_u8", "QLinearMatMul", *_qlmm(In(q((5, 16), np.uint8)), q((16, 7), np.uint8),
-                                           f(113, dtype=np.uint8), f(114, dtype=np.uint8), f(118, dtype=np.uint8))),
-    row("qlmm_i8", "QLinearMatMul", *_qlmm(In(q((5, 16), np.int8)), q((16, 7), np.int8),
-                                           f(-14, dtype=np.int8), f(-13, dtype=np.int8), f(-9, dtype=np.int8))),
-    row("qlmm_u8_i8_batched", "QLinearMatMul", *_qlmm(In(q((2, 3, 5, 16), np.uint8)), In(q((3, 16, 7), np.int8)),
-                                                      f(9, dtype=np.uint8), f(-3, dtype=np.int8), f(120, dtype=np.uint8))),
-    row("qlmm_per_column_b", "QLinearMatMul", *_qlmm(In(q((5, 16), np.uint8)), q((16, 7), np.int8),
-                                                     f(9, dtype=np.uint8), q(7, np.int8), f(120, dtype=np.uint8),
-                                                     b_s=u(0.01, 0.03, 7))),
-    row("qlmm_runtime_params", "QLinearMatMul", *_qlmm(In(q((5, 16), np.uint8)), In(q((16, 7), np.int8)),
-                                                       In(f([9], dtype=np.uint8)), In(f([3], dtype=np.int8)),
-                                                       In(f([120], dtype=np.uint8)), In(f(0.02)))),
+    row("qlmm_u8", "QLinearMatMul",
+        *_qlmm(In(q((5, 16), np.uint8)), q((16, 7), np.uint8), u8(113), u8(114), u8(118))),
+    row("qlmm_i8", "QLinearMatMul",
+        *_qlmm(In(q((5, 16), np.int8)), q((16, 7), np.int8), i8(-14), i8(-13), i8(-9))),
+    row("qlmm_u8_i8_batched", "QLinearMatMul",
+        *_qlmm(In(q((2, 3, 5, 16), np.uint8)), In(q((3, 16, 7), np.int8)), u8(9), i8(-3), u8(120))),
+    row("qlmm_per_column_b", "QLinearMatMul",
+        *_qlmm(In(q((5, 16), np.uint8)), q((16, 7), np.int8), u8(9), q(7, np.int8), u8(120),
+               b_s=u(0.01, 0.03, 7))),
+    row("qlmm_runtime_params", "QLinearMatMul",
+        *_qlmm(In(q((5, 16), np.uint8)), In(q((16, 7), np.int8)), In(u8([9])), In(i8([3])), In(u8([120])),
+               a_s=In(f(0.02)))),
     # onnxruntime has no int8 x uint8 -> int8 kernel
-    row("qlmm_i8_u8", "QLinearMatMul", *_qlmm(In(q((5, 16), np.int8)), q((16, 7), np.uint8),
-                                              f(-14, dtype=np.int8), f(200, dtype=np.uint8), f(-9, dtype=np.int8)),
-        ref="onnx"),
-    row("mmi_u8", "MatMulInteger", In(q((4, 3), np.uint8)), In(q((3, 2), np.uint8)), f([12], dtype=np.uint8),
-        f([0], dtype=np.uint8), opset=10),
+    row("qlmm_i8_u8", "QLinearMatMul",
+        *_qlmm(In(q((5, 16), np.int8)), q((16, 7), np.uint8), i8(-14), u8(200), i8(-9)), ref="onnx"),
+    row("mmi_u8", "MatMulInteger", In(q((4, 3), np.uint8)), In(q((3, 2), np.uint8)), u8([12]),
+        u8([0]), opset=10),
     row("mmi_i8_per_column", "MatMulInteger", In(q((5, 16), np.uint8)), In(q((16, 7), np.int8)),
-        f(3, dtype=np.uint8), q(7, np.int8), opset=10),
+        u8(3), q(7, np.int8), opset=10),
     row("mmi_1d_a", "MatMulInteger", In(q((16,), np.int8)), In(q((2, 16, 7), np.int8)), opset=10),
     row("mmi_1d_b", "MatMulInteger", In(q((3, 5, 16), np.int8)), In(q((16,), np.int8)), opset=10),
     # per-row a zero points: onnxruntime takes scalars only
@@ -190,17 +201,19 @@ CONV = [
     row("qlc_1d", "QLinearConv", *_qlc(In(q((1, 3, 20), np.uint8)), q((4, 3, 5), np.uint8), q((), np.uint8)),
         pads=[2, 2], strides=[2], opset=10),
     row("qlc_runtime_weight_no_bias", "QLinearConv",
-        *_qlc(In(q((1, 3, 6, 6), np.uint8)), In(q((4, 3, 3, 3), np.int8)), q((), np.int8), bias=False), opset=10),
+        *_qlc(In(q((1, 3, 6, 6), np.uint8)), In(q((4, 3, 3, 3), np.int8)), q((), np.int8), bias=False),
+        opset=10),
     row("qlc_per_channel_weight_zp", "QLinearConv",
-        *_qlc(In(q((1, 3, 6, 6), np.uint8)), q((4, 3, 3, 3), np.uint8), q(4, np.uint8), w_s=u(0.002, 0.01, 4)),
+        *_qlc(In(q((1, 3, 6, 6), np.uint8)), q((4, 3, 3, 3), np.uint8), q(4, np.uint8),
+              w_s=u(0.002, 0.01, 4)),
         pads=[1, 1, 1, 1], opset=10),
     row("ci_runtime_zps", "ConvInteger", In(q((1, 4, 7, 7), np.uint8)), In(q((6, 2, 3, 3), np.uint8)),
-        In(f(100, dtype=np.uint8)), In(f(7, dtype=np.uint8)), group=2, pads=[1, 1, 1, 1], opset=10),
+        In(u8(100)), In(u8(7)), group=2, pads=[1, 1, 1, 1], opset=10),
     row("ci_i8_no_zps", "ConvInteger", In(q((1, 4, 7, 7), np.int8)), q((3, 4, 2, 2), np.int8),
         strides=[2, 1], opset=10),
     # per-channel weight zero points: onnxruntime takes scalars only
     row("ci_per_channel_weight_zp", "ConvInteger", In(q((1, 4, 7, 7), np.uint8)), q((6, 2, 3, 3), np.uint8),
-        f(100, dtype=np.uint8), q(6, np.uint8), group=2, pads=[1, 1, 1, 1], opset=10, ref="onnx"),
+        u8(100), q(6, np.uint8), group=2, pads=[1, 1, 1, 1], opset=10, ref="onnx"),
 ]
 
 
@@ -227,14 +240,14 @@ def _qdq_conv_model():
         helper.make_node("DequantizeLinear", ["rq", "ys", "yz"], ["rd"]),
         helper.make_node("QuantizeLinear", ["rd", "ys", "yz"], ["y"]),
     ]
-    inits = {"xs": f(0.02), "xz": f(128, dtype=np.uint8), "w8": w8, "ws": ws, "wz": np.zeros(4, np.int8),
-             "b": u(-0.1, 0.1, 4), "ys": f(0.01), "yz": f(0, dtype=np.uint8)}
-    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 4, 8, 8])],
+    inits = {"xs": f(0.02), "xz": u8(128), "w8": w8, "ws": ws, "wz": np.zeros(4, np.int8),
+             "b": u(-0.1, 0.1, 4), "ys": f(0.01), "yz": u8(0)}
+    x = u(-2, 2, (1, 3, 8, 8))
+    graph = helper.make_graph(nodes, "qdq", [_info("x", x)], [_info("y", np.zeros((1, 4, 8, 8), np.uint8))],
                               [numpy_helper.from_array(v, k) for k, v in inits.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    return model, [u(-2, 2, (1, 3, 8, 8))]
+    return model, [x]
 
 
 def _qlinear_conv_model():
@@ -251,8 +264,10 @@ def _qlinear_conv_model():
     return onnx.shape_inference.infer_shapes(model, strict_mode=True), [ins[0].value]
 
 
-@pytest.mark.parametrize("build", [_qdq_conv_model, _qlinear_conv_model], ids=["qdq_conv", "qlinear_conv"])
-def test_quant_model_cortex_m7(build, tmp_path):
-    model, inputs = build()
+MODELS = [pytest.param(*_qdq_conv_model(), id="qdq_conv"), pytest.param(*_qlinear_conv_model(), id="qlinear_conv")]
+
+
+@pytest.mark.parametrize("model,inputs", MODELS)
+def test_quant_model_cortex_m7(model, inputs, tmp_path):
     res, got = _run(model, inputs, "cortex-m7", tmp_path)
     _assert_same(res, got, reference(model, res.spec, inputs))

@@ -16,12 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir import arith_d, element_type, ir, math_d
-from ..emitter import generic_map, shape_of
+from ..emitter import etype_of, generic_map, shape_of
 from ..registry import Unsupported, lowers
 from .nn import broadcast_to, fit_window, spatial_pads
 
 _INT_TYPES = ("int8", "uint8", "int16", "uint16", "int32")
 _FLOAT_TYPES = ("float32", "float16")
+_INT8 = ("int8", "uint8")
 _I8_ZP_SHIFT = -128  # uint8 -> int8 bit flip, as a zero-point shift
 _TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -45,13 +46,12 @@ def _int(s, width: int, unsigned: bool):
     return (arith_d.extui if unsigned else arith_d.extsi)(t, s)
 
 
-def _f32(s, unsigned: bool = False):
+def _f32(s):
+    """A float16/float32 or signed integer scalar as f32."""
     f32 = ir.F32Type.get()
     if isinstance(s.type, ir.F32Type):
         return s
-    if isinstance(s.type, ir.F16Type):
-        return arith_d.extf(f32, s)
-    return (arith_d.uitofp if unsigned else arith_d.sitofp)(f32, s)
+    return (arith_d.extf if isinstance(s.type, ir.F16Type) else arith_d.sitofp)(f32, s)
 
 
 def _clampf(r, lo: float, hi: float):
@@ -108,7 +108,7 @@ def _place_axis(e, t, shape, axis: int, block: int = 0):
     v = e.reshape(t.value, split)
     mult = [block if i == axis + 1 else 1 for i in range(rank + 1)]
     split[axis + 1] = block
-    v = e.op("tosa.tile", [v, e.shape_value(mult)], ir.RankedTensorType.get(split, t.value.type.element_type))
+    v = e.op("tosa.tile", [v, e.shape_value(mult)], ir.RankedTensorType.get(split, etype_of(v)))
     full = list(shape)
     full[axis] = want_blocks * block
     return e.slice(e.reshape(v, full), [0] * rank, list(shape))
@@ -130,46 +130,38 @@ def _place_matrix(e, t, rank: int, kind: str):
     if len(t.shape) == 1:
         if rank < 2:
             raise Unsupported(f"'{t.name}': a per-row/column parameter needs a matrix operand")
-        return _reshaped(e, t, (1,) * (rank - 2) + ((t.shape[0], 1) if kind == "row" else (1, t.shape[0])))
+        n = t.shape[0]
+        return _reshaped(e, t, (1,) * (rank - 2) + ((n, 1) if kind == "row" else (1, n)))
     return _reshaped(e, t, t.shape)
 
 
-def _is_scalar_const(t) -> bool:
-    if t is None:
-        return True
-    c = None if t.const is None else np.asarray(t.const).ravel()
-    return c is not None and c.size > 0 and bool(np.all(c == c[0]))
+def _uniform(t) -> bool:
+    """An absent zero point, or a constant one with a single value (per tensor in effect)."""
+    c = None if t is None or t.const is None else np.asarray(t.const).ravel()
+    return t is None or (c is not None and c.size > 0 and bool(np.all(c == c[0])))
 
 
 def _scalar(t) -> int:
     return 0 if t is None else int(np.asarray(t.const).ravel()[0])
 
 
-def _multiplier(e, num, den):
-    """The requantization factor prod(num) / den (placed scales), in the scales' float type the
-    way the reference computes it: constants fold in numpy."""
-    if all(isinstance(p, np.ndarray) for p in [*num, den]):
-        m = num[0]
-        for p in num[1:]:
-            m = m * p
-        return np.ascontiguousarray(m / den)
-
-    def body(*s):
-        m = s[0]
-        for p in s[1:-1]:
-            m = arith_d.mulf(m, p)
-        return arith_d.divf(m, s[-1])
-    vals = [_v(e, p) for p in [*num, den]]
-    return generic_map(e, vals, vals[0].type.element_type, body)
+def _multiplier(e, s1, s2, den):
+    """The requantization factor s1 * s2 / den (placed scales) in the scales' float type, as the
+    reference computes it; constants fold in numpy."""
+    if all(isinstance(p, np.ndarray) for p in (s1, s2, den)):
+        return np.ascontiguousarray(s1 * s2 / den)
+    vals = [_v(e, p) for p in (s1, s2, den)]
+    return generic_map(e, vals, etype_of(vals[0]), lambda a, b, c: arith_d.divf(arith_d.mulf(a, b), c))
 
 
-def _requantize(e, acc, mult, zp, zp_unsigned: bool, dtype):
-    """int32 accumulator * float multiplier -> saturated `dtype` (one linalg.generic)."""
+def _requantize(e, acc, mult, zp, dtype):
+    """int32 accumulator * float multiplier -> saturated `dtype` (one linalg.generic); the zero
+    point has the output's type."""
     ins = [acc, _v(e, mult)] + ([_v(e, zp)] if zp is not None else [])
 
     def body(a, m, *z):
         r = arith_d.mulf(_f32(a), _f32(m))
-        return _saturate(r, _int(z[0], 32, zp_unsigned) if z else None, dtype)
+        return _saturate(r, _int(z[0], 32, dtype.kind == "u") if z else None, dtype)
     return generic_map(e, ins, element_type(dtype), body)
 
 
@@ -178,7 +170,12 @@ def _requantize(e, acc, mult, zp, zp_unsigned: bool, dtype):
 _PRECISION = {1: np.float32, 10: np.float16}
 
 
-@lowers("QuantizeLinear", since=10)
+def _qdq_inputs(e, x, scale, zp, axis, block):
+    ax = axis % x.rank if x.rank else 0
+    return [x.value] + [_v(e, _place_axis(e, t, x.shape, ax, block)) for t in (scale, zp) if t is not None]
+
+
+@lowers("QuantizeLinear", since=10, notes="per tensor/axis/block; 8/16-bit int outputs, no float8/int4")
 def quantize_linear(cx, x, scale, zp=None, *, axis=1, saturate=1, block_size=0, output_dtype=0,
                     precision=0):
     """y = saturate(roundeven(x / scale) + zp); the division is a true division, in the
@@ -189,17 +186,14 @@ def quantize_linear(cx, x, scale, zp=None, *, axis=1, saturate=1, block_size=0, 
     _checked(scale.dtype, _FLOAT_TYPES + ("int32",), "QuantizeLinear scale")
     if precision and precision not in _PRECISION:
         raise Unsupported(f"QuantizeLinear precision {precision} is not supported (float32 or float16)")
-    ax = axis % x.rank if x.rank else 0
     ct = np.dtype(_PRECISION[precision]) if precision else np.result_type(x.dtype, scale.dtype)
     half = ct == np.float16
-    ins = [x.value, _v(e, _place_axis(e, scale, x.shape, ax, block_size))]
-    if zp is not None:
-        ins.append(_v(e, _place_axis(e, zp, x.shape, ax, block_size)))
-    w, xu, zu = _wide(dtype), x.dtype.kind == "u", zp is not None and zp.dtype.kind == "u"
+    ins = _qdq_inputs(e, x, scale, zp, axis, block_size)
+    w, zu = _wide(dtype), dtype.kind == "u"
 
     def body(xs, ss, *z):
-        a, b = _f32(xs, xu), _f32(ss)
-        if half:  # f16 operands, f16 quotient: f32 division rounded once more is exact here
+        a, b = _f32(xs), _f32(ss)
+        if half:  # f16 / f16 in f32, rounded to f16, is the correctly rounded f16 quotient
             a, b = _round_f16(a), _round_f16(b)
         q = arith_d.divf(a, b)
         return _saturate(_round_f16(q) if half else q, _int(z[0], w, zu) if z else None, dtype)
@@ -210,17 +204,14 @@ def _round_f16(v):
     return arith_d.extf(ir.F32Type.get(), arith_d.truncf(ir.F16Type.get(), v))
 
 
-@lowers("DequantizeLinear", since=10)
+@lowers("DequantizeLinear", since=10, notes="per tensor/axis/block; 8/16/32-bit int inputs, no float8/int4")
 def dequantize_linear(cx, x, scale, zp=None, *, axis=1, block_size=0, output_dtype=0):
     """y = (x - zp) * scale: the difference is exact in integers, the product in float32."""
     e = cx.e
     _checked(x.dtype, _INT_TYPES, "DequantizeLinear input")
     _checked(scale.dtype, _FLOAT_TYPES, "DequantizeLinear scale")
     out = _checked(cx.out_dtype(), _FLOAT_TYPES, "DequantizeLinear output")
-    ax = axis % x.rank if x.rank else 0
-    ins = [x.value, _v(e, _place_axis(e, scale, x.shape, ax, block_size))]
-    if zp is not None:
-        ins.append(_v(e, _place_axis(e, zp, x.shape, ax, block_size)))
+    ins = _qdq_inputs(e, x, scale, zp, axis, block_size)
     w, xu = _wide(x.dtype) if zp is not None else 32, x.dtype.kind == "u"
 
     def body(xs, ss, *z):
@@ -237,24 +228,17 @@ def dynamic_quantize_linear(cx, x):
     """uint8 quantization with scale and zero point from the run-time range of x (including 0)."""
     e = cx.e
     _checked(x.dtype, ("float32",), "DynamicQuantizeLinear input")
-    axes = list(range(x.rank))
-    hi = e.reduce("tosa.reduce_max", x.value, axes)
-    lo = e.reduce("tosa.reduce_min", x.value, axes)
+    axes, big = list(range(x.rank)), float(np.finfo(np.float32).max)
+    hi = e.clamp(e.reduce("tosa.reduce_max", x.value, axes), 0.0, big)
+    lo = e.clamp(e.reduce("tosa.reduce_min", x.value, axes), -big, 0.0)
     f = lambda v: arith_d.constant(ir.F32Type.get(), v)  # noqa: E731
-    P = arith_d.CmpFPredicate
 
     def scale_body(h, l):
-        h = arith_d.select(arith_d.cmpf(P.OGT, h, f(0.0)), h, f(0.0))
-        l = arith_d.select(arith_d.cmpf(P.OLT, l, f(0.0)), l, f(0.0))
-        span = arith_d.select(arith_d.cmpf(P.OEQ, h, l), f(1.0), arith_d.subf(h, l))
+        span = arith_d.select(arith_d.cmpf(arith_d.CmpFPredicate.OEQ, h, l), f(1.0), arith_d.subf(h, l))
         return arith_d.divf(span, f(255.0))
     scale = generic_map(e, [hi, lo], ir.F32Type.get(), scale_body)
-
-    def zp_body(l, s):
-        l = arith_d.select(arith_d.cmpf(P.OLT, l, f(0.0)), l, f(0.0))
-        z = _clampf(arith_d.subf(f(0.0), arith_d.divf(l, s)), 0.0, 255.0)
-        return _saturate(z, None, np.uint8)
-    zp = generic_map(e, [lo, scale], ir.IntegerType.get_signless(8), zp_body)
+    zp = generic_map(e, [lo, scale], ir.IntegerType.get_signless(8), lambda l, s: _saturate(
+        _clampf(arith_d.subf(f(0.0), arith_d.divf(l, s)), 0.0, 255.0), None, np.uint8))
     y = generic_map(e, [x.value, scale, zp], ir.IntegerType.get_signless(8),
                     lambda xs, s, z: _saturate(arith_d.divf(xs, s), _int(z, 32, True), np.uint8))
     return [y, e.reshape(scale, cx.out_shape(1)), e.reshape(zp, cx.out_shape(2))]
@@ -287,7 +271,7 @@ def _minus_zp(e, t, zp):
 def _operands(e, pairs, placed):
     """(value, zero point) per (tensor, zp tensor) pair: int8 with scalar zero points when every
     zero point is a constant scalar, else int32 with the zero points subtracted."""
-    if all(_is_scalar_const(z) for _, z in pairs):
+    if all(_uniform(z) for _, z in pairs):
         out = []
         for t, z in pairs:
             v, shift = _as_int8(e, t)
@@ -307,42 +291,36 @@ def _int_matmul(cx, a, b, azp, bzp):
     av = e.reshape(av, (1, a.shape[0])) if a.rank == 1 else av
     bv = e.reshape(bv, (b.shape[0], 1)) if b.rank == 1 else bv
     (*ba, m, k), (*bb, _, n) = shape_of(av), shape_of(bv)
-    i32 = ir.IntegerType.get_signless(32)
-    zps = [e.const(za), e.const(zb)]
     if not bb or all(d == 1 for d in bb):  # [..., M, K] x [K, N]: one big matmul
-        rows = int(np.prod(ba, dtype=np.int64)) * m
-        y = e.op("tosa.matmul", [e.reshape(av, (1, rows, k)), e.reshape(bv, (1, k, n)), *zps],
-                 ir.RankedTensorType.get([1, rows, n], i32))
-        return e.reshape(y, cx.out_shape())
-    batch = tuple(np.broadcast_shapes(tuple(ba), tuple(bb)))
-    av, bv = (broadcast_to(e, v, batch + shape_of(v)[-2:]) for v in (av, bv))
-    nb = int(np.prod(batch, dtype=np.int64))
-    y = e.op("tosa.matmul", [e.reshape(av, (nb, m, k)), e.reshape(bv, (nb, k, n)), *zps],
-             ir.RankedTensorType.get([nb, m, n], i32))
+        nb, m = 1, int(np.prod(ba, dtype=np.int64)) * m
+    else:
+        batch = tuple(np.broadcast_shapes(tuple(ba), tuple(bb)))
+        av, bv = (broadcast_to(e, v, batch + shape_of(v)[-2:]) for v in (av, bv))
+        nb = int(np.prod(batch, dtype=np.int64))
+    y = e.op("tosa.matmul", [e.reshape(av, (nb, m, k)), e.reshape(bv, (nb, k, n)), e.const(za), e.const(zb)],
+             ir.RankedTensorType.get([nb, m, n], ir.IntegerType.get_signless(32)))
     return e.reshape(y, cx.out_shape())
 
 
 @lowers("MatMulInteger", since=10)
 def matmul_integer(cx, a, b, a_zero_point=None, b_zero_point=None):
     for t in (a, b):
-        _checked(t.dtype, ("int8", "uint8"), "MatMulInteger input")
+        _checked(t.dtype, _INT8, "MatMulInteger input")
     return _int_matmul(cx, a, b, a_zero_point, b_zero_point)
 
 
-@lowers("QLinearMatMul", since=10)
+@lowers("QLinearMatMul", since=10, notes="int8/uint8, float32 requantization")
 def qlinear_matmul(cx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
     e = cx.e
-    for t in (a, b):
-        _checked(t.dtype, ("int8", "uint8"), "QLinearMatMul input")
-    dtype = _checked(cx.out_dtype(), ("int8", "uint8"), "QLinearMatMul output")
-    for s in (a_scale, b_scale, y_scale):
-        _checked(s.dtype, _FLOAT_TYPES, "QLinearMatMul scale")
+    dtype = _checked(cx.out_dtype(), _INT8, "QLinearMatMul output")
+    for t, allowed in ((a, _INT8), (b, _INT8), (a_scale, _FLOAT_TYPES), (b_scale, _FLOAT_TYPES),
+                       (y_scale, _FLOAT_TYPES)):
+        _checked(t.dtype, allowed, f"QLinearMatMul input '{t.name}'")
     acc = _int_matmul(cx, a, b, a_zero_point, b_zero_point)
     rank = len(cx.out_shape())
-    mult = _multiplier(e, [_place_matrix(e, a_scale, a.rank, "row"), _place_matrix(e, b_scale, b.rank, "col")],
+    mult = _multiplier(e, _place_matrix(e, a_scale, a.rank, "row"), _place_matrix(e, b_scale, b.rank, "col"),
                        _place_matrix(e, y_scale, rank, "row"))
-    return _requantize(e, acc, mult, _place_matrix(e, y_zero_point, rank, "row"),
-                       y_zero_point is not None and y_zero_point.dtype.kind == "u", dtype)
+    return _requantize(e, acc, mult, _place_matrix(e, y_zero_point, rank, "row"), dtype)
 
 
 # -- ConvInteger / QLinearConv ----------------------------------------------------------------------
@@ -408,26 +386,26 @@ def _nchw(cx, y):
     return cx.e.reshape(cx.e.transpose(y, _TO_NCHW), cx.out_shape())
 
 
-@lowers("ConvInteger", since=10)
+@lowers("ConvInteger", since=10, notes="1-D and 2-D")
 def conv_integer(cx, x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None,
                  group=1, kernel_shape=None, pads=None, strides=None):
     for t in (x, w):
-        _checked(t.dtype, ("int8", "uint8"), "ConvInteger input")
+        _checked(t.dtype, _INT8, "ConvInteger input")
     return _nchw(cx, _int_conv(cx, x, w, x_zero_point, w_zero_point, None, auto_pad, dilations, group,
                                pads, strides))
 
 
-@lowers("QLinearConv", since=10)
+@lowers("QLinearConv", since=10, notes="1-D and 2-D, float32 requantization")
 def qlinear_conv(cx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
     e = cx.e
     for t in (x, w):
-        _checked(t.dtype, ("int8", "uint8"), "QLinearConv input")
-    dtype = _checked(cx.out_dtype(), ("int8", "uint8"), "QLinearConv output")
+        _checked(t.dtype, _INT8, "QLinearConv input")
+    dtype = _checked(cx.out_dtype(), _INT8, "QLinearConv output")
     acc = _int_conv(cx, x, w, x_zero_point, w_zero_point, B, auto_pad, dilations, group, pads, strides)
     shape = shape_of(acc)
-    mult = _multiplier(e, [_place_axis(e, x_scale, shape, 3), _place_axis(e, w_scale, shape, 3)],
+    mult = _multiplier(e, _place_axis(e, x_scale, shape, 3), _place_axis(e, w_scale, shape, 3),
                        _place_axis(e, y_scale, shape, 3))
     zp = None if y_zero_point is None else _place_axis(e, y_zero_point, shape, 3)
-    y = _requantize(e, acc, mult, zp, y_zero_point is not None and y_zero_point.dtype.kind == "u", dtype)
+    y = _requantize(e, acc, mult, zp, dtype)
     return _nchw(cx, y)
