@@ -13,6 +13,6 @@ from .targets import Target, all_targets, get_target  # noqa: F401
 
 def verify(model, target="host", **kw):
     """Compile, run on `target`, compare with onnxruntime -> (CompileResult, [Comparison])."""
-    from .verify import verify as _verify
+    from .verifier import verify as _verify
 
     return _verify(model, target, **kw)

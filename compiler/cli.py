@@ -180,7 +180,7 @@ def run(model, inputs, outputs, input_shapes, opt):
 
     from .driver import compile as compile_model
     from .frontend.load import parse_input_shapes
-    from .verify import random_inputs
+    from .verifier import random_inputs
     from dgc.runtime.runners import run_model
 
     res = compile_model(model, "host", opt_level=opt, input_shapes=parse_input_shapes(input_shapes))
@@ -226,7 +226,7 @@ def verify(model, target, seed, input_shapes, opt):
       dgc verify model.onnx --target cortex-m7
     """
     from .frontend.load import parse_input_shapes
-    from .verify import verify as verify_model
+    from .verifier import verify as verify_model
 
     name = os.path.splitext(os.path.basename(model))[0]
     res, cmp = verify_model(model, target, seed=seed, opt_level=opt, name=name,

@@ -10,7 +10,7 @@ import pytest
 
 import dgc
 from dgc.runtime.runners import run_model, run_models  # noqa: F401
-from dgc.verify import compare, random_inputs, reference
+from dgc.verifier import compare, random_inputs, reference
 
 
 def tools_for(target) -> list[str]:

@@ -14,7 +14,7 @@ from conftest import require_tools, zoo_model
 from dgc.passes.memory_plan import plan_offsets
 from dgc.runtime.runners import run_models
 from dgc.tools import tool_path
-from dgc.verify import compare, random_inputs, reference
+from dgc.verifier import compare, random_inputs, reference
 
 FORBIDDEN = {"malloc", "free", "calloc", "realloc", "__aeabi_unwind_cpp_pr0", "__aeabi_unwind_cpp_pr1",
              "__gxx_personality_v0", "_Unwind_Resume", "memrefCopy", "expf", "logf", "tanhf", "erff",

@@ -83,3 +83,16 @@ def test_torch_style_shape_chain_is_folded():
 @pytest.mark.parametrize("level", [0, 1, 2])
 def test_optimization_levels(level, tmp_path):
     check_on_target(zoo_model("ds_cnn"), "cortex-m7", tmp_path, opt_level=level)
+
+
+@pytest.mark.parametrize("op,opset,mode", [("Resize", 10, "linear"), ("Resize", 10, "nearest"),
+                                           ("Upsample", 9, "linear"), ("Upsample", 9, "nearest")])
+def test_old_opset_resize_keeps_asymmetric_coordinates(op, opset, mode, tmp_path):
+    """Opset <= 10 resizing must not silently become opset-11 half_pixel after conversion."""
+    scales = numpy_helper.from_array(np.array([1, 1, 1.5, 2.5], np.float32), "s")
+    node = helper.make_node(op, ["x", "s"], ["y"], name="resize", mode=mode)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 6, 10])], [scales])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 5
+    check_on_target(model, "host", tmp_path)

@@ -18,7 +18,7 @@ from onnx.reference import ReferenceEvaluator
 
 import dgc
 from conftest import require_tools, run_model
-from dgc.verify import reference
+from dgc.verifier import reference
 
 _R = np.random.default_rng(7)  # data is drawn at import, in table order
 

@@ -84,12 +84,27 @@ def _convert_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     if _opset_of(model) == CANONICAL_OPSET:
         return model
     try:
-        return onnx.version_converter.convert_version(model, CANONICAL_OPSET)
+        converted = onnx.version_converter.convert_version(model, CANONICAL_OPSET)
+        if _opset_of(model) < 11:
+            _fix_old_resize(converted)
+        return converted
     except Exception as e:
         if _opset_of(model) > CANONICAL_OPSET:
             return model  # newer opsets: lowerings are registered by opset, keep as is
         raise ModelError(f"cannot convert the model from opset {_opset_of(model)} to {CANONICAL_OPSET}",
                          hint=str(e).splitlines()[0][:200]) from None
+
+
+def _fix_old_resize(model: onnx.ModelProto) -> None:
+    """Opset <= 10 Resize/Upsample used asymmetric coordinates and floor (ceil when shrinking)
+    for nearest; the version converter leaves the opset-11 defaults (half_pixel), which differ."""
+    for node in model.graph.node:
+        if node.op_type != "Resize" or any(a.name == "coordinate_transformation_mode" for a in node.attribute):
+            continue
+        node.attribute.append(helper.make_attribute("coordinate_transformation_mode", "asymmetric"))
+        mode = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "mode"), b"nearest")
+        if mode in (b"nearest", "nearest") and not any(a.name == "nearest_mode" for a in node.attribute):
+            node.attribute.append(helper.make_attribute("nearest_mode", "floor"))
 
 
 def _pin_shapes(model: onnx.ModelProto, pinned: dict[str, tuple[int, ...]]) -> None:

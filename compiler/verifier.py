@@ -51,7 +51,7 @@ class Comparison:
 def compare(spec: ModelSpec, got: list[np.ndarray], want: list[np.ndarray]) -> list[Comparison]:
     out = []
     for t, g, w in zip(spec.outputs, got, want):
-        g, w = np.asarray(g), np.asarray(w).reshape(g.shape)
+        g, w = np.atleast_1d(np.asarray(g)), np.atleast_1d(np.asarray(w)).reshape(np.atleast_1d(g).shape)
         if g.dtype.kind == "f":
             diff = np.abs(g.astype(np.float64) - w.astype(np.float64))
             same_nan = np.isnan(g) & np.isnan(w)
