@@ -99,22 +99,48 @@ def _tosa_transpose_conv(cx, x, w, b, strides, begin, end):
     return e.reshape(e.transpose(y, (0, 3, 1, 2)), cx.out_shape())
 
 
+def _conv3d(cx, z, wt, b, dil, group, pads):
+    """Stride-1 tosa.conv3d (NDHWC) of the dilated input, one per group, concatenated."""
+    e = cx.e
+    xv = e.transpose(z, (0, 2, 3, 4, 1))
+    n, *sp, c = shape_of(xv)
+    cout, gin, *k = wt.shape
+    gout = cout // group
+    out = [d + p0 + p1 - (kk - 1) * dl for d, p0, p1, kk, dl in zip(sp, pads[:3], pads[3:], k, dil)]
+    bias = b.value if b is not None else e.const(np.zeros([cout], np.float32))
+    w5 = e.transpose(wt.value, (0, 2, 3, 4, 1))
+    parts = []
+    for g in range(group):
+        xs = e.slice(xv, [0, 0, 0, 0, g * gin], [n, *sp, gin])
+        ws = e.slice(w5, [g * gout, 0, 0, 0, 0], [gout, *k, gin])
+        parts.append(e.op("tosa.conv3d", [xs, ws, e.slice(bias, [g * gout], [gout]), e.zp(xs), e.zp(ws)],
+                          ir.RankedTensorType.get([n, *out, gout], etype_of(xv)),
+                          pad=[p for pair in zip(pads[:3], pads[3:]) for p in pair], stride=[1, 1, 1],
+                          dilation=dil, acc_type=etype_of(xv)))
+    y = parts[0] if group == 1 else e.op(
+        "tosa.concat", parts, ir.RankedTensorType.get([n, *out, cout], etype_of(xv)),
+        axis=ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 4))
+    return e.reshape(e.transpose(y, (0, 4, 1, 2, 3)), cx.out_shape())
+
+
 @lowers("ConvTranspose")
 def conv_transpose(cx, x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
                    output_padding=None, output_shape=None, pads=None, strides=None):
     e = cx.e
     nd = x.rank - 2
-    if nd not in (1, 2):
-        raise Unsupported(f"ConvTranspose with {nd} spatial dimensions is not supported (1-D and 2-D are)")
+    if nd not in (1, 2, 3):
+        raise Unsupported(f"ConvTranspose with {nd} spatial dimensions is not supported (1-D to 3-D are)")
     kernel = list(w.shape[2:])
     st, dil = list(strides or [1] * nd), list(dilations or [1] * nd)
     out_pad = list(output_padding or [0] * nd)
     begin, end = _pads(x.shape[2:], kernel, st, dil, out_pad, pads, auto_pad, output_shape)
-    if group == 1 and all(d == 1 for d in dil) and all(p < k for p, k in zip(begin + end, kernel + kernel)):
+    if nd < 3 and group == 1 and all(d == 1 for d in dil) and all(p < k for p, k in zip(begin + end, kernel + kernel)):
         return _tosa_transpose_conv(cx, x, w, b, st, begin, [p - o for p, o in zip(end, out_pad)])
     lo = [(k - 1) * d - p for k, d, p in zip(kernel, dil, begin)]
     hi = [(k - 1) * d - p + o for k, d, p, o in zip(kernel, dil, end, out_pad)]
     z = _crop(e, _dilate(e, x.value, st), [max(0, -p) for p in lo], [max(0, -p) for p in hi])
     zt = Tensor(x.name, tuple(shape_of(z)), x.dtype, None, lambda: z)
     conv_pads = [max(0, p) for p in lo] + [max(0, p) for p in hi]
+    if nd == 3:
+        return _conv3d(cx, z, _flipped_weight(e, w, group), b, dil, group, conv_pads)
     return conv(cx, zt, _flipped_weight(e, w, group), b, dilations=dil, group=group, pads=conv_pads)
