@@ -1,9 +1,11 @@
-"""ConvTranspose (1-D and 2-D), as a regular Conv of the stride-dilated input.
+"""ConvTranspose (1-D to 3-D).
 
-y = ConvTranspose(x, W) equals Conv(z, W') where z is x with stride-1 zeros between its
-elements, padded by (k_eff - 1 - pad) on each side (negative: cropped), and W' is W with
-input/output channels swapped per group and the kernel flipped. The Conv lowering in nn.py
-does the rest (NHWC layout, groups, depthwise).
+Group 1 without dilation (the common decoder case) is tosa.transpose_conv2d, whose TOSA
+decomposition multiplies no inserted zeros. Everything else is a regular convolution:
+ConvTranspose(x, W) = Conv(z, W') where z is x with stride-1 zeros between its elements,
+padded by (k_eff - 1 - pad) on each side (negative: cropped), and W' is W with input/output
+channels swapped per group and the kernel flipped; nn.py's Conv lowering (1-D, 2-D) or
+tosa.conv3d does the rest.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def _conv3d(cx, z, wt, b, dil, group, pads):
     return e.reshape(e.transpose(y, (0, 4, 1, 2, 3)), cx.out_shape())
 
 
-@lowers("ConvTranspose")
+@lowers("ConvTranspose", notes="1-D, 2-D and 3-D")
 def conv_transpose(cx, x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
                    output_padding=None, output_shape=None, pads=None, strides=None):
     e = cx.e
@@ -134,6 +136,11 @@ def conv_transpose(cx, x, w, b=None, *, auto_pad="NOTSET", dilations=None, group
     st, dil = list(strides or [1] * nd), list(dilations or [1] * nd)
     out_pad = list(output_padding or [0] * nd)
     begin, end = _pads(x.shape[2:], kernel, st, dil, out_pad, pads, auto_pad, output_shape)
+    sizes = [s * (i - 1) + o + (k - 1) * d + 1 - p0 - p1
+             for s, i, o, k, d, p0, p1 in zip(st, x.shape[2:], out_pad, kernel, dil, begin, end)]
+    if sizes != list(cx.out_shape()[2:]):
+        raise Unsupported(f"ConvTranspose: the pads give {sizes} output sizes, the model declares "
+                          f"{list(cx.out_shape()[2:])}")
     if nd < 3 and group == 1 and all(d == 1 for d in dil) and all(p < k for p, k in zip(begin + end, kernel + kernel)):
         return _tosa_transpose_conv(cx, x, w, b, st, begin, [p - o for p, o in zip(end, out_pad)])
     lo = [(k - 1) * d - p for k, d, p in zip(kernel, dil, begin)]

@@ -136,7 +136,7 @@ def _contract(e, a, b, keep):
     return e.reshape(y, [size[c] for c in labels]), labels
 
 
-@lowers("Einsum", since=12)
+@lowers("Einsum", since=12, notes="float via tosa.matmul, integers via mul + reduce_sum")
 def einsum(cx, *xs, equation):
     e = cx.e
     ins, out = _parse(equation, [x.rank for x in xs])

@@ -17,7 +17,6 @@ from ...ir import ir
 from ..emitter import etype_of, shape_of
 from ..registry import Unsupported, lowers
 
-_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 _DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
 # activation -> (takes alpha, takes beta, default alpha, default beta); the alpha/beta lists
 # are consumed in order by the activations that take them (as onnxruntime does)
@@ -149,10 +148,11 @@ def _bias_x(e, kind, b, d, gh, hidden, lbr):
         if kind == "GRU" and lbr:
             rb[2 * hidden:] = 0
         return e.const((wb + rb).reshape(1, 1, gh))
-    s = e.elementwise("tosa.add", _vec(e, b, d, 0, gh), _vec(e, b, d, gh, 2 * gh))
-    if kind == "GRU" and lbr:
-        s = e.elementwise("tosa.sub", s, e.pad(_vec(e, b, d, gh + 2 * hidden, 2 * gh), [0, 2 * hidden], [0, 0]))
-    return e.reshape(s, (1, 1, gh))
+    if kind == "GRU" and lbr:  # [Rbz, Rbr, 0]
+        rb = e.pad(_vec(e, b, d, gh, gh + 2 * hidden), [0, 0], [0, hidden])
+    else:
+        rb = _vec(e, b, d, gh, 2 * gh)
+    return e.reshape(e.elementwise("tosa.add", _vec(e, b, d, 0, gh), rb), (1, 1, gh))
 
 
 def _input_proj(e, kind, xv, w, b, d, hidden, lbr):
@@ -358,7 +358,7 @@ def _recurrent(cx, kind, x, w, r, b, seq, h0, c0=None, p=None, *, activations=No
     return outs[:len(cx.node.output)]
 
 
-@lowers("LSTM", since=1)
+@lowers("LSTM", since=1, notes="unrolled; constant sequence_lens")
 def lstm(cx, x, w, r, b=None, seq=None, h0=None, c0=None, p=None, *, activation_alpha=None,
          activation_beta=None, activations=None, clip=None, direction="forward", hidden_size=None,
          input_forget=0, layout=0, output_sequence=0):
@@ -367,7 +367,7 @@ def lstm(cx, x, w, r, b=None, seq=None, h0=None, c0=None, p=None, *, activation_
                       direction=direction, layout=layout, input_forget=input_forget)
 
 
-@lowers("GRU", since=1)
+@lowers("GRU", since=1, notes="unrolled; constant sequence_lens")
 def gru(cx, x, w, r, b=None, seq=None, h0=None, *, activation_alpha=None, activation_beta=None,
         activations=None, clip=None, direction="forward", hidden_size=None, layout=0,
         linear_before_reset=0, output_sequence=0):
@@ -376,7 +376,7 @@ def gru(cx, x, w, r, b=None, seq=None, h0=None, *, activation_alpha=None, activa
                       direction=direction, layout=layout, linear_before_reset=linear_before_reset)
 
 
-@lowers("RNN", since=1)
+@lowers("RNN", since=1, notes="unrolled; constant sequence_lens")
 def rnn(cx, x, w, r, b=None, seq=None, h0=None, *, activation_alpha=None, activation_beta=None,
         activations=None, clip=None, direction="forward", hidden_size=None, layout=0, output_sequence=0):
     return _recurrent(cx, "RNN", x, w, r, b, seq, h0, activations=activations,

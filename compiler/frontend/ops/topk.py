@@ -91,7 +91,7 @@ def _topk(cx, x, k, axis, largest):
     return [e.transpose(e.reshape(_concat_cols(e, c), (*lead, k)), inv) for c in (vals, idxs)]
 
 
-@lowers("TopK", since=10)
+@lowers("TopK", since=10, notes="constant k; always sorted")
 def topk(cx, x, k, *, axis=-1, largest=1, sorted=1):
     return _topk(cx, x, int(k.const_list()[0]), axis, largest)
 
