@@ -61,7 +61,9 @@ def div(cx, a, b):
         if b.const is not None:
             return e.elementwise("tosa.mul", a.value, e.const((1.0 / b.const).astype(b.dtype)))
         return e.elementwise("tosa.mul", a.value, e.unary("tosa.reciprocal", b.value))
-    return e.elementwise("tosa.intdiv", a.value, b.value)
+    # arith division at any width (tosa.intdiv is i32/i64 only), truncating like onnxruntime
+    div_op = arith_d.divui if a.dtype.kind == "u" else arith_d.divsi
+    return generic_map(e, [a.value, b.value], etype_of(a.value), lambda x, y: div_op(x, y))
 
 
 @lowers("Pow")
@@ -70,11 +72,16 @@ def pow_(cx, base, exponent):
     e, bv = cx.e, base.value
     if is_float(etype_of(bv)):
         return e.elementwise("tosa.pow", bv, cast_value(e, exponent.value, base.dtype))
-    if exponent.dtype.kind == "f":
-        if exponent.const is None or np.any(exponent.const != np.trunc(exponent.const)):
-            raise Unsupported("Pow of an integer base needs an integer (or constant integral) exponent")
+    if exponent.dtype.kind != "f":
+        return _int_pow(e, bv, cast_value(e, exponent.value, base.dtype))
+    if exponent.const is not None and np.all(exponent.const == np.trunc(exponent.const)):
         return _int_pow(e, bv, e.const(exponent.const.astype(base.dtype)))
-    return _int_pow(e, bv, cast_value(e, exponent.value, base.dtype))
+    # int base, fractional float exponent: int(pow(float(b), x)); integral exponents stay exact
+    xv = cast_value(e, exponent.value, np.float32)
+    xi = cast_value(e, xv, base.dtype)
+    frac = cast_value(e, e.elementwise("tosa.pow", cast_value(e, bv, np.float32), xv), base.dtype)
+    integral = e.elementwise("tosa.equal", cast_value(e, xi, np.float32), xv, out_etype=_i1())
+    return _select(e, integral, _int_pow(e, bv, xi), frac)
 
 
 def _int_pow(e, b, x):
@@ -155,7 +162,7 @@ def clip(cx, x, lo=None, hi=None):
     if (lo is None or lo.const is not None) and (hi is None or hi.const is not None):
         lov = info.min if lo is None else lo.const.item()
         hiv = info.max if hi is None else hi.const.item()
-        return e.clamp(v, lov, hiv)
+        return e.clamp(v, min(lov, hiv), hiv)  # min > max: everything becomes max, as min(max(x, lo), hi)
     if lo is not None:
         v = e.elementwise("tosa.maximum", v, lo.value)
     if hi is not None:
@@ -165,7 +172,7 @@ def clip(cx, x, lo=None, hi=None):
 
 @lowers("Clip", since=1)
 def clip_v6(cx, x, *, min=-3.4028234663852886e38, max=3.4028234663852886e38):
-    return cx.e.clamp(x.value, min, max)
+    return cx.e.clamp(x.value, min if min <= max else max, max)
 
 
 @lowers("LeakyRelu")
@@ -244,11 +251,28 @@ def gelu(cx, x, *, approximate="none"):
     return e.elementwise("tosa.mul", half, e.elementwise("tosa.add", t, e.scalar_like(1.0, v)))
 
 
-@lowers("Identity", "Dropout")
-def identity(cx, x, *rest, seed=0, ratio=0.5, training_mode=0):
-    if x.const is not None:
-        return x.const
-    return x.value
+@lowers("Identity")
+def identity(cx, x):
+    return x.const if x.const is not None else x.value
+
+
+@lowers("Dropout", since=12)
+def dropout(cx, x, ratio=None, training_mode=None, *, seed=0):
+    """Inference: the identity, with an all-true mask. Training drops at random: refused."""
+    training = training_mode is not None and (training_mode.const is None or bool(training_mode.const))
+    if training and (ratio is None or ratio.const is None or float(ratio.const) != 0.0):
+        raise Unsupported("Dropout in training mode (random masks) is not supported")
+    y = identity(cx, x)
+    if len(cx.node.output) > 1 and cx.node.output[1]:
+        return [y, np.ones(x.shape, np.bool_)]
+    return y
+
+
+@lowers("Dropout", since=1)
+def dropout_v1(cx, x, *, is_test=0, ratio=0.5):
+    """Before opset 12 (models the converter could not lift): inference, as onnxruntime runs it."""
+    y = identity(cx, x)
+    return [y, np.ones(x.shape, np.bool_)] if len(cx.node.output) > 1 and cx.node.output[1] else y
 
 
 def cast_value(e, v, dst_dtype, src_unsigned=False, dst_unsigned=False):

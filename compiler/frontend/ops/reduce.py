@@ -28,13 +28,24 @@ def _axes(x, axes_input, axes_attr, noop):
     return sorted({int(a) % x.rank for a in axes})
 
 
+def _empty_value(op, dtype):
+    if dtype.kind == "f":
+        lo, hi = -np.inf, np.inf
+    else:
+        lo, hi = (False, True) if dtype == np.bool_ else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+    return {"ReduceProd": 1, "ReduceMax": lo, "ReduceMin": hi, "ReduceLogSum": -np.inf,
+            "ReduceLogSumExp": -np.inf, "ReduceMean": np.nan}.get(op, 0)
+
+
 @lowers(*_KIND, since=1)
 def reduce(cx, x, axes_in=None, *, axes=None, keepdims=1, noop_with_empty_axes=0):
     e, op = cx.e, cx.node.op_type
     ax = _axes(x, axes_in, axes, noop_with_empty_axes)
-    v = x.value
     if not ax:
-        return v
+        return x.value
+    if any(x.shape[a] == 0 for a in ax):  # an empty reduction is the op's identity element
+        return np.full(cx.out_shape(), _empty_value(op, x.dtype), dtype=x.dtype)
+    v = x.value
     if op in ("ReduceL1",):
         v = e.unary("tosa.abs", v)
     if op in ("ReduceL2", "ReduceSumSquare"):
