@@ -1,3 +1,3 @@
 """ONNX op lowerings, one module per op family; importing registers them."""
 
-from . import elementwise, layout, lrn, nn, quant, reduce, resize, rnn, tensor  # noqa: F401
+from . import convtranspose, einsum, elementwise, layout, lrn, nn, quant, reduce, resize, rnn, tensor, topk  # noqa: F401
