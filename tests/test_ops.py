@@ -5,6 +5,8 @@ shape (a float32 graph input), an `In` (a typed graph input, optionally with cho
 a numpy array (an initializer, i.e. a compile-time constant) or `None` (an omitted optional
 input). Attribute-free unary and binary ops share one model per row, one output per op, so
 a mismatch names the op. Floats must match within 1e-4 * max(1, max|ref|); integers exactly.
+Bool inputs and outputs are cast from/to int32 inside the model (see `_graph_input`).
+`test_unsupported` checks that variants dgc does not lower fail with a clean DgcError.
 """
 
 from __future__ import annotations
