@@ -130,6 +130,12 @@ class Emitter:
         """A stored bool (i8 0/1, or an i1 graph input) as the i1 TOSA logic ops take."""
         return self.cast(v, ir.IntegerType.get_signless(1))
 
+    def signed_order(self, v: ir.Value) -> ir.Value:
+        """An unsigned int value as one whose signed order is its unsigned order, for TOSA's
+        signed max/argmax/pools: flip the sign bit (applied twice, it is the identity)."""
+        w = ir.IntegerType(etype_of(v)).width
+        return self.elementwise("tosa.bitwise_xor", v, self.scalar_like(-(1 << (w - 1)), v))
+
     def reduce(self, name: str, x: ir.Value, axes, keepdims=True) -> ir.Value:
         shp = list(shape_of(x))
         for a in sorted(set(axes)):

@@ -11,18 +11,23 @@ from ..registry import Unsupported, lowers
 _BINARY = {"Add": "tosa.add", "Sub": "tosa.sub", "Mul": "tosa.mul",
            "BitwiseAnd": "tosa.bitwise_and", "BitwiseOr": "tosa.bitwise_or",
            "BitwiseXor": "tosa.bitwise_xor"}
-_LOGIC = {"And": "tosa.logical_and", "Or": "tosa.logical_or", "Xor": "tosa.logical_xor"}
 _UNARY = {"Exp": "tosa.exp", "Log": "tosa.log", "Tanh": "tosa.tanh", "Sigmoid": "tosa.sigmoid",
           "Erf": "tosa.erf", "Abs": "tosa.abs", "Neg": "tosa.negate", "Floor": "tosa.floor",
           "Ceil": "tosa.ceil", "Sin": "tosa.sin", "Cos": "tosa.cos",
           "Reciprocal": "tosa.reciprocal", "BitwiseNot": "tosa.bitwise_not"}
-_COMPARE = {"Equal": ("tosa.equal", False), "Greater": ("tosa.greater", False),
-            "GreaterOrEqual": ("tosa.greater_equal", False), "Less": ("tosa.greater", True),
-            "LessOrEqual": ("tosa.greater_equal", True)}
+# op -> arith predicates for (float, signed, unsigned) operands
+_COMPARE = {"Equal": ("OEQ", "eq", "eq"), "Greater": ("OGT", "sgt", "ugt"),
+            "GreaterOrEqual": ("OGE", "sge", "uge"), "Less": ("OLT", "slt", "ult"),
+            "LessOrEqual": ("OLE", "sle", "ule")}
+_LOGIC = {"And": arith_d.andi, "Or": arith_d.ori, "Xor": arith_d.xori}
 
 
 def _i1():
     return ir.IntegerType.get_signless(1)
+
+
+def _i8():
+    return ir.IntegerType.get_signless(8)
 
 
 for _op, _tosa in _BINARY.items():
@@ -30,28 +35,36 @@ for _op, _tosa in _BINARY.items():
         return cx.e.elementwise(_tosa, a.value, b.value)
     lowers(_op, since=1)(_binary)
 
-for _op, _tosa in _LOGIC.items():
-    def _logic(cx, a, b, *, _tosa=_tosa):
-        e = cx.e
-        return e.bool_i8(e.elementwise(_tosa, e.bool_i1(a.value), e.bool_i1(b.value)))
-    lowers(_op, since=1)(_logic)
-
 for _op, _tosa in _UNARY.items():
     def _unary(cx, x, *, _tosa=_tosa):
         return cx.e.unary(_tosa, x.value)
     lowers(_op, since=1)(_unary)
 
-for _op, (_tosa, _swap) in _COMPARE.items():
-    def _compare(cx, a, b, *, _tosa=_tosa, _swap=_swap):
-        x, y = (b, a) if _swap else (a, b)
-        return cx.e.bool_i8(cx.e.elementwise(_tosa, x.value, y.value, out_etype=_i1()))
+# Comparisons and logic ops produce stored bools (i8) in one linalg.generic: an i1 tensor
+# between ops would be materialized by fusion when it has several users, and a memref of
+# i1 cannot be lowered. TOSA compares are signed; arith predicates also cover unsigned ints.
+for _op, _preds in _COMPARE.items():
+    def _compare(cx, a, b, *, _preds=_preds):
+        e = cx.e
+        x, y = e.bool_i8(a.value), e.bool_i8(b.value)
+        if is_float(etype_of(x)):
+            pred = getattr(arith_d.CmpFPredicate, _preds[0])
+            return generic_map(e, [x, y], _i8(), lambda p, q: arith_d.extui(_i8(), arith_d.cmpf(pred, p, q)))
+        pred = getattr(arith_d.CmpIPredicate, _preds[2] if a.dtype.kind == "u" else _preds[1])
+        return generic_map(e, [x, y], _i8(), lambda p, q: arith_d.extui(_i8(), arith_d.cmpi(pred, p, q)))
     lowers(_op, since=1)(_compare)
+
+for _op, _fn in _LOGIC.items():
+    def _logic(cx, a, b, *, _fn=_fn):
+        e = cx.e
+        return generic_map(e, [e.bool_i8(a.value), e.bool_i8(b.value)], _i8(), _fn)
+    lowers(_op, since=1)(_logic)
 
 
 @lowers("Not")
 def not_(cx, x):
     e = cx.e
-    return e.bool_i8(e.unary("tosa.logical_not", e.bool_i1(x.value)))
+    return generic_map(e, [e.bool_i8(x.value)], _i8(), lambda p: arith_d.xori(p, arith_d.constant(_i8(), 1)))
 
 
 @lowers("Div")
@@ -108,12 +121,19 @@ def _int_pow(e, b, x):
 @lowers("Max", "Min", "Sum", "Mean")
 def variadic(cx, *xs):
     op = cx.node.op_type
+    if op in ("Max", "Min") and xs[0].dtype.kind == "u":  # TOSA's maximum/minimum are signed
+        fn = arith_d.maxui if op == "Max" else arith_d.minui
+        return _fold(xs[1:], xs[0].value, lambda acc, x: generic_map(cx.e, [acc, x.value], etype_of(acc), fn))
     name = {"Max": "tosa.maximum", "Min": "tosa.minimum", "Sum": "tosa.add", "Mean": "tosa.add"}[op]
-    acc = xs[0].value
-    for x in xs[1:]:
-        acc = cx.e.elementwise(name, acc, x.value)
+    acc = _fold(xs[1:], xs[0].value, lambda acc, x: cx.e.elementwise(name, acc, x.value))
     if op == "Mean":
         acc = cx.e.elementwise("tosa.mul", acc, cx.e.scalar_like(1.0 / len(xs), acc))
+    return acc
+
+
+def _fold(items, acc, fn):
+    for item in items:
+        acc = fn(acc, item)
     return acc
 
 
@@ -145,7 +165,12 @@ def _select(e, cond, a, b):
 
 @lowers("Where")
 def where(cx, cond, a, b):
-    return _select(cx.e, cx.e.bool_i1(cond.value), a.value, b.value)
+    e = cx.e
+    x, y = (e.bool_i8(t.value) for t in (a, b))
+
+    def body(c, p, q):
+        return arith_d.select(arith_d.cmpi(arith_d.CmpIPredicate.ne, c, arith_d.constant(_i8(), 0)), p, q)
+    return generic_map(e, [e.bool_i8(cond.value), x, y], etype_of(x), body)
 
 
 @lowers("Relu")
@@ -158,6 +183,10 @@ def relu(cx, x):
 @lowers("Clip", since=11)
 def clip(cx, x, lo=None, hi=None):
     e, v = cx.e, x.value
+    if x.dtype.kind == "u":  # tosa.clamp compares signed
+        for bound, fn in ((lo, arith_d.maxui), (hi, arith_d.minui)):
+            v = generic_map(e, [v, bound.value], etype_of(v), fn) if bound is not None else v
+        return v
     info = np.finfo(np.float32) if is_float(etype_of(v)) else np.iinfo(x.dtype)
     if (lo is None or lo.const is not None) and (hi is None or hi.const is not None):
         lov = info.min if lo is None else lo.const.item()

@@ -138,6 +138,8 @@ def _pool(cx, x, kind, kernel_shape, strides, pads, auto_pad, ceil_mode, dilatio
         raise Unsupported(f"{cx.node.op_type} with {nd} spatial dimensions is not supported (1-D and 2-D are)")
     kernel, st, dil, pads = _as_2d(nd, kernel_shape, strides, dilations, pads)
     xv = _x4(e, x)
+    unsigned = x.dtype.kind == "u"  # TOSA max pools order signed
+    xv = e.signed_order(xv) if unsigned else xv
     begin, end, out = spatial_pads(list(shape_of(xv)[2:]), kernel, st, dil, pads, auto_pad, ceil_mode)
     _check_windows(cx, out[2 - nd:])
     xv = _nhwc(e, xv)
@@ -155,6 +157,7 @@ def _pool(cx, x, kind, kernel_shape, strides, pads, auto_pad, ceil_mode, dilatio
     else:
         acc = et if is_float(et) else ir.IntegerType.get_signless(32)
         y = e.op("tosa.avg_pool2d", [xv, e.zp(xv), e.zp(xv)], rt, acc_type=acc, **window)
+    y = e.signed_order(y) if unsigned else y
     return e.reshape(e.transpose(y, _TO_NCHW), cx.out_shape())
 
 
@@ -213,7 +216,10 @@ def global_avg_pool(cx, x):
 
 @lowers("GlobalMaxPool")
 def global_max_pool(cx, x):
-    return cx.e.reduce("tosa.reduce_max", x.value, list(range(2, x.rank)))
+    e = cx.e
+    if x.dtype.kind == "u":  # TOSA orders signed
+        return e.signed_order(e.reduce("tosa.reduce_max", e.signed_order(x.value), list(range(2, x.rank))))
+    return e.reduce("tosa.reduce_max", x.value, list(range(2, x.rank)))
 
 
 def _channel(a, rank):

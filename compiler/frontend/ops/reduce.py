@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir import ir, math_d
+from ...ir import arith_d, ir, math_d
 from ..emitter import etype_of, generic_map, is_float
 from ..registry import lowers
 from .elementwise import cast_value
@@ -50,18 +50,22 @@ def reduce(cx, x, axes_in=None, *, axes=None, keepdims=1, noop_with_empty_axes=0
         v = e.unary("tosa.abs", v)
     if op in ("ReduceL2", "ReduceSumSquare"):
         v = e.elementwise("tosa.mul", v, v)
+    unsigned = x.dtype.kind == "u" and op in ("ReduceMax", "ReduceMin")  # TOSA orders signed
+    v = e.signed_order(v) if unsigned else v
     if op == "ReduceLogSumExp":
         mx = e.reduce("tosa.reduce_max", v, ax)
         s = e.reduce("tosa.reduce_sum", e.unary("tosa.exp", e.elementwise("tosa.sub", v, mx)), ax)
         y = e.elementwise("tosa.add", e.unary("tosa.log", s), mx)
     else:
         y = e.reduce(_KIND[op], v, ax)
+        y = e.signed_order(y) if unsigned else y
     if op == "ReduceMean":
         count = int(np.prod([x.shape[a] for a in ax]))
         if is_float(etype_of(y)):
             y = e.elementwise("tosa.mul", y, e.scalar_like(1.0 / count, y))
         else:  # integer mean: the sum divided, truncating like onnxruntime
-            y = e.elementwise("tosa.intdiv", y, e.scalar_like(count, y))
+            div = arith_d.divui if x.dtype.kind == "u" else arith_d.divsi
+            y = generic_map(e, [y, e.scalar_like(count, y)], etype_of(y), div)
     elif op == "ReduceL2":
         y = generic_map(e, [y], etype_of(y), lambda s: math_d.sqrt(s))
     elif op == "ReduceLogSum":
@@ -76,8 +80,10 @@ def argmax(cx, x, *, axis=0, keepdims=1, select_last_index=0):
     v = x.value
     if select_last_index:
         v = e.op("tosa.reverse", [v], v.type, axis=ir.IntegerAttr.get(ir.IntegerType.get_signless(32), axis))
-    if cx.node.op_type == "ArgMin":
-        v = e.unary("tosa.negate", v)
+    if x.dtype.kind == "u":
+        v = e.signed_order(v)  # tosa.argmax orders signed
+    if cx.node.op_type == "ArgMin":  # reverse the order; ~x cannot overflow as -x does at INT_MIN
+        v = e.unary("tosa.negate", v) if is_float(etype_of(v)) else e.unary("tosa.bitwise_not", v)
     shp = [d for i, d in enumerate(x.shape) if i != axis]
     i32 = ir.IntegerType.get_signless(32)
     idx = e.op("tosa.argmax", [v], ir.RankedTensorType.get(shp, i32),
