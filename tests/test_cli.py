@@ -188,3 +188,11 @@ def test_debug_shows_traceback(tmp_path):
     bad.write_bytes(b"nonsense")
     r = dgc("--debug", "compile", bad)
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_ops_doc_is_current():
+    """docs/ops.md is `dgc ops --markdown`; regenerate it when lowerings change."""
+    import pathlib
+
+    doc = pathlib.Path(__file__).parent.parent / "docs" / "ops.md"
+    assert dgc("ops", "--markdown").stdout == doc.read_text(), "run: dgc ops --markdown > docs/ops.md"
