@@ -77,8 +77,27 @@ def _impl(module, name):
     raise PipelineError(f"function {name}_impl not found")
 
 
+def _flatten_empty_args(fn) -> None:
+    """Zero-element arguments become memref<0xT>: the bare-pointer ABI rejects shapes like
+    3x0x4 (zero strides), and such tensors hold nothing to read or write anyway."""
+    body = fn.regions[0].blocks[0]
+    ftype = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
+    inputs = list(ftype.inputs)
+    for i, arg in enumerate(body.arguments):
+        t = ir.MemRefType(arg.type)
+        if 0 not in t.shape or len(t.shape) == 1:
+            continue
+        with ir.InsertionPoint.at_block_begin(body), fn.location:
+            stand_in = memref_d.alloca(t, [], [])
+        arg.replace_all_uses_with(stand_in)
+        inputs[i] = ir.MemRefType.get([0], t.element_type)
+        arg.set_type(inputs[i])
+    fn.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get(inputs, ftype.results))
+
+
 def run(module, ctx) -> None:
     fn = _impl(module, ctx.name)
+    _flatten_empty_args(fn)
     body = fn.regions[0].blocks[0]
     body_ops = {op.operation: i for i, op in enumerate(body.operations)}
     allocs = ops_named(fn, {"memref.alloc", "memref.alloca"})
