@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dgc.passes import copies, llvm_finalize, math_stage, memory_plan
+from dgc.passes import copies, llvm_finalize, math_stage, memory_plan, out_params
 
 from .stage import Stage
 
@@ -27,12 +27,15 @@ def math_approx_stage() -> Stage:
 
 
 def bufferize_stage() -> Stage:
-    # Tensors -> buffers with identity layouts at function boundaries (bare-pointer ABI);
-    # results become out-parameters written in place (hoist-static-allocs avoids a copy).
-    return Stage("bufferize", "one-shot bufferization, results as out-params", (
+    # Tensors -> buffers with identity layouts at function boundaries (bare-pointer ABI).
+    return Stage("bufferize", "one-shot bufferization", (
         "one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}",
-        "buffer-results-to-out-params{hoist-static-allocs}",
-        "canonicalize", "cse"), )
+        "canonicalize", "cse"))
+
+
+def out_params_stage() -> Stage:
+    return Stage("out-params", "results written in place into the caller's output buffers",
+                 fn=out_params.run)
 
 
 def copies_stage() -> Stage:
@@ -68,5 +71,5 @@ def finalize_stage() -> Stage:
 
 
 def standard(index_bits: int) -> list[Stage]:
-    return [tosa_stage(), linalg_stage(), math_approx_stage(), bufferize_stage(), copies_stage(),
+    return [tosa_stage(), linalg_stage(), math_approx_stage(), bufferize_stage(), out_params_stage(), copies_stage(),
             memory_plan_stage(), loops_stage(), llvm_stage(index_bits), finalize_stage()]

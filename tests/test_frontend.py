@@ -96,3 +96,17 @@ def test_old_opset_resize_keeps_asymmetric_coordinates(op, opset, mode, tmp_path
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 5
     check_on_target(model, "host", tmp_path)
+
+
+def test_repeated_and_passthrough_outputs(tmp_path):
+    """One tensor as two graph outputs, and a graph input returned as an output."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3]) for n in ("a", "b", "c")]
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Identity", ["r"], ["a"], name="id_a"),
+             helper.make_node("Identity", ["r"], ["b"], name="id_b"),
+             helper.make_node("Identity", ["x"], ["c"], name="id_c")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], outs), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    check_on_target(model, "host", tmp_path)
+    check_on_target(model, "cortex-m4", tmp_path)
