@@ -30,6 +30,8 @@ def check_supported(lm: LoadedModel) -> None:
         dt = lm.dtypes.get(name)
         if dt is None or np.dtype(dt).name not in SUPPORTED_DTYPES:
             bad.append(f'tensor "{name}" of type {dt}')
+        elif name not in lm.shapes:
+            bad.append(f'tensor "{name}" without a static shape (make shape-like inputs constant)')
     if bad:
         more = f" and {len(bad) - 20} more" if len(bad) > 20 else ""
         raise UnsupportedError(f"{len(bad)} unsupported node(s)/type(s): " + ", ".join(bad[:20]) + more,
