@@ -15,7 +15,7 @@ import sys
 
 from dgc import conformance as conf
 
-_EXCLUDED = re.compile(r"type (float8\w*|int4|uint4|int2|uint2|float4\w*|object|string|bfloat16)\b")
+_EXCLUDED = re.compile(r"type (float8\w*|int4|uint4|int2|uint2|float4\w*|object|string)\b")
 
 
 def main(target: str = "host", suite: str = "core") -> None:
