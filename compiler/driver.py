@@ -15,6 +15,10 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
+from dgc.pipelines.stage import Stage
+
 from . import backend
 from .errors import PipelineError, UsageError
 from .frontend.importer import import_model
@@ -121,8 +125,10 @@ def _stage_failure(stage, err, module, workdir) -> PipelineError:
 
 
 def _spec(lm, name, arena, extern) -> ModelSpec:
-    ts = lambda names: tuple(TensorSpec(n, tuple(lm.shapes[n]), lm.dtypes[n].name if hasattr(lm.dtypes[n], "name") else str(lm.dtypes[n])) for n in names)  # noqa: E731
-    return ModelSpec(name, ts(lm.inputs), ts(lm.outputs), arena, extern_symbols=tuple(extern))
+    def tensors(names):
+        return tuple(TensorSpec(n, tuple(lm.shapes[n]), np.dtype(lm.dtypes[n]).name) for n in names)
+
+    return ModelSpec(name, tensors(lm.inputs), tensors(lm.outputs), arena, extern_symbols=tuple(extern))
 
 
 def compile(model, target="host", name: str | None = None, *, opt_level: int = 3,
@@ -171,8 +177,7 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
         try:
             module.operation.verify()
         except ir.MLIRError as err:
-            from .pipelines_shim import IMPORT_STAGE
-            raise _stage_failure(IMPORT_STAGE, err, module, workdir) from None
+            raise _stage_failure(Stage("import", "ONNX to TOSA"), err, module, workdir) from None
         if "mlir" in emit:
             res.mlir = _asm(module, keep)
         dump("import", module)

@@ -9,11 +9,6 @@ from __future__ import annotations
 from dgc.ir import ir, linalg_d, ops_named
 
 
-def _identity(t) -> bool:
-    return ir.MemRefType(t).layout.is_identity if hasattr(ir.MemRefType(t).layout, "is_identity") \
-        else "strided" not in str(t)
-
-
 def run(module, ctx) -> None:
     for op in ops_named(module.operation, {"memref.copy"}):
         src, dst = op.operands

@@ -17,11 +17,6 @@ from .nn import broadcast_to
 _I32 = lambda: ir.IntegerType.get_signless(32)  # noqa: E731
 
 
-def _result(cx, x, fn):
-    """Constant-fold when the input is constant, else emit."""
-    return fn(x.value)
-
-
 @lowers("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 def reshape_like(cx, x, *rest, axis=1, axes=None, allowzero=0):
     shape = cx.out_shape()
@@ -248,11 +243,6 @@ def constant_of_shape(cx, shape, *, value=None):
 def range_(cx, start, limit, delta):
     s, l_, d = (t.const_list()[0] for t in (start, limit, delta))
     return np.arange(s, l_, d, dtype=start.dtype)
-
-
-@lowers("EyeLike", "DepthToSpace", "SpaceToDepth")
-def _not_yet(cx, *args, **kw):
-    raise Unsupported(f"{cx.node.op_type} is not supported yet")
 
 
 __all__ = ["cast_value"]
