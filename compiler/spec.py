@@ -15,7 +15,7 @@ import numpy as np
 # ONNX dtype name -> (C type, numpy dtype)
 C_TYPES = {
     "float32": "float",
-    "float16": "_Float16",
+    "float16": "uint16_t",  # IEEE binary16 bits: portable C (no _Float16 needed)
     "float64": "double",
     "int8": "int8_t",
     "uint8": "uint8_t",
