@@ -7,7 +7,6 @@ passes/llvm_finalize.py), so they never round-trip through MLIR's printer or par
 from __future__ import annotations
 
 import functools
-import os
 import re
 import subprocess
 
@@ -68,8 +67,7 @@ def splice_weights(ll_path: str, out_path: str, weights: dict[str, tuple[bytes, 
                 dst.write(b"\", align %d\n" % align)
             else:
                 dst.write(line)
-    if pending:  # opt dropped an unused declaration: nothing references those weights
-        pass
+    # weights left in `pending` were dropped by opt as unreferenced: nothing to write
 
 
 def codegen(ll_path: str, out_path: str, target, opt_level: int, filetype: str = "obj") -> None:
@@ -93,10 +91,3 @@ def symbols(obj_path: str) -> tuple[list[str], list[str]]:
             defined.append(parts[2])
     return sorted(defined), sorted(undefined)
 
-
-def remove_quietly(*paths: str) -> None:
-    for p in paths:
-        try:
-            os.remove(p)
-        except OSError:
-            pass

@@ -20,10 +20,6 @@ def _split(values) -> list[str]:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
-def _opt_level(ctx, param, value):
-    return value
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show Python tracebacks and full tool output on errors.")
 @click.version_option(package_name="dgc")

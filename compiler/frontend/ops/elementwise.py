@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir import arith_d, element_type, ir, math_d
-from ..emitter import etype_of, generic_map, is_float, np_dtype_of, shape_of
+from ..emitter import etype_of, generic_map, is_float, shape_of
 from ..registry import Unsupported, lowers
 
 _BINARY = {"Add": "tosa.add", "Sub": "tosa.sub", "Mul": "tosa.mul",
