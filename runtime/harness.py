@@ -9,6 +9,10 @@ non-zero are not written. The exit status is 0, or DGC_EXIT_IO when a file faile
 
 All buffers are static and marked DGC_BIG (the board's largest RAM on Cortex-M). The
 models run one after another, so they share one arena sized for the largest.
+
+Each `<name>_run` call sits between calls of two empty, never-inlined functions,
+`dgc_bench_begin()` and `dgc_bench_end()`: a benchmark finds them by symbol and measures
+what runs in between (bench/cortexm.py counts the instructions there under QEMU).
 """
 
 from __future__ import annotations
@@ -54,7 +58,9 @@ def _run_function(spec: ModelSpec) -> list[str]:
     args += [_buffer(spec, "output", i) for i in range(len(spec.outputs))]
     args.append("h_arena" if spec.arena_size else "NULL")
     lines += ["    if (io)", "        return io;",
+              "    dgc_bench_begin();",
               f"    *status = {spec.entry}({', '.join(args)});",
+              "    dgc_bench_end();",
               "    if (*status != DGC_OK)", "        return 0;"]
     for i in range(len(spec.outputs)):
         lines.append(f'    io |= dgc_save(dir, "{output_file(spec, i)}", '
@@ -82,6 +88,9 @@ def render_harness(specs: list[ModelSpec]) -> str:
              "#include <stddef.h>", "#include <stdint.h>", "#include <stdbool.h>", "",
              '#include "dgc_runtime.h"', '#include "dgc_harness.h"']
     lines += [f'#include "{s.name}.h"' for s in specs]
+    lines += ["", "/* Benchmark markers around each model call; noipa: never inlined, cloned or merged. */",
+              'void __attribute__((noipa)) dgc_bench_begin(void) { __asm__ volatile(""); }',
+              'void __attribute__((noipa)) dgc_bench_end(void) { __asm__ volatile(""); }']
     lines += ["", "/* One arena for all: the models run one after another. */",
               f"static uint8_t h_arena[{arena}] DGC_BIG DGC_ALIGNED({align});"]
     for s in specs:
