@@ -1,0 +1,401 @@
+"""x86 performance of dgc-compiled zoo models against onnxruntime, on this machine, in one run.
+
+    python3 bench/x86.py [--models lenet5,resnet18] [--convs mobilenet_v2,resnet18]
+                         [--runs 50] [--warmup 5] [--json out.json]
+
+Method. Each model is compiled with `dgc.compile(proto, "host")` (wall clock = "compile s"),
+linked into a shared library and called through ctypes as `<name>_run(inputs..., outputs...,
+arena)` with a 64-byte aligned arena; the argument list is built once, outside the timed loop.
+The reference is an onnxruntime session with one intra-op and one inter-op thread, sequential
+execution and ORT_ENABLE_ALL, fed through an IO binding with preallocated outputs (its
+cheapest call path). After one checked call each (max abs error <= 1e-4 * max(1, max|ref|),
+column "ok") and a warm-up, dgc and ORT run alternately in this process, each call timed with
+`time.perf_counter_ns`; the table shows the medians and their ratio (lower is better for dgc).
+
+FLOPs are 2 x the multiply-accumulates of Conv (grouped and depthwise too), ConvTranspose,
+Gemm and MatMul (batched), with shapes from `onnx.shape_inference`; elementwise ops,
+normalizations, pooling and softmax are not counted, so GFLOP/s understates work done on
+models dominated by them. The peak is this core's single-thread SGEMM rate: numpy's BLAS
+(limited to one thread by the environment set below, before numpy is imported) on
+1024x1024 float32, best of several calls, measured at start-up of the same run.
+
+Convolutions (`--convs`; by default for mobilenet_v2 and resnet18 when they are benchmarked):
+every Conv node of a model becomes its own single-node ONNX model (same weights, bias,
+attributes; input shape from shape inference), compiled and timed like a model. Identical
+configurations (shapes and attributes) are compiled and timed once and weighted by their
+count. Conv GFLOP/s = total conv FLOPs / total conv time, for dgc and ORT. Alone, a conv pays
+ORT's layout reorders (NCHW <-> NCHWc) that a whole graph amortizes, so ORT's conv figures
+are conservative. Giving `--convs` without `--models` benchmarks the convolutions only.
+
+Exit status 1 when any dgc output differs from onnxruntime or a compile fails.
+"""
+
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":  # before anything imports numpy: its BLAS reads these once
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
+
+import argparse
+import ctypes
+import dataclasses
+import json
+import math
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, shape_inference
+
+import dgc
+from dgc import zoo
+from dgc.errors import DgcError
+from dgc.runtime.runners import _aligned_empty, _link_shared
+from dgc.verifier import compare
+
+TINY = ("lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025", "fc_autoencoder")  # geomean set
+CONV_MODELS = ("mobilenet_v2", "resnet18")
+ARENA_ALIGN = 64
+
+
+# ---- FLOPs ------------------------------------------------------------------------------
+
+def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    g = model.graph
+    out = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+           for vi in (*g.input, *g.value_info, *g.output)}
+    out.update({t.name: tuple(t.dims) for t in g.initializer})
+    return out
+
+
+def _conv_macs(node, s):  # per output element: C/group * kernel; weight is M x C/group x k...
+    return math.prod(s[node.output[0]]) * math.prod(s[node.input[1]][1:])
+
+
+def _conv_transpose_macs(node, s):  # per input element: M/group * kernel; weight C x M/group x k...
+    return math.prod(s[node.input[0]]) * math.prod(s[node.input[1]][1:])
+
+
+def _gemm_macs(node, s):
+    a = s[node.input[0]]
+    trans_a = any(at.name == "transA" and at.i for at in node.attribute)
+    return math.prod(s[node.output[0]]) * (a[0] if trans_a else a[1])
+
+
+def _matmul_macs(node, s):  # the output shape carries the broadcast batch dimensions
+    return math.prod(s[node.output[0]]) * s[node.input[0]][-1]
+
+
+_MACS = {"Conv": _conv_macs, "ConvTranspose": _conv_transpose_macs, "Gemm": _gemm_macs,
+         "MatMul": _matmul_macs}
+
+
+def model_flops(model: onnx.ModelProto) -> int:
+    """2 x multiply-accumulates of the Conv, ConvTranspose, Gemm and MatMul nodes."""
+    model = shape_inference.infer_shapes(model, data_prop=True)
+    s = _shapes(model)
+    return 2 * sum(_MACS[n.op_type](n, s) for n in model.graph.node if n.op_type in _MACS)
+
+
+# ---- the two runners --------------------------------------------------------------------
+
+class DgcModel:
+    """A compiled model in a shared library; calling it is one ctypes call, no allocation."""
+
+    def __init__(self, res, inputs: list[np.ndarray], workdir: str):
+        obj = os.path.join(workdir, f"{res.name}.o")
+        with open(obj, "wb") as f:
+            f.write(res.object)
+        self.lib = ctypes.CDLL(_link_shared([(res.spec, obj)], res.target, workdir, 600))
+        self.fn = getattr(self.lib, res.spec.entry)
+        self.fn.restype = ctypes.c_int
+        self.outputs = [np.zeros(t.shape, dtype=t.dtype) for t in res.spec.outputs]
+        size = res.spec.arena_size
+        self.arena = _aligned_empty(size, ARENA_ALIGN) if size else None
+        pointers = [b.ctypes.data for b in (*inputs, *self.outputs)]
+        pointers.append(self.arena.ctypes.data if size else None)
+        self.args = [ctypes.c_void_p(p) for p in pointers]
+        self.inputs = inputs  # the buffers live as long as the pointers
+
+    def __call__(self) -> None:
+        if self.fn(*self.args) != 0:
+            raise RuntimeError(f"{self.fn.__name__} returned non-zero")
+
+
+def _for_ort(model: onnx.ModelProto) -> bytes:
+    """onnxruntime rejects IR versions newer than it knows: use the opsets' minimum."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    m.ir_version = min(m.ir_version, helper.find_min_ir_version_for(list(m.opset_import),
+                                                                        ignore_unknown=True))
+    return m.SerializeToString()
+
+
+class OrtModel:
+    """A single-threaded onnxruntime session bound once to fixed input and output buffers."""
+
+    def __init__(self, model: onnx.ModelProto, spec, inputs: list[np.ndarray]):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        self.sess = ort.InferenceSession(_for_ort(model), opts, providers=["CPUExecutionProvider"])
+        self.binding = self.sess.io_binding()
+        for t, x in zip(spec.inputs, inputs):
+            self.binding.bind_cpu_input(t.name, x)
+        self.outputs = [np.zeros(t.shape, dtype=t.dtype) for t in spec.outputs]
+        for t, y in zip(spec.outputs, self.outputs):
+            self.binding.bind_output(t.name, "cpu", 0, y.dtype, y.shape, y.ctypes.data)
+
+    def __call__(self) -> None:
+        self.sess.run_with_iobinding(self.binding)
+
+
+# ---- measuring --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    runs: int
+    warmup: int
+    peak: float  # GFLOP/s
+    workdir: str
+
+
+def interleaved(a, b, runs: int, warmup: int) -> tuple[float, float]:
+    """Median ms of `a` and `b`, called alternately so both see the same machine state."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb = [], []
+    clock = time.perf_counter_ns
+    for _ in range(runs):
+        t0 = clock()
+        a()
+        t1 = clock()
+        b()
+        t2 = clock()
+        ta.append(t1 - t0)
+        tb.append(t2 - t1)
+    return statistics.median(ta) / 1e6, statistics.median(tb) / 1e6
+
+
+def bench_model(name: str, model: onnx.ModelProto, cfg: Settings) -> dict:
+    """Compile, check against ORT, time; one row of figures (or the compile error)."""
+    t0 = time.perf_counter()
+    try:
+        res = dgc.compile(model, "host", name=name)
+    except DgcError as err:
+        return {"name": name, "ok": False, "error": err.line()}
+    compile_s = time.perf_counter() - t0
+    feeds = zoo.random_inputs(model, seed=0)
+    inputs = [np.ascontiguousarray(feeds[t.name], dtype=t.dtype) for t in res.spec.inputs]
+    ours, ref = DgcModel(res, inputs, cfg.workdir), OrtModel(model, res.spec, inputs)
+    ours()
+    ref()
+    checks = compare(res.spec, ours.outputs, ref.outputs)
+    dgc_ms, ort_ms = interleaved(ours, ref, cfg.runs, cfg.warmup)
+    gflop = model_flops(model) / 1e9
+    return {"name": name, "ok": all(c.ok for c in checks),
+            "max_abs_err": max((c.max_abs for c in checks), default=0.0),
+            "dgc_ms": dgc_ms, "ort_ms": ort_ms, "ratio": dgc_ms / ort_ms, "gflop": gflop,
+            "gflops": gflop / dgc_ms * 1e3, "pct_peak": 100 * gflop / dgc_ms * 1e3 / cfg.peak,
+            "compile_s": compile_s}
+
+
+def sgemm_peak(n: int = 1024, reps: int = 10) -> float:
+    """Single-thread SGEMM GFLOP/s of this core: numpy's BLAS, best of `reps` calls."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    c = np.empty_like(a)
+    np.matmul(a, b, out=c)  # BLAS initialization and page faults out of the way
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter_ns()
+        np.matmul(a, b, out=c)
+        best = min(best, time.perf_counter_ns() - t0)
+    return 2 * n**3 / best
+
+
+# ---- convolutions one by one ------------------------------------------------------------
+
+def conv_configs(model: onnx.ModelProto) -> list[tuple[onnx.ModelProto, int]]:
+    """One single-node model per distinct Conv configuration of `model`, with its count."""
+    model = shape_inference.infer_shapes(model, data_prop=True)
+    g, s = model.graph, _shapes(model)
+    infos = {vi.name: vi for vi in (*g.input, *g.value_info, *g.output)}
+    weights = {t.name: t for t in g.initializer}
+    found: dict[tuple, list] = {}
+    for node in (n for n in g.node if n.op_type == "Conv"):
+        x = node.input[0]
+        key = (s[x], s[node.input[1]], infos[x].type.tensor_type.elem_type,
+               len(node.input) > 2 and node.input[2] != "",
+               tuple(sorted(a.SerializeToString() for a in node.attribute)))
+        if key in found:
+            found[key][1] += 1
+        else:
+            found[key] = [_single_conv(node, infos, weights, list(model.opset_import)), 1]
+    return [(proto, count) for proto, count in found.values()]
+
+
+def _single_conv(node, infos, weights, opsets) -> onnx.ModelProto:
+    consts = [n for n in node.input[1:] if n]
+    if missing := [n for n in consts if n not in weights]:
+        raise ValueError(f"Conv {node.name!r}: {missing} are not initializers")
+    graph = helper.make_graph([node], node.name or "conv", [infos[node.input[0]]],
+                              [infos[node.output[0]]], initializer=[weights[n] for n in consts])
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = helper.find_min_ir_version_for(opsets, ignore_unknown=True)
+    return model
+
+
+def bench_convs(name: str, cfg: Settings) -> dict:
+    rows = []
+    for i, (proto, count) in enumerate(conv_configs(zoo.build(name))):
+        row = bench_model(f"{name}_conv{i}", proto, cfg)
+        rows.append({**row, "node": proto.graph.node[0].name, "count": count})
+    return {"summary": conv_summary(rows, cfg.peak), "configs": rows}
+
+
+def conv_summary(rows: list[dict], peak: float) -> dict:
+    """Total conv FLOPs over total conv time, each configuration weighted by its count."""
+    good = [r for r in rows if "error" not in r]
+    gflop = sum(r["count"] * r["gflop"] for r in good)
+    out = {"convs": sum(r["count"] for r in rows), "distinct": len(rows),
+           "failed": len(rows) - len(good), "ok": all(r["ok"] for r in rows), "gflop": gflop}
+    for who in ("dgc", "ort"):
+        ms = sum(r["count"] * r[f"{who}_ms"] for r in good)
+        out[f"{who}_ms"] = ms
+        out[f"{who}_gflops"] = gflop / ms * 1e3 if ms else 0.0
+        out[f"{who}_pct_peak"] = 100 * out[f"{who}_gflops"] / peak
+    return out
+
+
+# ---- report -----------------------------------------------------------------------------
+
+def machine() -> dict:
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    name = re.search(r"^model name\s*:\s*(.*)$", text, re.MULTILINE)
+    flags = re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE)
+    flags = set(flags.group(1).split()) if flags else set()
+    return {"cpu": name.group(1) if name else "unknown", "avx2": "avx2" in flags,
+            "avx512f": "avx512f" in flags, "dgc_target_cpu": dgc.get_target("host").cpu,
+            "onnxruntime": ort.__version__, "numpy": np.__version__}
+
+
+def print_header(m: dict, cfg: Settings) -> None:
+    yes = {True: "yes", False: "no"}
+    print(f"machine: {m['cpu']}; avx2 {yes[m['avx2']]}, avx512f {yes[m['avx512f']]}; "
+          f"dgc target host = cpu {m['dgc_target_cpu']}; onnxruntime {m['onnxruntime']}")
+    print(f"single-thread SGEMM peak (numpy, 1024^3 float32): {cfg.peak:.1f} GFLOP/s")
+    print(f"{cfg.runs} timed runs after {cfg.warmup} warm-up, dgc and ORT interleaved; "
+          "medians; FLOPs = Conv/ConvTranspose/Gemm/MatMul only")
+
+
+def model_line(r: dict) -> str:
+    if "error" in r:
+        return f"| {r['name']} | compile failed: {r['error']} |||||||"
+    ok = "yes" if r["ok"] else f"NO ({r['max_abs_err']:.2g})"
+    flops = f"{r['gflops']:.2f} | {r['pct_peak']:.1f}" if r["gflop"] else "- | -"
+    return (f"| {r['name']} | {ok} | {r['dgc_ms']:.4g} | {r['ort_ms']:.4g} | {r['ratio']:.2f} | "
+            f"{flops} | {r['compile_s']:.1f} |")
+
+
+def conv_line(name: str, s: dict) -> str:
+    ok = "yes" if s["ok"] else f"NO ({s['failed']} failed to compile)" if s["failed"] else "NO"
+    return (f"| {name} | {s['convs']} ({s['distinct']}) | {s['gflop']:.4g} | {s['dgc_ms']:.4g} | "
+            f"{s['ort_ms']:.4g} | {s['dgc_gflops']:.2f} | {s['dgc_pct_peak']:.1f} | "
+            f"{s['ort_gflops']:.2f} | {s['ort_pct_peak']:.1f} | {ok} |")
+
+
+def run_models(names: list[str], cfg: Settings) -> tuple[list[dict], float | None]:
+    """Benchmark whole models, printing each row as it is measured; rows and the geomean."""
+    if not names:
+        return [], None
+    print("\n| model | ok | dgc ms | ORT ms | dgc/ORT | GFLOP/s | % peak | compile s |")
+    print("|---|---|--:|--:|--:|--:|--:|--:|")
+    rows = []
+    for name in names:
+        rows.append(bench_model(name, zoo.build(name), cfg))
+        print(model_line(rows[-1]), flush=True)
+    tiny = [r for r in rows if r["name"] in TINY and "error" not in r]
+    if not tiny:
+        return rows, None
+    geo = math.exp(statistics.fmean(math.log(r["ratio"]) for r in tiny))
+    print(f"\ngeomean dgc/ORT over {', '.join(r['name'] for r in tiny)}: {geo:.2f}")
+    return rows, geo
+
+
+def run_convs(names: list[str], cfg: Settings) -> dict:
+    """Benchmark the convolutions of each model, then of all of them together."""
+    if not names:
+        return {}
+    print("\n| convolutions | count (distinct) | GFLOP | dgc ms | ORT ms | dgc GFLOP/s | "
+          "dgc % peak | ORT GFLOP/s | ORT % peak | ok |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+    convs = {}
+    for name in names:
+        convs[name] = bench_convs(name, cfg)
+        print(conv_line(name, convs[name]["summary"]), flush=True)
+    every = [r for c in convs.values() for r in c["configs"]]
+    convs["together"] = {"summary": conv_summary(every, cfg.peak)}
+    print(conv_line("together", convs["together"]["summary"]))
+    return convs
+
+
+# ---- main -------------------------------------------------------------------------------
+
+def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", help="comma-separated zoo models (default: all, or none when "
+                                     "only --convs is given)")
+    ap.add_argument("--convs", help="models whose Convs are benchmarked one by one (default: "
+                                    f"{','.join(CONV_MODELS)} when benchmarked; 'none': skip)")
+    ap.add_argument("--runs", type=int, default=50, help="timed runs each (default 50)")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    ap.add_argument("--json", help="also write every figure to this file")
+    args = ap.parse_args(argv)
+    if args.models is None:
+        args.models = "" if args.convs else ",".join(zoo.MODELS)
+    models = [m for m in args.models.split(",") if m]
+    if args.convs is None:
+        convs = [m for m in CONV_MODELS if m in models]
+    else:
+        convs = [m for m in args.convs.split(",") if m and m != "none"]
+    if unknown := [m for m in models + convs if m not in zoo.MODELS]:
+        ap.error(f"unknown zoo models {unknown}; known: {', '.join(zoo.MODELS)}")
+    if args.runs < 1 or args.warmup < 0:
+        ap.error("--runs must be >= 1 and --warmup >= 0")
+    return args, models, convs
+
+
+def main(argv=None) -> int:
+    args, models, conv_models = parse_args(argv)
+    report = {"machine": machine(), "runs": args.runs, "warmup": args.warmup}
+    with tempfile.TemporaryDirectory(prefix="dgc-bench-") as workdir:
+        cfg = Settings(args.runs, args.warmup, sgemm_peak(), workdir)
+        report["peak_gflops"] = cfg.peak
+        print_header(report["machine"], cfg)
+        report["models"], report["geomean_ratio_tiny"] = run_models(models, cfg)
+        report["convs"] = run_convs(conv_models, cfg)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    ok = all(r["ok"] for r in report["models"])
+    ok &= all(c["summary"]["ok"] for c in report["convs"].values())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
