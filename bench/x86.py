@@ -17,7 +17,8 @@ Gemm and MatMul (batched), with shapes from `onnx.shape_inference`; elementwise 
 normalizations, pooling and softmax are not counted, so GFLOP/s understates work done on
 models dominated by them. The peak is this core's single-thread SGEMM rate: numpy's BLAS
 (limited to one thread by the environment set below, before numpy is imported) on
-1024x1024 float32, best of several calls, measured at start-up of the same run.
+1024x1024 float32, sampled at start-up and after every benchmark of the same run; the best
+sample counts. Progress goes to stderr, the report to stdout once everything is measured.
 
 Convolutions (`--convs`; by default for mobilenet_v2 and resnet18 when they are benchmarked):
 every Conv node of a model becomes its own single-node ONNX model (same weights, bias,
@@ -161,11 +162,32 @@ class OrtModel:
 
 # ---- measuring --------------------------------------------------------------------------
 
+class Peak:
+    """This core's single-thread SGEMM GFLOP/s: numpy's BLAS on 1024x1024 float32.
+
+    Sampled at start-up and after every benchmark; the best sample is the peak, because a
+    sample taken while other processes compete for the core can only understate it.
+    """
+
+    def __init__(self, n: int = 1024):
+        rng = np.random.default_rng(0)
+        self.a, self.b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+        self.c = np.empty_like(self.a)
+        self.flop, self.best = 2 * n**3, 0.0
+        self.sample(reps=10)
+
+    def sample(self, reps: int = 3) -> None:
+        for _ in range(reps):
+            t0 = time.perf_counter_ns()
+            np.matmul(self.a, self.b, out=self.c)
+            self.best = max(self.best, self.flop / (time.perf_counter_ns() - t0))
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     runs: int
     warmup: int
-    peak: float  # GFLOP/s
+    peak: Peak
     workdir: str
 
 
@@ -202,26 +224,14 @@ def bench_model(name: str, model: onnx.ModelProto, cfg: Settings) -> dict:
     ref()
     checks = compare(res.spec, ours.outputs, ref.outputs)
     dgc_ms, ort_ms = interleaved(ours, ref, cfg.runs, cfg.warmup)
+    cfg.peak.sample()
     gflop = model_flops(model) / 1e9
+    print(f"{name}: compiled in {compile_s:.1f} s, dgc {dgc_ms:.4g} ms, ORT {ort_ms:.4g} ms",
+          file=sys.stderr, flush=True)
     return {"name": name, "ok": all(c.ok for c in checks),
             "max_abs_err": max((c.max_abs for c in checks), default=0.0),
             "dgc_ms": dgc_ms, "ort_ms": ort_ms, "ratio": dgc_ms / ort_ms, "gflop": gflop,
-            "gflops": gflop / dgc_ms * 1e3, "pct_peak": 100 * gflop / dgc_ms * 1e3 / cfg.peak,
-            "compile_s": compile_s}
-
-
-def sgemm_peak(n: int = 1024, reps: int = 10) -> float:
-    """Single-thread SGEMM GFLOP/s of this core: numpy's BLAS, best of `reps` calls."""
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    c = np.empty_like(a)
-    np.matmul(a, b, out=c)  # BLAS initialization and page faults out of the way
-    best = math.inf
-    for _ in range(reps):
-        t0 = time.perf_counter_ns()
-        np.matmul(a, b, out=c)
-        best = min(best, time.perf_counter_ns() - t0)
-    return 2 * n**3 / best
+            "gflops": gflop / dgc_ms * 1e3, "compile_s": compile_s}
 
 
 # ---- convolutions one by one ------------------------------------------------------------
@@ -261,7 +271,7 @@ def bench_convs(name: str, cfg: Settings) -> dict:
     for i, (proto, count) in enumerate(conv_configs(zoo.build(name))):
         row = bench_model(f"{name}_conv{i}", proto, cfg)
         rows.append({**row, "node": proto.graph.node[0].name, "count": count})
-    return {"summary": conv_summary(rows, cfg.peak), "configs": rows}
+    return {"configs": rows}
 
 
 def conv_summary(rows: list[dict], peak: float) -> dict:
@@ -294,13 +304,44 @@ def machine() -> dict:
             "onnxruntime": ort.__version__, "numpy": np.__version__}
 
 
-def print_header(m: dict, cfg: Settings) -> None:
-    yes = {True: "yes", False: "no"}
+def summarize(machine_info: dict, cfg: Settings, rows: list[dict], convs: dict) -> dict:
+    """Every figure; those relative to the peak only now that its best sample is known."""
+    peak = cfg.peak.best
+    for r in rows + [r for c in convs.values() for r in c["configs"]]:
+        if "error" not in r:
+            r["pct_peak"] = 100 * r["gflops"] / peak
+    tiny = [r for r in rows if r["name"] in TINY and "error" not in r]
+    geo = math.exp(statistics.fmean(math.log(r["ratio"]) for r in tiny)) if tiny else None
+    for c in convs.values():
+        c["summary"] = conv_summary(c["configs"], peak)
+    if convs:
+        every = [r for c in convs.values() for r in c["configs"]]
+        convs["together"] = {"summary": conv_summary(every, peak)}
+    return {"machine": machine_info, "peak_gflops": peak, "runs": cfg.runs, "warmup": cfg.warmup,
+            "models": rows, "geomean_ratio_tiny": geo, "geomean_models": [r["name"] for r in tiny],
+            "convs": convs}
+
+
+def print_report(rep: dict) -> None:
+    m, yes = rep["machine"], {True: "yes", False: "no"}
     print(f"machine: {m['cpu']}; avx2 {yes[m['avx2']]}, avx512f {yes[m['avx512f']]}; "
           f"dgc target host = cpu {m['dgc_target_cpu']}; onnxruntime {m['onnxruntime']}")
-    print(f"single-thread SGEMM peak (numpy, 1024^3 float32): {cfg.peak:.1f} GFLOP/s")
-    print(f"{cfg.runs} timed runs after {cfg.warmup} warm-up, dgc and ORT interleaved; "
+    print(f"single-thread SGEMM peak (numpy, 1024^3 float32, best sample of the run): "
+          f"{rep['peak_gflops']:.1f} GFLOP/s")
+    print(f"{rep['runs']} timed runs after {rep['warmup']} warm-up, dgc and ORT interleaved; "
           "medians; FLOPs = Conv/ConvTranspose/Gemm/MatMul only")
+    if rep["models"]:
+        print("\n| model | ok | dgc ms | ORT ms | dgc/ORT | GFLOP/s | % peak | compile s |")
+        print("|---|---|--:|--:|--:|--:|--:|--:|")
+        print("\n".join(model_line(r) for r in rep["models"]))
+    if rep["geomean_ratio_tiny"] is not None:
+        print(f"\ngeomean dgc/ORT over {', '.join(rep['geomean_models'])}: "
+              f"{rep['geomean_ratio_tiny']:.2f}")
+    if rep["convs"]:
+        print("\n| convolutions | count (distinct) | GFLOP | dgc ms | ORT ms | dgc GFLOP/s | "
+              "dgc % peak | ORT GFLOP/s | ORT % peak | ok |")
+        print("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+        print("\n".join(conv_line(name, c["summary"]) for name, c in rep["convs"].items()))
 
 
 def model_line(r: dict) -> str:
@@ -317,41 +358,6 @@ def conv_line(name: str, s: dict) -> str:
     return (f"| {name} | {s['convs']} ({s['distinct']}) | {s['gflop']:.4g} | {s['dgc_ms']:.4g} | "
             f"{s['ort_ms']:.4g} | {s['dgc_gflops']:.2f} | {s['dgc_pct_peak']:.1f} | "
             f"{s['ort_gflops']:.2f} | {s['ort_pct_peak']:.1f} | {ok} |")
-
-
-def run_models(names: list[str], cfg: Settings) -> tuple[list[dict], float | None]:
-    """Benchmark whole models, printing each row as it is measured; rows and the geomean."""
-    if not names:
-        return [], None
-    print("\n| model | ok | dgc ms | ORT ms | dgc/ORT | GFLOP/s | % peak | compile s |")
-    print("|---|---|--:|--:|--:|--:|--:|--:|")
-    rows = []
-    for name in names:
-        rows.append(bench_model(name, zoo.build(name), cfg))
-        print(model_line(rows[-1]), flush=True)
-    tiny = [r for r in rows if r["name"] in TINY and "error" not in r]
-    if not tiny:
-        return rows, None
-    geo = math.exp(statistics.fmean(math.log(r["ratio"]) for r in tiny))
-    print(f"\ngeomean dgc/ORT over {', '.join(r['name'] for r in tiny)}: {geo:.2f}")
-    return rows, geo
-
-
-def run_convs(names: list[str], cfg: Settings) -> dict:
-    """Benchmark the convolutions of each model, then of all of them together."""
-    if not names:
-        return {}
-    print("\n| convolutions | count (distinct) | GFLOP | dgc ms | ORT ms | dgc GFLOP/s | "
-          "dgc % peak | ORT GFLOP/s | ORT % peak | ok |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
-    convs = {}
-    for name in names:
-        convs[name] = bench_convs(name, cfg)
-        print(conv_line(name, convs[name]["summary"]), flush=True)
-    every = [r for c in convs.values() for r in c["configs"]]
-    convs["together"] = {"summary": conv_summary(every, cfg.peak)}
-    print(conv_line("together", convs["together"]["summary"]))
-    return convs
 
 
 # ---- main -------------------------------------------------------------------------------
@@ -382,18 +388,16 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
 
 def main(argv=None) -> int:
     args, models, conv_models = parse_args(argv)
-    report = {"machine": machine(), "runs": args.runs, "warmup": args.warmup}
     with tempfile.TemporaryDirectory(prefix="dgc-bench-") as workdir:
-        cfg = Settings(args.runs, args.warmup, sgemm_peak(), workdir)
-        report["peak_gflops"] = cfg.peak
-        print_header(report["machine"], cfg)
-        report["models"], report["geomean_ratio_tiny"] = run_models(models, cfg)
-        report["convs"] = run_convs(conv_models, cfg)
+        cfg = Settings(args.runs, args.warmup, Peak(), workdir)
+        rows = [bench_model(name, zoo.build(name), cfg) for name in models]
+        convs = {name: bench_convs(name, cfg) for name in conv_models}
+    rep = summarize(machine(), cfg, rows, convs)
+    print_report(rep)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-    ok = all(r["ok"] for r in report["models"])
-    ok &= all(c["summary"]["ok"] for c in report["convs"].values())
+            json.dump(rep, f, indent=1)
+    ok = all(r["ok"] for r in rows) and all(c["summary"]["ok"] for c in convs.values())
     return 0 if ok else 1
 
 

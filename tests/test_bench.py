@@ -89,7 +89,7 @@ def test_wrong_output_is_not_ok(x86, monkeypatch, tmp_path):
         self.outputs[0] += 1.0
 
     monkeypatch.setattr(x86.DgcModel, "__call__", off_by_one)
-    row = x86.bench_model("lenet5", zoo.build("lenet5"), x86.Settings(1, 0, 1.0, str(tmp_path)))
+    row = x86.bench_model("lenet5", zoo.build("lenet5"), x86.Settings(1, 0, x86.Peak(), str(tmp_path)))
     assert not row["ok"] and row["max_abs_err"] == pytest.approx(1.0, rel=1e-3)
 
 
@@ -103,6 +103,7 @@ def test_model_row(run):
         assert row[key] > 0, key
     assert row["ratio"] == pytest.approx(row["dgc_ms"] / row["ort_ms"])
     assert report["geomean_ratio_tiny"] == pytest.approx(row["ratio"])
+    assert report["geomean_models"] == ["lenet5"]
     assert report["peak_gflops"] > 0 and report["runs"] == 3
 
 
