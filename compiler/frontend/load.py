@@ -3,8 +3,9 @@
 Steps: read + check, convert to the canonical opset, pin symbolic input dimensions,
 infer shapes (with data propagation), then fold every node whose inputs are all known
 (shape sub-graphs that PyTorch exports, Constant nodes, attribute-like inputs) into
-numpy constants. The result is a `LoadedModel` holding the graph, static shapes and types
-of every value, and the constant table.
+numpy constants, and apply the graph rewrites of `dgc.passes.graph_rewrites` (e.g.
+BatchNormalization folded into the Conv before it). The result is a `LoadedModel` holding
+the graph, static shapes and types of every value, and the constant table.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
+
+from dgc.passes import graph_rewrites
 
 from ..errors import ModelError, UsageError
 
@@ -230,6 +233,7 @@ def load(source, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Load
         shapes, _ = _value_types(model.graph)
         if not _fold_once(model, consts, shapes):
             break
+    graph_rewrites.run(model, consts)  # e.g. BatchNormalization into the Conv before it
     shapes, dtypes = _value_types(model.graph)
     for name, value in consts.items():
         shapes[name], dtypes[name] = tuple(value.shape), value.dtype
