@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dgc.passes import copies, llvm_finalize, math_stage, memory_plan, out_params
+from dgc.passes import copies, layout, llvm_finalize, math_stage, memory_plan, out_params
 
 from .stage import Stage
+
+
+def layout_stage() -> Stage:
+    return Stage("layout", "NCHW regions between convolutions moved to NHWC (transposes sunk, cancelled)",
+                 fn=layout.run)
 
 
 def tosa_stage() -> Stage:
@@ -71,5 +76,6 @@ def finalize_stage() -> Stage:
 
 
 def standard(index_bits: int) -> list[Stage]:
-    return [tosa_stage(), linalg_stage(), math_approx_stage(), bufferize_stage(), out_params_stage(), copies_stage(),
-            memory_plan_stage(), loops_stage(), llvm_stage(index_bits), finalize_stage()]
+    return [layout_stage(), tosa_stage(), linalg_stage(), math_approx_stage(), bufferize_stage(),
+            out_params_stage(), copies_stage(), memory_plan_stage(), loops_stage(), llvm_stage(index_bits),
+            finalize_stage()]

@@ -1,5 +1,6 @@
-"""BatchNormalization/Mul/Add folded into convolutions (dgc.passes.graph_rewrites): numerics
-against onnxruntime, which rewrites fire (and which must not), and what is left in the IR."""
+"""BatchNormalization/Mul/Add folded into convolutions (dgc.passes.graph_rewrites) and NCHW
+regions moved to NHWC (dgc.passes.layout): numerics against onnxruntime, which rewrites
+fire (and which must not), and the transposes left in the IR of zoo models."""
 
 from __future__ import annotations
 
@@ -102,6 +103,8 @@ def test_residual_add_of_two_conv_branches(tmp_path):
     m = g.model([1, 4, 9, 9], [y])
     assert "BatchNormalization" not in _op_types(m)
     check_on_target(m, "host", tmp_path)
+    ir = _stage_ir(m, tmp_path)
+    assert _count(ir["tosa"], "transpose") == 2  # the model's NCHW input and output only
 
 
 def test_conv_output_with_two_consumers_is_not_folded(tmp_path):
@@ -172,6 +175,77 @@ def test_shared_weights_are_not_modified():
     convs = [n for n in lm.model.graph.node if n.op_type == "Conv"]
     assert [n.input[1] for n in convs] == ["a_W_folded", "w"]
     np.testing.assert_array_equal(lm.consts["w"], numpy_helper.to_array(m.graph.initializer[0]))
+
+
+# ---- layout: NCHW regions between convolutions run in NHWC -------------------------------------
+
+def test_flatten_after_conv_keeps_a_transpose(tmp_path):
+    g = _G()
+    y = g.node("Relu", [g.conv("x", "conv", 3, 4)], "relu")
+    f = g.node("Flatten", [y], "flatten")
+    m = g.model([1, 3, 5, 5], [g.node("Gemm", [f, g.const("fc.w", _w(100, 3))], "fc")])
+    check_on_target(m, "host", tmp_path)
+    tosa = _stage_ir(m, tmp_path)["tosa"]
+    assert _count(tosa, "transpose") == 2  # input, and NHWC -> NCHW before the flatten
+
+
+@pytest.mark.parametrize("tail", ["global_pool", "concat", "pad", "slice", "transpose_nhwc", "transpose_other"])
+def test_ops_around_the_region(tail, tmp_path):
+    """Reduce/concat/pad/slice are rewritten with permuted axes; ONNX transposes compose."""
+    g = _G()
+    a = g.node("Relu", [g.conv("x", "a", 3, 4)], "relu_a")
+    b = g.node("Sigmoid", [g.conv("x", "b", 3, 4, k=1)], "sig_b")
+    if tail == "global_pool":
+        y = g.node("GlobalAveragePool", [g.node("Add", [a, b], "add")], "gap")
+    elif tail == "concat":
+        y = g.conv(g.node("Concat", [a, b], "cat", axis=1), "c", 8, 4)
+    elif tail == "pad":
+        y = g.node("Pad", [a, g.const("pads", np.array([0, 1, 2, 0, 0, 1, 0, 3], np.int64))], "pad")
+    elif tail == "slice":
+        y = g.node("Slice", [a, g.const("st", np.array([1, 1], np.int64)), g.const("en", np.array([3, 5], np.int64)),
+                             g.const("ax", np.array([1, 3], np.int64))], "slice")
+    elif tail == "transpose_nhwc":
+        y = g.node("Transpose", [g.node("Mul", [a, b], "mul")], "to_nhwc", perm=[0, 2, 3, 1])
+    else:
+        y = g.node("Transpose", [a], "swap_hw", perm=[0, 1, 3, 2])
+    check_on_target(g.model([1, 3, 6, 7], [y]), "host", tmp_path)
+
+
+def test_layout_alone_moves_bn_constants_to_nhwc(tmp_path, monkeypatch):
+    """Without the ONNX folding the per-channel BN constants (dense_resource blobs) are
+    permuted by the layout stage, and the code still matches onnxruntime."""
+    monkeypatch.setattr(graph_rewrites, "run", lambda model, consts: None)
+    g = _G()
+    y = g.node("Relu", [g.bn(g.conv("x", "conv1", 3, 64), "bn1", 64)], "relu1")
+    y = g.node("Relu", [g.bn(g.conv(y, "conv2", 64, 64, k=1), "bn2", 64)], "relu2")
+    m = g.model([1, 3, 6, 6], [y])
+    check_on_target(m, "host", tmp_path)
+    ir = _stage_ir(m, tmp_path, stage="layout")
+    assert _count(ir["import"], "mul") == 2 and _count(ir["import"], "transpose") == 4
+    # the first BN's constants now broadcast along NHWC channels; the last BN feeds the NCHW
+    # graph output, where moving it would only trade one transpose for another
+    assert _count(ir["layout"], "transpose") == 2
+    assert re.search(r"tosa.mul %\S+, %\S+, %\S+ : \(tensor<1x6x6x64xf32>, tensor<1x1x1x64xf32>", ir["layout"])
+
+
+# (model, fold BN at load, transposes after import, left after layout and tosa): the input
+# transpose stays unless it only moves a unit dim (ds_cnn's single input channel).
+_ZOO = [("ds_cnn", True, 20, 0), ("resnet8", True, 20, 1), ("mobilenet_v1_025", True, 58, 1),
+        ("mobilenet_v2", True, 104, 1), ("resnet18", False, 42, 1)]
+
+
+@pytest.mark.parametrize("name,fold,imported,left", _ZOO, ids=[z[0] for z in _ZOO])
+def test_zoo_models_run_nhwc_end_to_end(name, fold, imported, left, tmp_path, monkeypatch):
+    model = zoo_model(name)
+    if fold:
+        assert "BatchNormalization" in {n.op_type for n in model.graph.node}
+        assert "BatchNormalization" not in _op_types(model)
+    else:
+        monkeypatch.setattr(graph_rewrites, "run", lambda model, consts: None)
+    ir = _stage_ir(model, tmp_path)
+    assert _count(ir["import"], "transpose") == imported
+    assert _count(ir["layout"], "transpose") == left
+    assert _count(ir["tosa"], "transpose") == left
 
 
 @pytest.mark.parametrize("fold,muls,adds", [(True, 1, 1), (False, 10, 10)], ids=["folded", "not_folded"])
