@@ -9,6 +9,7 @@ from mlir.dialects import math as math_d  # noqa: F401
 from mlir.dialects import memref as memref_d  # noqa: F401
 from mlir.dialects import tensor as tensor_d  # noqa: F401
 from mlir.dialects import tosa as tosa_d  # noqa: F401
+from mlir.dialects import vector as vector_d  # noqa: F401
 from mlir.passmanager import PassManager  # noqa: F401
 
 import numpy as np

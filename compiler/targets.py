@@ -22,6 +22,7 @@ class Target:
     float_abi: str = "hard"  # "hard" | "soft" (llc -float-abi); Linux x86/AArch64 ignore it
     index_bits: int = 64
     vector_bits: int = 128
+    vector_regs: int = 16  # architectural vector (or FP) registers the schedule may block into
     fpu: str = ""  # human-readable FPU name ("" = no FPU: soft float)
     dsp: bool = False
     mve: bool = False
@@ -42,7 +43,7 @@ class Target:
         return "mcu" if self.bare_metal else "cpu"
 
 
-_A64 = dict(triple="aarch64-unknown-linux-gnu", runner="qemu-user", board="qemu-aarch64",
+_A64 = dict(triple="aarch64-unknown-linux-gnu", runner="qemu-user", board="qemu-aarch64", vector_regs=32,
             gcc="aarch64-linux-gnu-gcc", gcc_flags=("-static",), fpu="neon", features="+neon")
 _A32 = dict(triple="armv7a-unknown-linux-gnueabihf", index_bits=32, runner="qemu-user",
             board="qemu-arm", gcc="arm-linux-gnueabihf-gcc", fpu="vfpv4+neon",
@@ -56,6 +57,7 @@ def _m(name, triple, board, fpu, gcc_flags, features="", **kw):
     return Target(name=name, triple=triple, cpu=name, board=board, fpu=fpu,
                   float_abi="soft" if soft else "hard", features=features,
                   vector_bits=128 if kw.get("mve") else 32,
+                  vector_regs=8 if kw.get("mve") else (32 if not soft else 8),
                   gcc_flags=("-mthumb", f"-mcpu={name}",
                              "-mfloat-abi=" + ("soft" if soft else "hard"), *gcc_flags),
                   **_M, **kw)
@@ -66,7 +68,7 @@ _TABLE = [
            fpu="sse2", description="baseline x86-64 (SSE2)"),
     Target("x86-64-v3", "x86_64-unknown-linux-gnu", "x86-64-v3", vector_bits=256,
            fpu="avx2+fma", host_flags=("avx2", "fma"), description="Haswell+ (AVX2, FMA)"),
-    Target("x86-64-v4", "x86_64-unknown-linux-gnu", "x86-64-v4", vector_bits=512,
+    Target("x86-64-v4", "x86_64-unknown-linux-gnu", "x86-64-v4", vector_bits=512, vector_regs=32,
            fpu="avx512", host_flags=("avx512f", "avx512bw", "avx512vl", "avx512dq"),
            description="Skylake-X+ (AVX-512)"),
     Target("aarch64", cpu="generic", description="ARMv8-A generic, NEON", **_A64),
@@ -114,8 +116,28 @@ def host_target() -> Target:
     else:
         raise UsageError(f"unsupported host architecture '{arch}'",
                          hint="use an explicit --target")
+    bits, regs = _host_vectors(base)
     return dataclasses.replace(base, name="host", cpu=host_cpu(), host_flags=(),
+                               vector_bits=bits, vector_regs=regs,
                                description=f"this machine ({host_cpu()})")
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read().split("flags", 1)[1].split("\n", 1)[0].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _host_vectors(base: Target) -> tuple[int, int]:
+    """Vector width and register count of this machine's CPU."""
+    flags = _cpu_flags()
+    if "avx512f" in flags:
+        return 512, 32
+    if "avx2" in flags:
+        return 256, 16
+    return base.vector_bits, base.vector_regs
 
 
 def all_targets() -> list[Target]:
@@ -136,9 +158,5 @@ def host_can_run(t: Target) -> bool:
         return True
     if t.runner != "host" or platform.machine() not in ("x86_64", "AMD64"):
         return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read().split("flags", 1)[1].split("\n", 1)[0].split()
-    except (OSError, IndexError):
-        return not t.host_flags
-    return all(flag in flags for flag in t.host_flags)
+    flags = _cpu_flags()
+    return all(flag in flags for flag in t.host_flags) if flags else not t.host_flags

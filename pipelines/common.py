@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dgc.passes import copies, layout, llvm_finalize, math_stage, memory_plan, out_params
+from dgc.passes import copies, layout, llvm_finalize, math_stage, memory_plan, out_params, schedule
 
 from .stage import Stage
 
@@ -31,6 +31,16 @@ def math_approx_stage() -> Stage:
     return Stage("math", "math functions as polynomial arith (no libm)", fn=math_stage.run)
 
 
+def schedule_stage() -> Stage:
+    return Stage("schedule", "tile, fuse and vectorize per the target's registers (transform dialect)",
+                 fn=schedule.run)
+
+
+def vectors_stage() -> Stage:
+    return Stage("vectors", "accumulators hoisted into registers, contractions into FMAs",
+                 fn=schedule.lower_vectors)
+
+
 def bufferize_stage() -> Stage:
     # Tensors -> buffers with identity layouts at function boundaries (bare-pointer ABI).
     return Stage("bufferize", "one-shot bufferization", (
@@ -55,16 +65,17 @@ def memory_plan_stage() -> Stage:
 def loops_stage() -> Stage:
     # Remaining Linalg ops become plain loops; affine/scf become branches.
     return Stage("loops", "Linalg to loops, affine/scf to cf", (
-        "func.func(convert-linalg-to-loops)", "lower-affine", "convert-scf-to-cf",
-        "canonicalize", "cse"))
+        "func.func(convert-linalg-to-loops)", "scf-forall-to-for",
+        "lower-affine", "convert-scf-to-cf", "canonicalize", "cse"))
+
 
 
 def llvm_stage(index_bits: int) -> Stage:
     ib = f"index-bitwidth={index_bits}"
     # Memref descriptors are expanded so bare pointers suffice; everything to the LLVM dialect.
     return Stage("llvm", "lower to the LLVM dialect", (
-        "expand-strided-metadata", "memref-expand", f"finalize-memref-to-llvm{{{ib}}}",
-        "convert-math-to-llvm", "arith-expand", f"convert-arith-to-llvm{{{ib}}}",
+        "expand-strided-metadata", "memref-expand", "lower-affine",
+        f"finalize-memref-to-llvm{{{ib}}}", "convert-vector-to-llvm", f"convert-ub-to-llvm{{{ib}}}", "convert-math-to-llvm", "arith-expand", f"convert-arith-to-llvm{{{ib}}}",
         f"convert-cf-to-llvm{{{ib}}}",
         f"convert-func-to-llvm{{{ib} use-bare-ptr-memref-call-conv=true}}",
         "reconcile-unrealized-casts", "canonicalize"))
@@ -76,6 +87,6 @@ def finalize_stage() -> Stage:
 
 
 def standard(index_bits: int) -> list[Stage]:
-    return [layout_stage(), tosa_stage(), linalg_stage(), math_approx_stage(), bufferize_stage(),
-            out_params_stage(), copies_stage(), memory_plan_stage(), loops_stage(), llvm_stage(index_bits),
-            finalize_stage()]
+    return [layout_stage(), tosa_stage(), linalg_stage(), math_approx_stage(), schedule_stage(), bufferize_stage(),
+            vectors_stage(), out_params_stage(), copies_stage(),
+            memory_plan_stage(), loops_stage(), llvm_stage(index_bits), finalize_stage()]

@@ -106,12 +106,45 @@ def conv(cx, x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel
     if group == 1:
         wt = _conv_weight(e, w, (0, cout), (cout, cin, *kshape), (0, 2, 3, 1))
         y = e.op("tosa.conv2d", [xv, wt, bias, e.zp(xv), e.zp(wt)], rt, **common)
+    elif group == cin and cout == cin and is_float(etype_of(xv)):
+        wt = _conv_weight(e, w, (0, cout), (cin, *kshape), (1, 2, 0))
+        y = _depthwise(e, xv, wt, bias, rt, begin, end, st, dil)
     elif group == cin:  # depthwise, channel multiplier cout // cin
         wt = _conv_weight(e, w, (0, cout), (cin, cout // cin, *kshape), (2, 3, 0, 1))
         y = e.op("tosa.depthwise_conv2d", [xv, wt, bias, e.zp(xv), e.zp(wt)], rt, **common)
     else:
         y = _grouped(e, xv, w, bias, group, kshape, rt, common)
     return e.reshape(e.transpose(y, _TO_NCHW), cx.out_shape())
+
+
+def _depthwise(e, xv, wt, bias, rt, begin, end, strides, dilations):
+    """Depthwise with multiplier 1 as linalg.depthwise_conv_2d_nhwc_hwc (HWC weights).
+
+    TOSA's depthwise_conv2d lowers to a 5-D HWCM op that the schedule cannot decompose into
+    1-D windows; this form vectorizes along channels.
+    """
+    from ...ir import linalg_d
+
+    xv = e.pad(xv, [0, begin[0], begin[1], 0], [0, end[0], end[1], 0])
+    init = broadcast_channels(e, bias, rt)
+    return linalg_d.depthwise_conv_2d_nhwc_hwc(xv, wt, outs=[init], strides=list(strides),
+                                               dilations=list(dilations))
+
+
+def broadcast_channels(e, bias, rt):
+    """A [C] vector broadcast along the last axis of tensor type `rt` (a linalg.generic)."""
+    from ...ir import linalg_d, tensor_d
+
+    rank = len(rt.shape)
+    maps = [ir.AffineMap.get(rank, 0, [ir.AffineDimExpr.get(rank - 1)]), ir.AffineMap.get_identity(rank)]
+    par = ir.Attribute.parse("#linalg.iterator_type<parallel>")
+    op = linalg_d.GenericOp([rt], [bias], [tensor_d.EmptyOp(list(rt.shape), rt.element_type).result],
+                            ir.ArrayAttr.get([ir.AffineMapAttr.get(m) for m in maps]),
+                            ir.ArrayAttr.get([par] * rank))
+    block = op.regions[0].blocks.append(rt.element_type, rt.element_type)
+    with ir.InsertionPoint(block):
+        linalg_d.YieldOp([block.arguments[0]])
+    return op.result
 
 
 def _grouped(e, xv, w, bias, group, kshape, rt, common):

@@ -1,0 +1,576 @@
+"""The schedule stage: tiling, producer/consumer fusion and vectorization of Linalg ops.
+
+Every compute op of the model (convolution, depthwise convolution, pooling, matmul, other
+Linalg ops with a vectorizable innermost dimension) gets an `OpSchedule`: tile sizes for its
+parallel loops (the register block), tile sizes for its reduction loops, whether to vectorize,
+and whether to fuse its elementwise consumer (bias, ReLU/Clip, residual Add) and the producer
+of its initial value into the same loop nest. Defaults are computed from the target's data
+(f32 lanes per vector register, number of vector registers) - no target names are compared.
+
+The schedules become ONE transform-dialect script (text built here, run by the transform
+interpreter): per op, `tile_using_forall` on the fusion root, `fuse_into_containing_op` for the
+producers, `tile_using_for` on the reductions, `decompose` (2-D windows -> 1-D), `vectorize`.
+After bufferization `lower_vectors` hoists the accumulators out of the reduction loops into
+registers and turns vector contractions into outer products (FMAs).
+
+Users may override any field per ONNX node name or ONNX op type (`--schedule FILE`, JSON);
+`--dump-schedule FILE` writes what was chosen in the same format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+
+import numpy as np
+
+from dgc.errors import UsageError
+from dgc.ir import ir, linalg_d, ops_named
+
+_ATTR = "dgc.sched"
+_CONV = "linalg.conv_2d_nhwc_hwcf"
+_FHWC = "linalg.conv_2d_nhwc_fhwc"
+_DW = "linalg.depthwise_conv_2d_nhwc_hwc"
+_POOLS = ("linalg.pooling_nhwc_max", "linalg.pooling_nhwc_sum", "linalg.pooling_nhwc_min")
+_MATMULS = ("linalg.matmul", "linalg.batch_matmul")
+_WINDOWED = (_CONV, _DW, *_POOLS)
+_ANCHORS = (*_WINDOWED, *_MATMULS, "linalg.generic")
+_FIELDS = ("tile", "reduce", "vectorize", "fuse")
+
+
+@dataclasses.dataclass
+class OpSchedule:
+    key: str  # ONNX node name (+ '#k' when one node has several scheduled ops)
+    op_type: str  # ONNX op type of the node ('' if unknown)
+    linalg: str  # linalg op name
+    loops: list[int]  # static loop ranges
+    kinds: str  # 'p'/'r' per loop
+    tile: list[int]  # parallel tile sizes (0 = loop not tiled)
+    reduce: list[int]  # reduction tile sizes (0 = loop not tiled)
+    vectorize: bool = True
+    fuse: bool = True
+    note: str = ""
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        if not d["note"]:
+            del d["note"]
+        return d
+
+
+# ---- target data -> default schedules ----------------------------------------------------
+
+def _lanes(target) -> int:
+    return max(1, target.vector_bits // 32)
+
+
+def _fit(dim: int, pref: int, step: int = 1) -> int:
+    """Largest divisor of `dim` that is <= pref and a multiple of `step` (else any divisor)."""
+    for s in (step, 1):
+        for t in range(min(dim, pref), 0, -1):
+            if dim % t == 0 and t % s == 0:
+                return t
+    return 1
+
+
+def _block(target, rows: int, cols: int) -> tuple[int, int]:
+    """Register block (rows x cols f32 accumulators) for an output of rows x cols."""
+    lanes, regs = _lanes(target), target.vector_regs
+    budget = max(1, regs - 4)  # accumulators; the rest hold operands
+    cols_t = _fit(cols, 2 * lanes if cols >= 2 * lanes and budget >= 8 else lanes, lanes)
+    if cols % lanes and cols <= 4 * lanes:
+        cols_t = cols  # odd channel counts: one partial vector
+    vecs = -(-cols_t // lanes)
+    rows_t = _fit(rows, max(1, budget // vecs))
+    return rows_t, cols_t
+
+
+def _reduce_step(target, dim: int) -> int:
+    return _fit(dim, 4 if _lanes(target) > 1 else 2)
+
+
+def default_schedule(op, target) -> OpSchedule | None:
+    name = op.name
+    loops, kinds = loop_ranges(op)
+    if loops is None:
+        return None
+    tile, red = [0] * len(loops), [0] * len(loops)
+    if name in _WINDOWED:  # (n, oh, ow, c|f, kh, kw[, c])
+        rows, cols = _block(target, loops[2], loops[3])
+        tile[:4] = [1, 1, rows, cols]
+        red[4:6] = [1, 1]
+        if name == _CONV:
+            red[6] = _reduce_step(target, loops[6])
+    elif name in _MATMULS or _is_contraction(op, kinds):
+        p = [i for i, k in enumerate(kinds) if k == "p"]
+        if len(p) < 2:
+            return None
+        rows, cols = _block(target, loops[p[-2]], loops[p[-1]])
+        for i in p[:-2]:
+            tile[i] = 1
+        tile[p[-2]], tile[p[-1]] = rows, cols
+        for i, k in enumerate(kinds):
+            if k == "r":
+                red[i] = 1 if i != len(kinds) - 1 else _reduce_step(target, loops[i])
+    elif name == "linalg.generic":
+        if "r" in kinds or kinds[-1] != "p" or not _vectorizable_generic(op):
+            return None
+        lanes = _lanes(target)
+        tile = [1] * len(loops)
+        tile[-1] = _fit(loops[-1], 4 * lanes, lanes)
+    else:
+        return None
+    return OpSchedule("", "", name, loops, kinds, tile, red,
+                      fuse=name != "linalg.generic")
+
+
+def loop_ranges(op) -> tuple[list[int] | None, str]:
+    """Static loop ranges and iterator kinds of a Linalg op we know how to schedule."""
+    shapes = [list(ir.ShapedType(v.type).shape) for v in op.operands]
+    res = list(ir.ShapedType(op.results[0].type).shape) if op.results else None
+    if res is None or any(d < 0 for s in shapes for d in s):
+        return None, ""
+    name = op.name
+    if name in (_CONV,):
+        n, oh, ow, f = res
+        kh, kw, c, _ = shapes[1]
+        return [n, oh, ow, f, kh, kw, c], "ppppppr"[:4] + "rrr"
+    if name == _DW or name in _POOLS:
+        n, oh, ow, c = res
+        kh, kw = shapes[1][:2]
+        return [n, oh, ow, c, kh, kw], "pppprr"
+    if name == "linalg.matmul":
+        return [res[0], res[1], shapes[0][1]], "ppr"
+    if name == "linalg.batch_matmul":
+        return [*res, shapes[0][2]], "pppr"
+    if name == "linalg.generic":
+        return _generic_ranges(op, shapes)
+    return None, ""
+
+
+def _generic_ranges(op, shapes):
+    maps = [ir.AffineMapAttr(a).value for a in op.attributes["indexing_maps"]]
+    kinds = "".join("p" if "parallel" in str(a) else "r" for a in op.attributes["iterator_types"])
+    loops = [None] * len(kinds)
+    for m, shape in zip(maps, shapes):
+        for expr, d in zip(m.results, shape):
+            if (pos := _dim_pos(expr)) is not None:
+                loops[pos] = d
+    if any(x is None for x in loops) or not loops:
+        return None, ""
+    return loops, kinds
+
+
+def _dim_pos(expr) -> int | None:
+    try:
+        return ir.AffineDimExpr(expr).position
+    except (ValueError, TypeError):
+        return None
+
+
+def _vectorizable_generic(op) -> bool:
+    body = op.regions[0].blocks[0]
+    return all(o.name.split(".")[0] in ("arith", "math", "linalg") for o in body.operations)
+
+
+def _is_contraction(op, kinds: str) -> bool:
+    if op.name != "linalg.generic" or kinds.count("r") != 1 or len(op.operands) != 3:
+        return False
+    names = [o.name for o in op.regions[0].blocks[0].operations]
+    return names == ["arith.mulf", "arith.addf", "linalg.yield"]
+
+
+# ---- user overrides ----------------------------------------------------------------------
+
+def read_schedule_file(path: str) -> list[dict]:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as e:
+        raise UsageError(f"cannot read schedule file '{path}'", hint=e.strerror or str(e)) from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"schedule file '{path}' is not valid JSON ({e.msg}, line {e.lineno})",
+                         hint="write it with --dump-schedule and edit it") from None
+    entries = data.get("ops") if isinstance(data, dict) else data
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise UsageError(f"schedule file '{path}' must hold a list of objects under \"ops\"",
+                         hint="write one with --dump-schedule")
+    for e in entries:
+        if "key" not in e and "op_type" not in e:
+            raise UsageError(f"schedule entry {json.dumps(e)[:80]} names neither \"key\" "
+                             "(ONNX node) nor \"op_type\"", hint="add one of them")
+    return entries
+
+
+def _apply_override(s: OpSchedule, entry: dict, target) -> None:
+    where = f"schedule for node '{s.key}' ({s.op_type or s.linalg})"
+    for field in _FIELDS:
+        if field not in entry:
+            continue
+        v = entry[field]
+        if field in ("tile", "reduce"):
+            if not isinstance(v, list) or len(v) != len(s.loops) or \
+                    not all(isinstance(x, int) and x >= 0 for x in v):
+                raise UsageError(f"'{field}' must be a list of {len(s.loops)} non-negative "
+                                 f"integers (loops {s.loops}), got {v}", where=where)
+            want = "p" if field == "tile" else "r"
+            bad = [i for i, (x, k) in enumerate(zip(v, s.kinds)) if x and k != want]
+            if bad:
+                raise UsageError(f"'{field}' tiles loop {bad[0]}, which is a "
+                                 f"{'reduction' if want == 'p' else 'parallel'} loop "
+                                 f"(kinds {s.kinds})", where=where,
+                                 hint="parallel loops go in 'tile', reductions in 'reduce'")
+            v = [min(x, d) for x, d in zip(v, s.loops)]  # a tile larger than its loop = the loop
+        elif not isinstance(v, bool):
+            raise UsageError(f"'{field}' must be true or false, got {v!r}", where=where)
+        setattr(s, field, v)
+    _check_decompose(s)
+
+
+def _check_decompose(s: OpSchedule) -> None:
+    """Windowed ops vectorize as 1-D windows: they need oh and kh tiles of 1."""
+    if s.linalg in _WINDOWED and s.vectorize and (s.tile[1] != 1 or s.reduce[4] != 1):
+        s.vectorize = False
+        s.note = "not vectorized: windowed ops vectorize only with tile[1] == reduce[4] == 1"
+    uneven = [i for i, (t, d) in enumerate(zip(s.tile, s.loops)) if t and d % t] + \
+             [i for i, (t, d) in enumerate(zip(s.reduce, s.loops)) if t and d % t]
+    if uneven and s.vectorize:
+        s.vectorize = False
+        s.note = f"not vectorized: tile sizes do not divide loops {uneven} (partial tiles)"
+
+
+# ---- choosing schedules ---------------------------------------------------------------
+
+def _node_of(op) -> str:
+    m = re.search(r'loc\("([^"]*)"', str(op.location))
+    return m.group(1) if m else ""
+
+
+def _single_user(value):
+    users = list(value.uses)
+    return users[0].owner if len(users) == 1 else None
+
+
+def _fusible_consumer(op):
+    """The elementwise op that consumes `op`'s result in the same iteration space, if any."""
+    user = _single_user(op.results[0])
+    if user is None or user.name != "linalg.generic" or len(user.results) != 1:
+        return None
+    if any("reduction" in str(a) for a in user.attributes["iterator_types"]):
+        return None
+    out_t = op.results[0].type
+    if user.results[0].type != out_t:
+        return None
+    maps = [ir.AffineMapAttr(a).value for a in user.attributes["indexing_maps"]]
+    for operand, m in zip(user.operands, maps):
+        if operand == op.results[0] and [_dim_pos(e) for e in m.results] != list(range(m.n_dims)):
+            return None
+    return user.operation if hasattr(user, "operation") else user
+
+
+def _init_producer(op):
+    init = op.operands[len(op.operands) - 1].owner
+    if not isinstance(init, ir.Operation) and hasattr(init, "operation"):
+        init = init.operation
+    if getattr(init, "name", "") in ("linalg.fill", "linalg.generic") and \
+            _single_user(init.results[0]) is not None:
+        return init
+    return None
+
+
+@dataclasses.dataclass
+class _Group:
+    sched: OpSchedule
+    anchor: object
+    consumer: object | None
+    init: object | None
+
+
+def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
+    """Schedules for every schedulable op, defaults then user overrides."""
+    node_types = getattr(ctx, "node_types", {}) or {}
+    groups, seen, taken = [], {}, []
+    named = ops_named(module.operation, _ANCHORS)
+    named = [op for op in named if op.name != "linalg.generic"] + \
+        [op for op in named if op.name == "linalg.generic"]  # producers/consumers join these first
+    for op in named:
+        if any(op == t for t in taken):
+            continue
+        s = default_schedule(op, ctx.target)
+        if s is None:
+            continue
+        node = _node_of(op)
+        k = seen.get(node, 0)
+        seen[node] = k + 1
+        s.key = node if k == 0 else f"{node}#{k}"
+        s.op_type = node_types.get(node, "")
+        consumer = _fusible_consumer(op) if s.fuse else None
+        init = _init_producer(op) if s.fuse else None
+        consumer = None if consumer is None or consumer in taken else consumer
+        init = None if init is None or init in taken else init
+        if consumer is None and init is None:
+            s.fuse = False
+        for extra in (consumer, init):
+            if extra is not None:
+                taken.append(extra)
+        groups.append(_Group(s, op, consumer, init))
+    by_key = {g.sched.key: g.sched for g in groups}
+    for entry in overrides or ():
+        if "key" in entry:
+            if entry["key"] not in by_key:
+                raise UsageError(f"schedule file names node '{entry['key']}', which has no "
+                                 "schedulable op", hint="valid keys: " +
+                                 ", ".join(sorted(by_key)[:20]))
+            _apply_override(by_key[entry["key"]], entry, ctx.target)
+    for entry in overrides or ():
+        if "key" not in entry:
+            for g in groups:
+                if g.sched.op_type == entry["op_type"]:
+                    _apply_override(g.sched, entry, ctx.target)
+    for g in groups:
+        _check_decompose(g.sched)
+        if not g.sched.fuse:
+            g.consumer = g.init = None
+    return groups
+
+
+# ---- transform script --------------------------------------------------------------------
+
+_ANY = "!transform.any_op"
+
+
+def _group_script(i: int, g: _Group) -> str:
+    """The transform ops for one group (anchor tagged i, consumer 1e6+i, init 2e6+i)."""
+    s = g.sched
+    lines = [f'%a = transform.structured.match attributes{{{_ATTR} = {i} : i64}} in %root'
+             f' : ({_ANY}) -> {_ANY}']
+    trips = [d // t for d, t in zip(s.loops, s.tile) if t]
+    tiled = any(s.tile) and math.prod(trips) > 1
+    root, anchor = "%a", "%a"
+    if g.consumer is not None:
+        root = "%c"
+        lines.append(f'%c = transform.structured.match attributes{{{_ATTR} = {1000000 + i} : i64}}'
+                     f' in %root : ({_ANY}) -> {_ANY}')
+    if g.init is not None:
+        lines.append(f'%i = transform.structured.match attributes{{{_ATTR} = {2000000 + i} : i64}}'
+                     f' in %root : ({_ANY}) -> {_ANY}')
+    vec = [] if not s.vectorize else [root] if root != anchor else []
+    if tiled:
+        sizes = s.tile[:len(ir.ShapedType(g.anchor.results[0].type).shape)]
+        lines.append(f"%tr, %l = transform.structured.tile_using_forall {root} "
+                     f"tile_sizes {sizes} : ({_ANY}) -> ({_ANY}, {_ANY})")
+        loop, anchor = "%l", "%tr"
+        vec = ["%tr"] if g.consumer is not None and s.vectorize else []
+        if g.consumer is not None:
+            lines.append(f"%ta, %l2 = transform.structured.fuse_into_containing_op %a into %l"
+                         f" : ({_ANY}, {_ANY}) -> ({_ANY}, {_ANY})")
+            loop, anchor = "%l2", "%ta"
+        if g.init is not None:
+            lines.append(f"%ti, %l3 = transform.structured.fuse_into_containing_op %i into {loop}"
+                         f" : ({_ANY}, {_ANY}) -> ({_ANY}, {_ANY})")
+            if s.vectorize:
+                vec.append("%ti")
+    elif g.init is not None and s.vectorize:
+        vec.append("%i")
+    if any(s.reduce):
+        n = sum(1 for x in s.reduce if x)
+        lines.append(f"%r, {', '.join(f'%rl{k}' for k in range(n))} = "
+                     f"transform.structured.tile_using_for {anchor} tile_sizes {s.reduce}"
+                     f" : ({_ANY}) -> ({_ANY}, {', '.join([_ANY] * n)})")
+        anchor = "%r"
+    if s.vectorize:
+        if s.linalg in _WINDOWED:
+            lines.append(f"%d = transform.structured.decompose {anchor} : ({_ANY}) -> {_ANY}")
+            anchor = "%d"
+        vec.insert(0, anchor)
+    lines += [f"transform.structured.vectorize {v} : {_ANY}" for v in vec]
+    body = "\n    ".join(lines)
+    return ("module attributes {transform.with_named_sequence} {\n"
+            f"  transform.named_sequence @__transform_main(%root: {_ANY} {{transform.readonly}}) {{\n"
+            f"    {body}\n    transform.yield\n  }}\n}}\n")
+
+
+def _tag(groups: list[_Group]) -> None:
+    i64 = ir.IntegerType.get_signless(64)
+    for i, g in enumerate(groups):
+        g.anchor.attributes[_ATTR] = ir.IntegerAttr.get(i64, i)
+        if g.consumer is not None:
+            g.consumer.attributes[_ATTR] = ir.IntegerAttr.get(i64, 1000000 + i)
+        if g.init is not None:
+            g.init.attributes[_ATTR] = ir.IntegerAttr.get(i64, 2000000 + i)
+
+
+def _untag(module) -> None:
+    def strip(op):
+        if _ATTR in op.attributes:
+            del op.attributes[_ATTR]
+    from dgc.ir import walk
+
+    walk(module.operation, strip)
+
+
+def run_transform(module, script: str) -> None:
+    from mlir.dialects.transform import interpreter
+
+    tmod = ir.Module.parse(script)
+    seq = next(op for op in tmod.body.operations if "__transform_main" in str(op.attributes["sym_name"]))
+    interpreter.apply_named_sequence(module.operation, seq, tmod)
+
+
+# ---- weights in vector-friendly layouts --------------------------------------------------
+
+def _const_array(value, ctx):
+    op = value.owner
+    if getattr(op, "name", "") != "arith.constant":
+        return None
+    attr = op.attributes["value"]
+    m = re.match(r"dense_resource<([^>]+)>", str(attr))
+    if m:
+        a = ctx.blobs.get(m.group(1))
+        return None if a is None else a.reshape(ir.ShapedType(value.type).shape)
+    if ir.DenseElementsAttr.isinstance(attr):
+        return np.array(ir.DenseElementsAttr(attr))
+    return None
+
+
+def _new_const(array: np.ndarray, ctx, like_key: str):
+    from dgc.ir import arith_d, element_type
+
+    key = f"{like_key}_hwcf"
+    while key in ctx.blobs:
+        key += "_"
+    a = np.ascontiguousarray(array)
+    ctx.blobs[key] = a
+    t = ir.RankedTensorType.get(list(a.shape), element_type(a.dtype))
+    attr = ir.DenseResourceElementsAttr.get_from_buffer(memoryview(a), key, t, alignment=16)
+    return arith_d.ConstantOp(t, attr).result
+
+
+def to_hwcf(module, ctx) -> None:
+    """conv_2d_nhwc_fhwc with constant weights -> conv_2d_nhwc_hwcf (F contiguous: vectors)."""
+    for op in ops_named(module.operation, (_FHWC,)):
+        w = _const_array(op.operands[1], ctx)
+        if w is None:
+            continue
+        key = re.search(r"dense_resource<([^>]+)>", str(op.operands[1].owner.attributes["value"]))
+        with ir.InsertionPoint(op), op.location:
+            wt = _new_const(w.transpose(1, 2, 3, 0), ctx, key.group(1) if key else "w")
+            strides = [int(x) for x in np.array(ir.DenseElementsAttr(op.attributes["strides"]))]
+            dil = [int(x) for x in np.array(ir.DenseElementsAttr(op.attributes["dilations"]))]
+            new = linalg_d.conv_2d_nhwc_hwcf(op.operands[0], wt, outs=[op.operands[2]],
+                                              strides=strides, dilations=dil)
+        op.results[0].replace_all_uses_with(new)
+        op.erase()
+
+
+# ---- stages ---------------------------------------------------------------------------
+
+def run(module, ctx) -> None:
+    """Python stage: choose schedules, then tile, fuse and vectorize with one script."""
+    to_hwcf(module, ctx)
+    groups = choose(module, ctx, getattr(ctx, "schedule_overrides", None))
+    ctx.schedule = [g.sched for g in groups]
+    if not groups:
+        return
+    _tag(groups)
+    ctx.schedule_scripts = []
+    try:
+        for i, g in enumerate(groups):
+            script = _group_script(i, g)
+            ctx.schedule_scripts.append(script)
+            try:
+                run_transform(module, script)
+            except (ValueError, ir.MLIRError) as err:  # keep going: this op stays scalar loops
+                g.sched.note = "schedule failed, op left as loops: " + str(err).splitlines()[-1][:160]
+    finally:
+        _untag(module)
+    from dgc.ir import PassManager
+
+    # Fusion clones producers into the loops; the originals are now dead.
+    PassManager.parse("builtin.module(canonicalize,cse)").run(module.operation)
+
+
+_LOWER = """module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %f = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %f {
+      transform.apply_patterns.vector.cast_away_vector_leading_one_dim
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    transform.apply_cse to %f : !transform.any_op
+    %h = transform.structured.hoist_redundant_vector_transfers %f : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %h {
+      transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
+      transform.apply_patterns.vector.lower_outerproduct
+      transform.apply_patterns.vector.reduction_to_contract
+      transform.apply_patterns.vector.transfer_permutation_patterns
+      transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerparallel"
+      transform.apply_patterns.vector.lower_transfer max_transfer_rank = RANK
+      transform.apply_patterns.vector.lower_broadcast
+      transform.apply_patterns.vector.lower_transpose
+      transform.apply_patterns.vector.lower_shape_cast
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    transform.yield
+  }
+}
+"""
+
+
+_TRANSFERS = """module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %f = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %f {
+      transform.apply_patterns.vector.transfer_permutation_patterns
+      transform.apply_patterns.vector.lower_transfer max_transfer_rank = RANK
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    transform.yield
+  }
+}
+"""
+
+
+def lower_vectors(module, ctx) -> None:
+    """After bufferization: accumulators into registers, contractions into FMAs."""
+    if not getattr(ctx, "schedule", None):
+        return
+    from dgc.ir import PassManager
+
+    # The pass, not the pattern set: inside apply_patterns it does not terminate here.
+    PassManager.parse("builtin.module(func.func(fold-memref-alias-ops))").run(module.operation)
+    rank = 1 if ctx.target.index_bits == 64 else 0
+    run_transform(module, _LOWER.replace("RANK", str(rank)))
+    # n-D transfers unrolled to 1-D, then to plain vector loads/stores. With a 32-bit index,
+    # down to scalar loads/stores: convert-vector-to-llvm would build 64-bit memref descriptors
+    # for vector.load/store (it has no index-width option); scalars go through
+    # finalize-memref-to-llvm, and LLVM re-forms vector loads where the target has them.
+    PassManager.parse(f"builtin.module(convert-vector-to-scf{{full-unroll=true target-rank={rank}}})"
+                      ).run(module.operation)
+    run_transform(module, _TRANSFERS.replace("RANK", str(rank)))
+    if rank == 0:
+        _scalar_memory(module)
+
+
+def _scalar_memory(module) -> None:
+    """0-D vector.load/store -> memref.load/store (+ broadcast/extract): see lower_vectors."""
+    from dgc.ir import memref_d, vector_d
+
+    for op in ops_named(module.operation, ("vector.load", "vector.store")):
+        vt = ir.VectorType(op.results[0].type if op.name == "vector.load" else op.operands[0].type)
+        if vt.rank != 0:
+            continue
+        with ir.InsertionPoint(op), op.location:
+            if op.name == "vector.load":
+                x = memref_d.load(op.operands[0], list(op.operands[1:]))
+                op.results[0].replace_all_uses_with(vector_d.broadcast(vt, x))
+            else:
+                x = vector_d.extract(op.operands[0], [], [])
+                memref_d.store(x, op.operands[1], list(op.operands[2:]))
+        op.erase()
+
+
+def dump(schedules: list[OpSchedule], target) -> str:
+    return json.dumps({"target": target.name, "ops": [s.to_json() for s in schedules]}, indent=1)
