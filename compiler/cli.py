@@ -58,8 +58,13 @@ _TARGET_HELP = "Target name (see `dgc targets`), e.g. cortex-m7, aarch64, x86-64
 @click.option("--stop-after", default=None, help="Stop after STAGE (see `dgc pipeline`), e.g. --stop-after linalg; "
               "writes what exists by then.")
 @click.option("--keep-constants", is_flag=True, help="Print large constants in IR dumps (elided by default).")
+@click.option("--schedule", "schedule", type=click.Path(dir_okay=False), default=None,
+              help="JSON file overriding tile sizes, vectorization and fusion per ONNX node (\"key\") "
+                   "or op type (\"op_type\"), e.g. --schedule sched.json (write one with --dump-schedule).")
+@click.option("--dump-schedule", type=click.Path(dir_okay=False), default=None,
+              help="Write the schedule dgc chose, as JSON, e.g. --dump-schedule sched.json.")
 def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, print_ir_after, stop_after,
-            keep_constants):
+            keep_constants, schedule, dump_schedule):
     """Compile MODEL (.onnx) to an object file and a C header.
 
     \b
@@ -68,6 +73,7 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
       dgc compile model.onnx --target aarch64 --emit obj,header,llvm,asm,mlir
       dgc compile model.onnx --target x86-64-v3 --dump-ir build/ir/
       dgc compile model.onnx --print-ir-after tosa --stop-after linalg
+      dgc compile model.onnx --dump-schedule s.json   (edit, then --schedule s.json)
     """
     from .driver import compile as compile_model
     from .frontend.load import parse_input_shapes
@@ -75,12 +81,24 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
     kinds = _split(emit)
     res = compile_model(model, target, name, opt_level=opt, input_shapes=parse_input_shapes(input_shapes),
                         emit=kinds, dump_ir=dump_ir, print_ir_after=_split(print_ir_after),
-                        stop_after=stop_after, keep_constants=keep_constants)
+                        stop_after=stop_after, keep_constants=keep_constants, schedule=schedule)
     written = _write_outputs(res, out_dir, kinds)
+    if dump_schedule:
+        if res.schedule is None:
+            raise UsageError("no schedule to dump: the compile stopped before the schedule stage")
+        _write_atomic(dump_schedule, res.schedule)
+        written.append(dump_schedule)
     for path in written:
         click.echo(path)
     if res.stopped_after:
         click.echo(f"stopped after stage '{res.stopped_after}'", err=True)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".dgc-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _write_outputs(res, out_dir, kinds) -> list[str]:

@@ -42,6 +42,9 @@ class StageContext:
     blobs: dict  # dense_resource key -> numpy array (from the importer)
     weights: dict = dataclasses.field(default_factory=dict)  # symbol -> (bytes, align)
     arena_size: int = 0
+    node_types: dict = dataclasses.field(default_factory=dict)  # ONNX node name -> op type
+    schedule_overrides: list = dataclasses.field(default_factory=list)  # --schedule entries
+    schedule: list = dataclasses.field(default_factory=list)  # OpSchedule chosen per op
 
 
 @dataclasses.dataclass
@@ -56,6 +59,7 @@ class CompileResult:
     mlir: str | None = None  # the imported TOSA module (constants elided unless kept)
     timings: dict = dataclasses.field(default_factory=dict)
     stopped_after: str | None = None
+    schedule: str | None = None  # JSON of the schedule the schedule stage chose (--dump-schedule)
 
     @property
     def arena_size(self) -> int:
@@ -134,8 +138,14 @@ def _spec(lm, name, arena, extern) -> ModelSpec:
 def compile(model, target="host", name: str | None = None, *, opt_level: int = 3,
             input_shapes: dict | None = None, emit=("obj", "header"), dump_ir: str | None = None,
             print_ir_after=(), stop_after: str | None = None, keep_constants: bool = False,
-            workdir: str | None = None) -> CompileResult:
-    """Compile an ONNX model (path, bytes or ModelProto) for `target`."""
+            workdir: str | None = None, schedule=None) -> CompileResult:
+    """Compile an ONNX model (path, bytes or ModelProto) for `target`.
+
+    `schedule`: overrides of the schedule stage's choices, a path to a JSON file (as written
+    by `--dump-schedule`) or the list of entries; `res.schedule` is the JSON of what was used.
+    """
+    from dgc.passes.schedule import read_schedule_file, validate_entries
+
     from dgc.pipelines import for_target
 
     tgt = target if isinstance(target, Target) else get_target(target)
@@ -150,13 +160,16 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
     bad = [k for k in emit if k not in EMIT_KINDS]
     if bad:
         raise UsageError(f"unknown --emit kind '{bad[0]}'", hint="choose from " + ", ".join(EMIT_KINDS))
+    overrides = read_schedule_file(schedule) if isinstance(schedule, (str, os.PathLike)) else \
+        validate_entries(list(schedule or []), "the schedule argument")
     res = CompileResult(name, tgt)
     own_tmp = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="dgc-")
     os.makedirs(workdir, exist_ok=True)
     try:
         _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep_constants,
-                 _Dumper(dump_ir, print_ir_after, keep_constants), workdir, res, for_target(tgt))
+                 _Dumper(dump_ir, print_ir_after, keep_constants), workdir, res, for_target(tgt),
+                 overrides)
     finally:
         if own_tmp:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -170,7 +183,10 @@ def _timed(res, key, fn, *args):
     return out
 
 
-def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, dump, workdir, res, stages):
+def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, dump, workdir, res, stages,
+             overrides):
+    from dgc.passes.schedule import dump as dump_schedule
+
     with ir.Context(), ir.Location.unknown():
         lm = _timed(res, "load", load, model, input_shapes)
         module, emitter = _timed(res, "import", import_model, lm, name)
@@ -181,7 +197,8 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
         if "mlir" in emit:
             res.mlir = _asm(module, keep)
         dump("import", module)
-        ctx = StageContext(tgt, name, opt_level, emitter.blobs)
+        ctx = StageContext(tgt, name, opt_level, emitter.blobs, schedule_overrides=overrides,
+                           node_types={n.name: n.op_type for n in lm.model.graph.node})
         res.spec = _spec(lm, name, 0, ())
         if stop_after == "import":
             res.stopped_after = "import"
@@ -189,6 +206,8 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
         for stage in stages:
             _timed(res, stage.name, _run_stage, stage, module, ctx, workdir)
             dump(stage.name, module)
+            if stage.name == "schedule":
+                res.schedule = dump_schedule(ctx.schedule, tgt)
             if stop_after == stage.name:
                 res.stopped_after = stage.name
                 res.spec = _spec(lm, name, ctx.arena_size, ())

@@ -193,14 +193,22 @@ def read_schedule_file(path: str) -> list[dict]:
     except json.JSONDecodeError as e:
         raise UsageError(f"schedule file '{path}' is not valid JSON ({e.msg}, line {e.lineno})",
                          hint="write it with --dump-schedule and edit it") from None
-    entries = data.get("ops") if isinstance(data, dict) else data
+    return validate_entries(data.get("ops") if isinstance(data, dict) else data,
+                            f"schedule file '{path}'")
+
+
+def validate_entries(entries, where: str) -> list[dict]:
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise UsageError(f"schedule file '{path}' must hold a list of objects under \"ops\"",
+        raise UsageError(f"{where} must hold a list of objects under \"ops\"",
                          hint="write one with --dump-schedule")
     for e in entries:
         if "key" not in e and "op_type" not in e:
             raise UsageError(f"schedule entry {json.dumps(e)[:80]} names neither \"key\" "
                              "(ONNX node) nor \"op_type\"", hint="add one of them")
+        unknown = set(e) - {"key", "op_type", "linalg", "loops", "kinds", "note", *_FIELDS}
+        if unknown:
+            raise UsageError(f"schedule entry for '{e.get('key', e.get('op_type'))}' has unknown "
+                             f"field(s) {sorted(unknown)}", hint="fields: " + ", ".join(_FIELDS))
     return entries
 
 
@@ -290,7 +298,7 @@ class _Group:
 
 def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
     """Schedules for every schedulable op, defaults then user overrides."""
-    node_types = getattr(ctx, "node_types", {}) or {}
+    node_types = ctx.node_types
     groups, seen, taken = [], {}, []
     named = ops_named(module.operation, _ANCHORS)
     named = [op for op in named if op.name != "linalg.generic"] + \
@@ -316,24 +324,32 @@ def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
             if extra is not None:
                 taken.append(extra)
         groups.append(_Group(s, op, consumer, init))
-    by_key = {g.sched.key: g.sched for g in groups}
-    for entry in overrides or ():
-        if "key" in entry:
-            if entry["key"] not in by_key:
-                raise UsageError(f"schedule file names node '{entry['key']}', which has no "
-                                 "schedulable op", hint="valid keys: " +
-                                 ", ".join(sorted(by_key)[:20]))
-            _apply_override(by_key[entry["key"]], entry, ctx.target)
-    for entry in overrides or ():
-        if "key" not in entry:
-            for g in groups:
-                if g.sched.op_type == entry["op_type"]:
-                    _apply_override(g.sched, entry, ctx.target)
+    _apply_overrides(groups, overrides or [], ctx.target)
     for g in groups:
         _check_decompose(g.sched)
         if not g.sched.fuse:
             g.consumer = g.init = None
     return groups
+
+
+def _apply_overrides(groups: list[_Group], overrides: list[dict], target) -> None:
+    """Entries by op type first, then by node key: a node's own entry wins."""
+    by_key = {g.sched.key: g.sched for g in groups}
+    for entry in (e for e in overrides if "key" not in e):
+        hits = [g.sched for g in groups if g.sched.op_type == entry["op_type"]]
+        if not hits:
+            raise UsageError(f"schedule names op type '{entry['op_type']}', which has no "
+                             "schedulable op in this model", hint="op types here: " +
+                             ", ".join(sorted({g.sched.op_type for g in groups} - {""})))
+        for s in hits:
+            if len(entry.get("tile", s.loops)) == len(s.loops):  # e.g. 3x3 vs 1x1 convs alike
+                _apply_override(s, entry, target)
+    for entry in (e for e in overrides if "key" in e):
+        if entry["key"] not in by_key:
+            raise UsageError(f"schedule names node '{entry['key']}', which has no schedulable op",
+                             hint="schedulable nodes: " + ", ".join(sorted(by_key)[:12]) +
+                             (" ..." if len(by_key) > 12 else "") + " (see --dump-schedule)")
+        _apply_override(by_key[entry["key"]], entry, target)
 
 
 # ---- transform script --------------------------------------------------------------------
@@ -470,7 +486,7 @@ def to_hwcf(module, ctx) -> None:
 def run(module, ctx) -> None:
     """Python stage: choose schedules, then tile, fuse and vectorize with one script."""
     to_hwcf(module, ctx)
-    groups = choose(module, ctx, getattr(ctx, "schedule_overrides", None))
+    groups = choose(module, ctx, ctx.schedule_overrides)
     ctx.schedule = [g.sched for g in groups]
     if not groups:
         return
@@ -573,4 +589,7 @@ def _scalar_memory(module) -> None:
 
 
 def dump(schedules: list[OpSchedule], target) -> str:
-    return json.dumps({"target": target.name, "ops": [s.to_json() for s in schedules]}, indent=1)
+    """JSON, one op per line (easy to edit; `--schedule` reads it back)."""
+    ops = ",\n  ".join(json.dumps(s.to_json()) for s in schedules)
+    return f'{{"target": "{target.name}", "ops": [\n  {ops}\n]}}\n'
+

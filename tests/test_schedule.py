@@ -1,0 +1,192 @@
+"""The schedule stage: default schedules per target, fusion, vectorized code, and user schedules.
+
+Numerics are always checked against onnxruntime (`check_on_target`); a schedule that changes
+the answer must fail here, whatever it does to speed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import dgc
+from conftest import check_on_target
+from dgc.errors import UsageError
+from dgc.passes import schedule as S
+from dgc.targets import get_target
+
+
+def _conv_model(c=8, k=32, hw=12, ks=3, group=1, stride=1, relu=True, residual=False, second=False):
+    rng = np.random.default_rng(1)
+    w = (rng.standard_normal((k, c // group, ks, ks)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    oh = (hw + 2 * (ks // 2) - ks) // stride + 1
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[ks // 2] * 4,
+                              group=group, strides=[stride, stride])]
+    last = "y"
+    if residual:
+        nodes.append(helper.make_node("Add", ["y", "x"], ["s"], name="add"))
+        last = "s"
+    if relu:
+        nodes.append(helper.make_node("Relu", [last], ["z"], name="relu"))
+        last = "z"
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
+    if second:  # a 1x1 conv after: the ReLU sits between two NHWC convolutions
+        w2 = (rng.standard_normal((k, k, 1, 1)) * 0.2).astype(np.float32)
+        inits.append(numpy_helper.from_array(w2, "w2"))
+        nodes.append(helper.make_node("Conv", [last, "w2"], ["y2"], name="conv2"))
+        last = "y2"
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+                          [helper.make_tensor_value_info(last, TensorProto.FLOAT, [1, k, oh, oh])],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def _matmul_model(m=6, k=40, n=24):
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, m, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, m, n])],
+                          [numpy_helper.from_array(w, "w")])
+    mm = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    mm.ir_version = 8
+    return mm
+
+
+def _ops(res):
+    return {e["key"]: e for e in json.loads(res.schedule)["ops"]}
+
+
+# ---- defaults from target data -------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["x86-64", "x86-64-v3", "x86-64-v4", "aarch64", "armv7a", "cortex-m7",
+                                    "cortex-m55"])
+def test_register_block_fits_the_register_file(target):
+    t = get_target(target)
+    rows, cols = S._block(t, 56, 64)
+    lanes = max(1, t.vector_bits // 32)
+    assert cols % lanes == 0 and 56 % rows == 0 and 64 % cols == 0
+    assert rows * (cols // lanes) <= t.vector_regs - 4 or rows == 1
+
+
+def test_fit_prefers_divisors_and_multiples():
+    assert S._fit(28, 8) == 7
+    assert S._fit(64, 32, 16) == 32
+    assert S._fit(12, 16, 16) == 12  # no multiple of 16 divides 12: largest divisor
+    assert S._fit(7, 4) == 1
+
+
+def test_conv_relu_fuse_into_one_loop_nest():
+    res = dgc.compile(_conv_model(second=True), "host", name="m", stop_after="schedule")
+    ops = _ops(res)
+    assert ops["conv"]["fuse"] and ops["conv"]["vectorize"]
+    assert "relu" not in ops  # the ReLU is the fused consumer, not a separate op
+
+
+def test_default_schedule_vectorizes_conv_and_matmul_on_host(tmp_path):
+    res, _, _ = check_on_target(_conv_model(c=32, residual=True), "host", tmp_path, emit=("obj", "asm"))
+    assert re.search(r"vfmadd\d+ps\s+%[xyz]mm", res.asm), "no vector FMA in the host code"
+    res, _, _ = check_on_target(_matmul_model(), "host", tmp_path, emit=("obj", "asm"))
+    assert _ops(res)["mm"]["vectorize"]
+
+
+def test_aarch64_uses_neon_fma(tmp_path):
+    """Acceptance: the NEON schedule is visible in --emit asm, and the model still verifies."""
+    res, _, _ = check_on_target(_conv_model(c=16, k=32), "aarch64", tmp_path, emit=("obj", "asm"))
+    assert re.search(r"\bfmla\s+v\d+\.4s", res.asm), "no NEON fmla in the AArch64 code"
+
+
+@pytest.mark.parametrize("target", ["cortex-m7", "armv7a"])
+def test_32bit_index_targets_verify(target, tmp_path):
+    check_on_target(_conv_model(c=4, k=8, hw=8), target, tmp_path)
+    check_on_target(_conv_model(c=8, k=8, hw=8, group=8, relu=False), target, tmp_path)
+
+
+@pytest.mark.parametrize("model", ["pointwise", "strided", "depthwise", "residual", "odd"])
+def test_conv_variants_numerics_on_host(model, tmp_path):
+    m = {"pointwise": _conv_model(c=16, k=24, ks=1), "strided": _conv_model(stride=2),
+         "depthwise": _conv_model(c=16, k=16, group=16), "residual": _conv_model(c=32, k=32, residual=True),
+         "odd": _conv_model(c=3, k=12, hw=7)}[model]
+    check_on_target(m, "host", tmp_path)
+
+
+# ---- user schedules ------------------------------------------------------------------
+
+def test_dump_schedule_round_trip_gives_identical_code(tmp_path):
+    model = _conv_model(c=32, residual=True)
+    first = dgc.compile(model, "host", name="m")
+    path = tmp_path / "s.json"
+    path.write_text(first.schedule)
+    again = dgc.compile(model, "host", name="m", schedule=str(path))
+    assert json.loads(again.schedule) == json.loads(first.schedule)
+    assert again.object == first.object
+
+
+def _override(model, **fields):
+    key = json.loads(dgc.compile(model, "host", name="m", stop_after="schedule").schedule)["ops"][0]["key"]
+    return [{"key": key, **fields}]
+
+
+@pytest.mark.parametrize("tile", [[1, 1, 100, 500, 0, 0, 0],  # larger than the loops: clamped
+                                  [1, 1, 5, 7, 0, 0, 0],  # non-divisors: partial tiles, scalar
+                                  [1, 2, 4, 8, 0, 0, 0]])  # oh tile 2: no 1-D decomposition
+def test_forced_odd_tiles_are_handled_correctly(tile, tmp_path):
+    model = _conv_model()
+    res, _, _ = check_on_target(model, "host", tmp_path, schedule=_override(model, tile=tile))
+    entry = json.loads(res.schedule)["ops"][0]
+    assert entry["tile"] == [min(t, d) for t, d in zip(tile, entry["loops"])]
+    if any(t and d % t for t, d in zip(entry["tile"], entry["loops"])) or entry["tile"][1] != 1:
+        assert not entry["vectorize"] and entry["note"]
+
+
+def test_op_type_entry_and_node_entry(tmp_path):
+    model = _conv_model(c=32, residual=True)
+    res, _, _ = check_on_target(model, "host", tmp_path, schedule=[
+        {"op_type": "Conv", "vectorize": False}, {"key": "conv", "fuse": False}])
+    e = _ops(res)["conv"]
+    assert not e["vectorize"] and not e["fuse"]
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([{"key": "nope", "tile": [1]}], "node 'nope'"),
+    ([{"op_type": "Softmax", "vectorize": False}], "op type 'Softmax'"),
+    ([{"key": "conv", "tile": [1, 1]}], "list of 7"),
+    ([{"key": "conv", "tile": [1, 1, 1, 1, 1, 0, 0]}], "reduction loop"),
+    ([{"key": "conv", "reduce": [1, 0, 0, 0, 0, 0, 0]}], "parallel loop"),
+    ([{"key": "conv", "vectorize": "yes"}], "true or false"),
+    ([{"key": "conv", "tiles": [1]}], "unknown field"),
+    ([{"vectorize": False}], "neither"),
+])
+def test_bad_schedules_are_rejected_clearly(entries, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        dgc.compile(_conv_model(), "host", name="m", schedule=entries)
+
+
+def test_cli_schedule_flags(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(_conv_model(), path)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "dgc", "compile", str(path), "-o", str(tmp_path / "b"), *args],
+                              capture_output=True, text=True)
+
+    r = run("--dump-schedule", tmp_path / "s.json")
+    assert r.returncode == 0, r.stderr
+    entries = json.loads((tmp_path / "s.json").read_text())["ops"]
+    assert entries[0]["key"] == "conv"
+    (tmp_path / "bad.json").write_text("{not json")
+    r = run("--schedule", tmp_path / "bad.json")
+    assert r.returncode == 2 and "not valid JSON" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = run("--schedule", tmp_path / "missing.json")
+    assert r.returncode == 2 and "cannot read schedule file" in r.stderr
