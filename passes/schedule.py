@@ -212,7 +212,7 @@ def validate_entries(entries, where: str) -> list[dict]:
     return entries
 
 
-def _apply_override(s: OpSchedule, entry: dict, target) -> None:
+def _apply_override(s: OpSchedule, entry: dict) -> None:
     where = f"schedule for node '{s.key}' ({s.op_type or s.linalg})"
     for field in _FIELDS:
         if field not in entry:
@@ -324,7 +324,7 @@ def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
             if extra is not None:
                 taken.append(extra)
         groups.append(_Group(s, op, consumer, init))
-    _apply_overrides(groups, overrides or [], ctx.target)
+    _apply_overrides(groups, overrides or [])
     for g in groups:
         _check_decompose(g.sched)
         if not g.sched.fuse:
@@ -332,7 +332,7 @@ def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
     return groups
 
 
-def _apply_overrides(groups: list[_Group], overrides: list[dict], target) -> None:
+def _apply_overrides(groups: list[_Group], overrides: list[dict]) -> None:
     """Entries by op type first, then by node key: a node's own entry wins."""
     by_key = {g.sched.key: g.sched for g in groups}
     for entry in (e for e in overrides if "key" not in e):
@@ -343,13 +343,13 @@ def _apply_overrides(groups: list[_Group], overrides: list[dict], target) -> Non
                              ", ".join(sorted({g.sched.op_type for g in groups} - {""})))
         for s in hits:
             if len(entry.get("tile", s.loops)) == len(s.loops):  # e.g. 3x3 vs 1x1 convs alike
-                _apply_override(s, entry, target)
+                _apply_override(s, entry)
     for entry in (e for e in overrides if "key" in e):
         if entry["key"] not in by_key:
             raise UsageError(f"schedule names node '{entry['key']}', which has no schedulable op",
                              hint="schedulable nodes: " + ", ".join(sorted(by_key)[:12]) +
                              (" ..." if len(by_key) > 12 else "") + " (see --dump-schedule)")
-        _apply_override(by_key[entry["key"]], entry, target)
+        _apply_override(by_key[entry["key"]], entry)
 
 
 # ---- transform script --------------------------------------------------------------------
@@ -491,13 +491,10 @@ def run(module, ctx) -> None:
     if not groups:
         return
     _tag(groups)
-    ctx.schedule_scripts = []
     try:
         for i, g in enumerate(groups):
-            script = _group_script(i, g)
-            ctx.schedule_scripts.append(script)
             try:
-                run_transform(module, script)
+                run_transform(module, _group_script(i, g))
             except (ValueError, ir.MLIRError) as err:  # keep going: this op stays scalar loops
                 g.sched.note = "schedule failed, op left as loops: " + str(err).splitlines()[-1][:160]
     finally:
