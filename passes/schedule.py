@@ -446,9 +446,10 @@ def _const_array(value, ctx):
     if m:
         a = ctx.blobs.get(m.group(1))
         return None if a is None else a.reshape(ir.ShapedType(value.type).shape)
-    if ir.DenseElementsAttr.isinstance(attr):
+    try:
         return np.array(ir.DenseElementsAttr(attr))
-    return None
+    except (ValueError, TypeError):
+        return None
 
 
 def _new_const(array: np.ndarray, ctx, like_key: str):
