@@ -5,7 +5,7 @@ topological order) and adds the constants it creates to `consts` only (the impor
 constants from that table, never from the initializers). Values the graph computes stay the
 same up to float rounding; graph output names and every surviving node's name are kept.
 
-Rewrite: a per-output-channel affine map after a Conv or ConvTranspose folds into the conv's
+Rewrite: a per-output-channel affine map after a Conv, ConvTranspose or Gemm folds into its
 weights and bias -- BatchNormalization in inference mode, and Mul/Div/Add/Sub by a constant
 that varies along the channel axis only ([C,1,1], [1,C,1,1], a scalar...). The conv's output
 must feed only that node and must not be a graph output; weights and bias must be constants.
@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-_CONVS = ("Conv", "ConvTranspose")
+_CONVS = ("Conv", "ConvTranspose", "Gemm")
 _DEFAULT = ("", "ai.onnx")
 
 
@@ -74,27 +74,54 @@ def _fold(conv, user, consts, fresh) -> bool:
     if w is None or w.dtype.kind != "f" or (b_name and b_name not in consts):
         return False
     group = _attr(conv, "group", 1)
-    cout = w.shape[0] if conv.op_type == "Conv" else w.shape[1] * group
-    affine = _affine(user, conv.output[0], consts, cout, w.ndim)
+    if conv.op_type == "Gemm":
+        if w.ndim != 2 or _attr(conv, "transA", 0) not in (0, 1):
+            return False
+        cout = w.shape[0] if _attr(conv, "transB", 0) else w.shape[1]
+        rank = 2
+    else:
+        cout = w.shape[0] if conv.op_type == "Conv" else w.shape[1] * group
+        rank = w.ndim
+    affine = _affine(user, conv.output[0], consts, cout, rank)
     if affine is None:
         return False
     scale, shift = affine
-    bias = consts[b_name].astype(np.float64) if b_name else np.zeros(cout)
-    new_w = _scale_weight(conv.op_type, w.astype(np.float64), scale, group).astype(w.dtype)
+    if not b_name:
+        bias = np.zeros(cout)
+    elif conv.op_type == "Gemm":  # beta * C, C broadcast along the output channels only
+        bias = _per_channel(consts[b_name], cout, 2)
+        if bias is None:
+            return False
+        bias = bias * _attr(conv, "beta", 1.0)
+    else:
+        bias = consts[b_name].astype(np.float64)
+    new_w = _scale_weight(conv, w.astype(np.float64), scale, group).astype(w.dtype)
     new_b = (bias * scale + shift).astype(w.dtype)
     base = conv.name or conv.output[0]
     conv.input[1] = _store(consts, fresh, conv.input[1], f"{base}_W_folded", new_w)
     if len(conv.input) < 3:
         conv.input.append("")
     conv.input[2] = _store(consts, fresh, b_name, f"{base}_B_folded", new_b)
+    if conv.op_type == "Gemm":
+        _set_attr(conv, "beta", 1.0)
     conv.output[0] = user.output[0]
     return True
 
 
-def _scale_weight(op_type, w, scale, group):
+def _set_attr(node, name, value) -> None:
+    for a in list(node.attribute):
+        if a.name == name:
+            node.attribute.remove(a)
+    node.attribute.append(helper.make_attribute(name, value))
+
+
+def _scale_weight(node, w, scale, group):
     """Multiply output channel o of the weights by scale[o]: axis 0 of a Conv weight
-    [M, C/g, k...]; for ConvTranspose [C, M/g, k...] channel o = g_idx * M/g + j of group g_idx."""
-    if op_type == "Conv":
+    [M, C/g, k...]; for ConvTranspose [C, M/g, k...] channel o = g_idx * M/g + j of group g_idx;
+    for Gemm the N axis of B ([K, N], or [N, K] with transB)."""
+    if node.op_type == "Gemm":
+        return w * (scale[:, None] if _attr(node, "transB", 0) else scale[None, :])
+    if node.op_type == "Conv":
         return (w.reshape(w.shape[0], -1) * scale[:, None]).reshape(w.shape)
     c, mg = w.shape[:2]
     s = scale.reshape(group, 1, mg, 1)

@@ -27,7 +27,8 @@ import re
 import numpy as np
 
 from dgc.errors import UsageError
-from dgc.ir import ir, linalg_d, ops_named
+from dgc.ir import ir, linalg_d, ops_named, vector_d
+from mlir.dialects import ub as ub_d
 
 _ATTR = "dgc.sched"
 _CONV = "linalg.conv_2d_nhwc_hwcf"
@@ -75,13 +76,21 @@ def _fit(dim: int, pref: int, step: int = 1) -> int:
     return 1
 
 
+def _cols(cols: int, max_vecs: int, lanes: int) -> int:
+    """Vector length for an innermost dimension of `cols`: at most one register, or a whole
+    number of registers (up to `max_vecs`) - a vector of 1.5 or 7.5 registers makes LLVM
+    split it element by element. Always a divisor of `cols` (no partial tiles)."""
+    if cols <= lanes:
+        return cols
+    whole = [k * lanes for k in range(max(1, max_vecs), 0, -1) if cols % (k * lanes) == 0]
+    return whole[0] if whole else _fit(cols, lanes)
+
+
 def _block(target, rows: int, cols: int) -> tuple[int, int]:
     """Register block (rows x cols f32 accumulators) for an output of rows x cols."""
     lanes, regs = _lanes(target), target.vector_regs
     budget = max(1, regs - 4)  # accumulators; the rest hold operands
-    cols_t = _fit(cols, 2 * lanes if cols >= 2 * lanes and budget >= 8 else lanes, lanes)
-    if cols % lanes and cols <= 4 * lanes:
-        cols_t = cols  # odd channel counts: one partial vector
+    cols_t = _cols(cols, 2 if budget >= 8 else 1, lanes)
     vecs = -(-cols_t // lanes)
     rows_t = _fit(rows, max(1, budget // vecs))
     return rows_t, cols_t
@@ -108,12 +117,15 @@ def default_schedule(op, target) -> OpSchedule | None:
         if len(p) < 2:
             return None
         rows, cols = _block(target, loops[p[-2]], loops[p[-1]])
+        gemv = loops[p[-2]] == 1
+        if gemv:  # a row vector times a matrix: one broadcast and up to 8 FMAs per k
+            cols = _cols(loops[p[-1]], min(8, target.vector_regs - 4), _lanes(target))
         for i in p[:-2]:
             tile[i] = 1
         tile[p[-2]], tile[p[-1]] = rows, cols
-        for i, k in enumerate(kinds):
-            if k == "r":
-                red[i] = 1 if i != len(kinds) - 1 else _reduce_step(target, loops[i])
+        # k one at a time: each step is `rows` broadcasts of A[i, k] and rows x cols/lanes
+        # FMAs with the row B[k, :] (an A block of k > 1 would need transposing first)
+        red = [1 if k == "r" else 0 for k in kinds]
     elif name == "linalg.generic":
         if "r" in kinds or kinds[-1] != "p" or not _vectorizable_generic(op):
             return None
@@ -342,7 +354,8 @@ def _apply_overrides(groups: list[_Group], overrides: list[dict]) -> None:
                              "schedulable op in this model", hint="op types here: " +
                              ", ".join(sorted({g.sched.op_type for g in groups} - {""})))
         for s in hits:
-            if len(entry.get("tile", s.loops)) == len(s.loops):  # e.g. 3x3 vs 1x1 convs alike
+            if all(len(entry.get(f, s.loops)) == len(s.loops) for f in ("tile", "reduce")):
+                # lists of another length are for another op of the type (e.g. depthwise)
                 _apply_override(s, entry)
     for entry in (e for e in overrides if "key" in e):
         if entry["key"] not in by_key:
@@ -363,7 +376,7 @@ def _group_script(i: int, g: _Group) -> str:
     lines = [f'%a = transform.structured.match attributes{{{_ATTR} = {i} : i64}} in %root'
              f' : ({_ANY}) -> {_ANY}']
     trips = [d // t for d, t in zip(s.loops, s.tile) if t]
-    tiled = any(s.tile) and math.prod(trips) > 1
+    tiled = any(s.tile) and (math.prod(trips) > 1 or g.consumer is not None or g.init is not None)
     root, anchor = "%a", "%a"
     if g.consumer is not None:
         root = "%c"
@@ -504,32 +517,76 @@ def run(module, ctx) -> None:
 
     # Fusion clones producers into the loops; the originals are now dead.
     PassManager.parse("builtin.module(canonicalize,cse)").run(module.operation)
+    # Accumulators: a reduction loop reads and writes the same slice of its iter_arg each
+    # step; as a loop-carried vector it stays in registers. On tensors this needs no alias
+    # analysis (after bufferization the output buffer's views would block it). Innermost
+    # loops first: one round per nesting level.
+    run_transform(module, _HOIST_SUBSETS)
+    # The tensor iter_args are now passed through unchanged: drop them, or bufferization
+    # copies every output tile through a temporary.
+    PassManager.parse("builtin.module(canonicalize,cse)").run(module.operation)
 
 
-_LOWER = """module attributes {transform.with_named_sequence} {
+_HOIST_SUBSETS = """module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %l1 = transform.structured.match ops{["scf.for"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.loop.hoist_loop_invariant_subsets %l1 : !transform.any_op
+    %l2 = transform.structured.match ops{["scf.for"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.loop.hoist_loop_invariant_subsets %l2 : !transform.any_op
+    %l3 = transform.structured.match ops{["scf.for"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.loop.hoist_loop_invariant_subsets %l3 : !transform.any_op
+    transform.yield
+  }
+}
+"""
+
+
+_CONTRACT = """module attributes {transform.with_named_sequence} {
   transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
     %f = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to %f {
       transform.apply_patterns.vector.cast_away_vector_leading_one_dim
+      transform.apply_patterns.vector.drop_unit_dims_with_shape_cast
       transform.apply_patterns.canonicalization
     } : !transform.any_op
+    // No transfer_permutation_patterns here: on a square register block (8x8 on NEON) they
+    // turn the broadcast of an A column into its transpose (wrong results, no verifier
+    // error); after unrolling to 1-D (_TRANSFERS) they are safe.
     transform.apply_cse to %f : !transform.any_op
-    %h = transform.structured.hoist_redundant_vector_transfers %f : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to %h {
+    transform.apply_patterns to %f {
       transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
       transform.apply_patterns.vector.lower_outerproduct
       transform.apply_patterns.vector.reduction_to_contract
       transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerparallel"
-      transform.apply_patterns.vector.lower_transfer max_transfer_rank = RANK
-      transform.apply_patterns.vector.lower_broadcast
       transform.apply_patterns.vector.lower_transpose
+      transform.apply_patterns.vector.drop_unit_dims_with_shape_cast
       transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    // Alone: canonicalization folds the inserts of one value back into a broadcast, forever
+    // (seen on LeNet for Cortex-M0+, one-lane vectors).
+    transform.apply_patterns to %f {
+      transform.apply_patterns.vector.lower_broadcast
     } : !transform.any_op
     // Alone: with canonicalization in the same set, shape_cast lowering and folding can undo
     // each other forever (seen on a 3x4 Gemm).
-    transform.apply_patterns to %h {
+    transform.apply_patterns to %f {
       transform.apply_patterns.vector.lower_shape_cast
     } : !transform.any_op
+    transform.yield
+  }
+}
+"""
+
+
+_HOIST = """module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %f = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %f {
+      transform.apply_patterns.vector.sink_ops
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    transform.apply_cse to %f : !transform.any_op
+    %h = transform.structured.hoist_redundant_vector_transfers %f : (!transform.any_op) -> !transform.any_op
     transform.yield
   }
 }
@@ -551,7 +608,7 @@ _TRANSFERS = """module attributes {transform.with_named_sequence} {
 
 
 def lower_vectors(module, ctx) -> None:
-    """After bufferization: accumulators into registers, contractions into FMAs."""
+    """After bufferization: contractions into FMAs on 1-D vectors, accumulators into registers."""
     if not getattr(ctx, "schedule", None):
         return
     from dgc.ir import PassManager
@@ -559,16 +616,155 @@ def lower_vectors(module, ctx) -> None:
     # The pass, not the pattern set: inside apply_patterns it does not terminate here.
     PassManager.parse("builtin.module(func.func(fold-memref-alias-ops))").run(module.operation)
     rank = 1 if ctx.target.index_bits == 64 else 0
-    run_transform(module, _LOWER.replace("RANK", str(rank)))
-    # n-D transfers unrolled to 1-D, then to plain vector loads/stores. With a 32-bit index,
-    # down to scalar loads/stores: convert-vector-to-llvm would build 64-bit memref descriptors
-    # for vector.load/store (it has no index-width option); scalars go through
-    # finalize-memref-to-llvm, and LLVM re-forms vector loads where the target has them.
+    run_transform(module, _CONTRACT)
+    # n-D transfers unrolled to 1-D (to 0-D with a 32-bit index: convert-vector-to-llvm would
+    # build 64-bit memref descriptors for vector.load/store, as it has no index-width option;
+    # scalars go through finalize-memref-to-llvm and LLVM re-forms vector loads). The
+    # computation is already 1-D after _CONTRACT, so the row inserts/extracts fold away and
+    # each accumulator row becomes its own transfer pair; hoisting then keeps every row in a
+    # register across the reduction loops (an n-D loop-carried vector would instead be
+    # rebuilt element by element each iteration).
     PassManager.parse(f"builtin.module(convert-vector-to-scf{{full-unroll=true target-rank={rank}}})"
                       ).run(module.operation)
+    _rows(module)
+    _split_carried(module)
+    run_transform(module, _HOIST)
     run_transform(module, _TRANSFERS.replace("RANK", str(rank)))
     if rank == 0:
         _scalar_memory(module)
+    allow_fma(module)
+
+
+def _rows(module) -> None:
+    """Elementwise arith/math ops on n-D vectors -> one op per 1-D row (vector.extract /
+    vector.insert), so that the rows of a fused consumer (bias, ReLU, residual Add) connect
+    to the per-row accumulators; canonicalization then folds the extracts and inserts away.
+    Left n-D, the operands are re-assembled element by element (vector.from_elements)."""
+    from dgc.ir import walk
+
+    def unroll(op):
+        if (op.name.split(".")[0] not in ("arith", "math") and op.name != "vector.fma") or \
+                len(op.results) != 1 or \
+                not isinstance(op.results[0].type, ir.VectorType):
+            return
+        vt = ir.VectorType(op.results[0].type)
+        if vt.rank < 2 or vt.shape[-1] == 1 or not len(op.operands) or any(not isinstance(v.type, ir.VectorType) or
+                              ir.VectorType(v.type).shape != vt.shape for v in op.operands):
+            return
+        lead = vt.shape[:-1]
+        with ir.InsertionPoint(op), op.location:
+            acc = None
+            for flat in range(math.prod(lead)):
+                idx = list(np.unravel_index(flat, lead))
+                rows = [vector_d.extract(v, [], [int(i) for i in idx]) for v in op.operands]
+                row_t = ir.VectorType.get(vt.shape[-1:], vt.element_type)
+                new = ir.Operation.create(op.name, results=[row_t], operands=rows,
+                                          attributes={k: op.attributes[k] for k in op.attributes})
+                if acc is None:
+                    acc = ub_d.poison(op.results[0].type)
+                acc = vector_d.insert(new.results[0], acc, [], [int(i) for i in idx])
+        op.results[0].replace_all_uses_with(acc)
+        op.erase()
+
+    walk(module.operation, unroll)
+
+
+def _split_carried(module) -> None:
+    """scf.for loops carrying n-D vectors (register blocks of accumulators) -> loops carrying
+    one 1-D vector per row. LLVM sees an n-D vector as an array of vectors and, through a
+    loop-carried phi, rebuilds it element by element; rows stay in registers. The rows are
+    re-assembled with vector.insert where the old value was used, and the extracts of the
+    yield fold against the inserts of the body (canonicalization)."""
+    from mlir.dialects import scf as scf_d
+
+    from dgc.ir import PassManager
+
+    def split(t):
+        return isinstance(t, ir.VectorType) and t.rank >= 2
+
+    loops = [op for op in ops_named(module.operation, ("scf.for",))
+             if any(split(v.type) for v in op.operands[3:])]
+    for loop in reversed(loops):  # inner loops first (post-order collection, reversed = pre)
+        _split_loop(loop, split, scf_d)
+    if loops:
+        PassManager.parse("builtin.module(canonicalize,cse)").run(module.operation)
+
+
+def _rows_of(vt) -> list[list[int]]:
+    lead = vt.shape[:-1]
+    return [[int(i) for i in np.unravel_index(k, lead)] for k in range(math.prod(lead))]
+
+
+def _split_loop(loop, split, scf_d) -> None:
+    inits = list(loop.operands[3:])
+    with ir.InsertionPoint(loop), loop.location:
+        new_inits, spans = [], []
+        for v in inits:
+            if split(v.type):
+                rows = [vector_d.extract(v, [], idx) for idx in _rows_of(ir.VectorType(v.type))]
+                spans.append((len(new_inits), len(rows)))
+                new_inits += rows
+            else:
+                spans.append((len(new_inits), 0))
+                new_inits.append(v)
+        new = scf_d.ForOp(loop.operands[0], loop.operands[1], loop.operands[2], new_inits)
+    old_body = loop.regions[0].blocks[0]
+    body = new.body
+    with ir.InsertionPoint(body), loop.location:
+        old_body.arguments[0].replace_all_uses_with(new.induction_variable)
+        for k, v in enumerate(inits):
+            first, n = spans[k]
+            if n:
+                vt = ir.VectorType(v.type)
+                acc = ub_d.poison(vt)
+                for j, idx in enumerate(_rows_of(vt)):
+                    acc = vector_d.insert(new.inner_iter_args[first + j], acc, [], idx)
+                old_body.arguments[1 + k].replace_all_uses_with(acc)
+            else:
+                old_body.arguments[1 + k].replace_all_uses_with(new.inner_iter_args[first])
+    for op in list(old_body.operations):  # the old yield comes along, replaced below
+        o = op.operation
+        o.detach_from_parent()
+        body.append(o)
+    old_yield = body.operations[len(body.operations) - 1]
+    with ir.InsertionPoint(old_yield), loop.location:
+        outs = []
+        for k, v in enumerate(old_yield.operands):
+            first, n = spans[k]
+            if n:
+                outs += [vector_d.extract(v, [], idx) for idx in _rows_of(ir.VectorType(v.type))]
+            else:
+                outs.append(v)
+        scf_d.YieldOp(outs)
+    old_yield.erase()
+    with ir.InsertionPoint(loop), loop.location:
+        for k, r in enumerate(loop.results):
+            first, n = spans[k]
+            if n:
+                vt = ir.VectorType(r.type)
+                acc = ub_d.poison(vt)
+                for j, idx in enumerate(_rows_of(vt)):
+                    acc = vector_d.insert(new.results[first + j], acc, [], idx)
+                r.replace_all_uses_with(acc)
+            else:
+                r.replace_all_uses_with(new.results[first])
+    loop.erase()
+
+
+def allow_fma(module) -> None:
+    """Mark float multiplies, adds and subtracts `contract`, so LLVM fuses a multiply feeding
+    an add into an FMA where the target has one (one rounding instead of two, as ONNX
+    Runtime's kernels do). Vectorized contractions lower to mulf + addf (often through shape
+    casts that fold away only later); without the flag llc keeps both instructions."""
+    from dgc.ir import walk
+
+    contract = ir.Attribute.parse("#arith.fastmath<contract>")
+
+    def mark(op):
+        if op.name in ("arith.mulf", "arith.addf", "arith.subf"):
+            op.attributes["fastmath"] = contract
+
+    walk(module.operation, mark)
 
 
 def _scalar_memory(module) -> None:

@@ -21,10 +21,14 @@ def tosa_stage() -> Stage:
 
 
 def linalg_stage() -> Stage:
-    # TOSA -> Linalg on tensors, then fuse elementwise chains into single loops.
+    # TOSA -> Linalg on tensors, then fuse elementwise chains into single loops. Reshapes stay
+    # tosa.reshape until after the fusion: its reshape propagation would otherwise expand
+    # matmuls fed by a reshape (Flatten -> Gemm, attention heads) into generics with several
+    # reduction loops, which the schedule stage cannot block into registers.
     return Stage("linalg", "TOSA to Linalg on tensors, elementwise fusion", (
-        "func.func(tosa-to-linalg-named,tosa-to-linalg,tosa-to-arith,tosa-to-tensor)",
-        "canonicalize", "linalg-fuse-elementwise-ops", "cse", "canonicalize"))
+        "func.func(tosa-to-linalg-named,tosa-to-linalg,tosa-to-arith)",
+        "canonicalize", "linalg-fuse-elementwise-ops", "func.func(tosa-to-tensor)", "cse",
+        "canonicalize"))
 
 
 def math_approx_stage() -> Stage:

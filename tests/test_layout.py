@@ -123,6 +123,28 @@ def test_conv_output_that_is_a_graph_output_is_not_folded():
     assert _op_types(m) == ["Conv", "BatchNormalization"]
 
 
+@pytest.mark.parametrize("trans_b,beta,bias", [(1, 1.0, "vec"), (0, 0.5, "row"), (1, 1.0, None), (0, 2.0, "scalar")])
+def test_gemm_bn_folds_into_the_weights(trans_b, beta, bias, tmp_path):
+    g = _G()
+    b = g.const("fc.w", _w(12, 20) if trans_b else _w(20, 12))
+    ins = ["x", b]
+    if bias:
+        ins.append(g.const("fc.b", {"vec": _w(12), "row": _w(1, 12), "scalar": _w(1)}[bias]))
+    y = g.node("Gemm", ins, "fc", transB=trans_b, beta=beta, alpha=0.7)
+    y = g.node("Relu", [g.node("Mul", [g.bn(y, "bn", 12), g.const("s", _w(12) + 1)], "mul")], "relu")
+    m = g.model([3, 20], [y])
+    assert _op_types(m) == ["Gemm", "Relu"]
+    check_on_target(m, "host", tmp_path)
+
+
+def test_gemm_with_a_full_bias_matrix_is_not_folded(tmp_path):
+    g = _G()
+    y = g.node("Gemm", ["x", g.const("fc.w", _w(20, 12)), g.const("fc.b", _w(3, 12))], "fc")
+    m = g.model([3, 20], [g.bn(y, "bn", 12)])
+    assert _op_types(m) == ["Gemm", "BatchNormalization"]
+    check_on_target(m, "host", tmp_path)
+
+
 @pytest.mark.parametrize("group,dilations", [(1, [1, 1]), (2, [1, 1]), (1, [2, 2])], ids=["g1", "g2", "dilated"])
 def test_conv_transpose_bn(group, dilations, tmp_path):
     g = _G()

@@ -86,6 +86,37 @@ def test_fit_prefers_divisors_and_multiples():
     assert S._fit(7, 4) == 1
 
 
+def test_vector_lengths_are_one_register_or_whole_registers():
+    assert S._cols(6, 2, 16) == 6  # under one register: as is
+    assert S._cols(64, 2, 16) == 32
+    assert S._cols(120, 8, 16) == 15  # 7.5 registers would be split element by element
+    assert S._cols(128, 8, 16) == 128
+
+
+@pytest.mark.parametrize("target", ["host", "aarch64"])
+def test_gemv_schedule(target, tmp_path):
+    """Batch-1 Gemm: the whole row of outputs (up to 8 registers) accumulates in registers,
+    k one at a time; N not a multiple of the vector length still verifies."""
+    for n in (128, 120):
+        res, _, _ = check_on_target(_matmul_model(m=1, k=64, n=n), target, tmp_path)
+        lanes = get_target(target).vector_bits // 32
+        s = _ops(res)["mm"]
+        assert s["reduce"] == [0, 0, 0, 1] and s["vectorize"]
+        assert s["tile"][2] <= lanes or s["tile"][2] % lanes == 0
+
+
+@pytest.mark.parametrize("target,tile", [("aarch64", None), ("host", [1, 16, 16, 0]),
+                                         ("aarch64", [1, 4, 4, 0])])
+def test_square_register_blocks_verify(target, tile, tmp_path):
+    """A square register block (8x8 on NEON by default) once came out with the A column
+    broadcast transposed - wrong numbers, no verifier error."""
+    model = _matmul_model(m=16, k=12, n=16)
+    sched = [{"key": "mm", "tile": tile}] if tile else None
+    res, _, _ = check_on_target(model, target, tmp_path, schedule=sched)
+    s = _ops(res)["mm"]
+    assert s["tile"][1] == s["tile"][2] and s["vectorize"]
+
+
 def test_conv_relu_fuse_into_one_loop_nest():
     res = dgc.compile(_conv_model(second=True), "host", name="m", stop_after="schedule")
     ops = _ops(res)
