@@ -619,11 +619,11 @@ def lower_vectors(module, ctx) -> None:
     run_transform(module, _CONTRACT)
     # n-D transfers unrolled to 1-D (to 0-D with a 32-bit index: convert-vector-to-llvm would
     # build 64-bit memref descriptors for vector.load/store, as it has no index-width option;
-    # scalars go through finalize-memref-to-llvm and LLVM re-forms vector loads). The
-    # computation is already 1-D after _CONTRACT, so the row inserts/extracts fold away and
-    # each accumulator row becomes its own transfer pair; hoisting then keeps every row in a
-    # register across the reduction loops (an n-D loop-carried vector would instead be
-    # rebuilt element by element each iteration).
+    # scalars go through finalize-memref-to-llvm and LLVM re-forms vector loads). Then every
+    # n-D value - elementwise ops (_rows) and the accumulators the schedule stage hoisted
+    # into loop-carried vectors (_split_carried) - becomes one 1-D vector per row: LLVM sees
+    # an n-D vector as an array and would rebuild it element by element. _HOIST catches
+    # accumulators still in memory (its alias rules are stricter than the tensor hoisting).
     PassManager.parse(f"builtin.module(convert-vector-to-scf{{full-unroll=true target-rank={rank}}})"
                       ).run(module.operation)
     _rows(module)
@@ -648,22 +648,17 @@ def _rows(module) -> None:
                 not isinstance(op.results[0].type, ir.VectorType):
             return
         vt = ir.VectorType(op.results[0].type)
-        if vt.rank < 2 or vt.shape[-1] == 1 or not len(op.operands) or any(not isinstance(v.type, ir.VectorType) or
-                              ir.VectorType(v.type).shape != vt.shape for v in op.operands):
+        same = all(isinstance(v.type, ir.VectorType) and ir.VectorType(v.type).shape == vt.shape
+                   for v in op.operands)
+        if vt.rank < 2 or vt.shape[-1] == 1 or not len(op.operands) or not same:
             return
-        lead = vt.shape[:-1]
+        row_t = ir.VectorType.get(vt.shape[-1:], vt.element_type)
+        attrs = {k: op.attributes[k] for k in op.attributes}
         with ir.InsertionPoint(op), op.location:
-            acc = None
-            for flat in range(math.prod(lead)):
-                idx = list(np.unravel_index(flat, lead))
-                rows = [vector_d.extract(v, [], [int(i) for i in idx]) for v in op.operands]
-                row_t = ir.VectorType.get(vt.shape[-1:], vt.element_type)
-                new = ir.Operation.create(op.name, results=[row_t], operands=rows,
-                                          attributes={k: op.attributes[k] for k in op.attributes})
-                if acc is None:
-                    acc = ub_d.poison(op.results[0].type)
-                acc = vector_d.insert(new.results[0], acc, [], [int(i) for i in idx])
-        op.results[0].replace_all_uses_with(acc)
+            rows = [ir.Operation.create(op.name, results=[row_t], attributes=attrs, operands=[
+                vector_d.extract(v, [], idx) for v in op.operands]).results[0]
+                for idx in _rows_of(vt)]
+            op.results[0].replace_all_uses_with(_assemble(rows, vt))
         op.erase()
 
     walk(module.operation, unroll)
@@ -684,15 +679,24 @@ def _split_carried(module) -> None:
 
     loops = [op for op in ops_named(module.operation, ("scf.for",))
              if any(split(v.type) for v in op.operands[3:])]
-    for loop in reversed(loops):  # inner loops first (post-order collection, reversed = pre)
+    for loop in loops:  # nested loops are moved into the new loop, not copied: handles stay valid
         _split_loop(loop, split, scf_d)
     if loops:
         PassManager.parse("builtin.module(canonicalize,cse)").run(module.operation)
 
 
 def _rows_of(vt) -> list[list[int]]:
+    """Indices of the 1-D rows of an n-D vector type, in order."""
     lead = vt.shape[:-1]
     return [[int(i) for i in np.unravel_index(k, lead)] for k in range(math.prod(lead))]
+
+
+def _assemble(rows, vt):
+    """The n-D vector `vt` from its 1-D rows (vector.insert chain; folds against extracts)."""
+    acc = ub_d.poison(vt)
+    for row, idx in zip(rows, _rows_of(vt)):
+        acc = vector_d.insert(row, acc, [], idx)
+    return acc
 
 
 def _split_loop(loop, split, scf_d) -> None:
@@ -715,11 +719,8 @@ def _split_loop(loop, split, scf_d) -> None:
         for k, v in enumerate(inits):
             first, n = spans[k]
             if n:
-                vt = ir.VectorType(v.type)
-                acc = ub_d.poison(vt)
-                for j, idx in enumerate(_rows_of(vt)):
-                    acc = vector_d.insert(new.inner_iter_args[first + j], acc, [], idx)
-                old_body.arguments[1 + k].replace_all_uses_with(acc)
+                rows = [new.inner_iter_args[first + j] for j in range(n)]
+                old_body.arguments[1 + k].replace_all_uses_with(_assemble(rows, ir.VectorType(v.type)))
             else:
                 old_body.arguments[1 + k].replace_all_uses_with(new.inner_iter_args[first])
     for op in list(old_body.operations):  # the old yield comes along, replaced below
@@ -741,11 +742,8 @@ def _split_loop(loop, split, scf_d) -> None:
         for k, r in enumerate(loop.results):
             first, n = spans[k]
             if n:
-                vt = ir.VectorType(r.type)
-                acc = ub_d.poison(vt)
-                for j, idx in enumerate(_rows_of(vt)):
-                    acc = vector_d.insert(new.results[first + j], acc, [], idx)
-                r.replace_all_uses_with(acc)
+                rows = [new.results[first + j] for j in range(n)]
+                r.replace_all_uses_with(_assemble(rows, ir.VectorType(r.type)))
             else:
                 r.replace_all_uses_with(new.results[first])
     loop.erase()
