@@ -89,7 +89,9 @@ def _cols(cols: int, max_vecs: int, lanes: int) -> int:
 def _block(target, rows: int, cols: int) -> tuple[int, int]:
     """Register block (rows x cols f32 accumulators) for an output of rows x cols."""
     lanes, regs = _lanes(target), target.vector_regs
-    budget = max(1, regs - 4)  # accumulators; the rest hold operands
+    # accumulators: half the register file. The rest holds the B rows and A broadcasts that
+    # LLVM loads ahead; with regs - 4 accumulators (28 of AVX-512's 32) it spills in the loop.
+    budget = max(1, regs // 2)
     cols_t = _cols(cols, 2 if budget >= 8 else 1, lanes)
     vecs = -(-cols_t // lanes)
     rows_t = _fit(rows, max(1, budget // vecs))
@@ -97,7 +99,9 @@ def _block(target, rows: int, cols: int) -> tuple[int, int]:
 
 
 def _reduce_step(target, dim: int) -> int:
-    return _fit(dim, 4 if _lanes(target) > 1 else 2)
+    """Input channels per step of a conv's reduction loop: one with vectors (a block of c
+    would need a transpose of the input), two scalar ones per step without."""
+    return 1 if _lanes(target) > 1 else _fit(dim, 2)
 
 
 def default_schedule(op, target) -> OpSchedule | None:
