@@ -117,6 +117,22 @@ def test_square_register_blocks_verify(target, tile, tmp_path):
     assert s["tile"][1] == s["tile"][2] and s["vectorize"]
 
 
+@pytest.mark.parametrize("outer,tile", [([0, 0, 0, 16, 0, 0, 0], None), ([0, 0, 6, 16, 0, 0, 0], [1, 1, 4, 32, 0, 0, 0]),
+                                        ([0, 0, 0, 24, 0, 0, 0], None)])
+def test_outer_cache_tiles(outer, tile, tmp_path):
+    """A cache-level tile (a block of output channels, or of rows) around the register tile:
+    same numbers; a register tile larger than its outer tile is bounded by it; an outer
+    tile that does not divide its loop runs unvectorized, with a note."""
+    model = _conv_model(c=32, k=32, hw=12, residual=True)
+    entry = {"key": "conv", "outer": outer, **({"tile": tile} if tile else {})}
+    res, _, _ = check_on_target(model, "host", tmp_path, schedule=[entry])
+    s = _ops(res)["conv"]
+    assert s["outer"] == outer
+    assert all(t <= o for t, o in zip(s["tile"], outer) if o)
+    assert s["vectorize"] == (32 % outer[3] == 0 and all(o % t == 0 for t, o in zip(s["tile"], outer) if o))
+    assert s["vectorize"] or "divide" in s["note"]
+
+
 def test_conv_relu_fuse_into_one_loop_nest():
     res = dgc.compile(_conv_model(second=True), "host", name="m", stop_after="schedule")
     ops = _ops(res)
