@@ -386,6 +386,19 @@ def _apply_overrides(groups: list[_Group], overrides: list[dict]) -> None:
 _ANY = "!transform.any_op"
 
 
+def _sequence(body: str) -> str:
+    """A transform script: `body` (ops on %root) as the named sequence the interpreter runs."""
+    return ("module attributes {transform.with_named_sequence} {\n"
+            f"  transform.named_sequence @__transform_main(%root: {_ANY} {{transform.readonly}}) {{\n"
+            f"{body}    transform.yield\n  }}\n}}\n")
+
+
+def _on_funcs(body: str) -> str:
+    """A transform script whose `body` works on %f, every func.func of the module."""
+    return _sequence(f"    %f = transform.structured.match ops{{[\"func.func\"]}} in %root : ({_ANY}) -> {_ANY}\n"
+                     + body)
+
+
 def _group_script(i: int, g: _Group) -> str:
     """The transform ops for one group (anchor tagged i, consumer 1e6+i, init 2e6+i)."""
     s = g.sched
@@ -441,10 +454,7 @@ def _group_script(i: int, g: _Group) -> str:
             anchor = "%d"
         vec.insert(0, anchor)
     lines += [f"transform.structured.vectorize {v} : {_ANY}" for v in vec]
-    body = "\n    ".join(lines)
-    return ("module attributes {transform.with_named_sequence} {\n"
-            f"  transform.named_sequence @__transform_main(%root: {_ANY} {{transform.readonly}}) {{\n"
-            f"    {body}\n    transform.yield\n  }}\n}}\n")
+    return _sequence("".join(f"    {x}\n" for x in lines))
 
 
 def _tag(groups: list[_Group]) -> None:
@@ -553,23 +563,17 @@ def run(module, ctx) -> None:
     PassManager.parse("builtin.module(canonicalize,cse)").run(module.operation)
 
 
-_HOIST_SUBSETS = """module attributes {transform.with_named_sequence} {
-  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+_HOIST_SUBSETS = _sequence("""
     %l1 = transform.structured.match ops{["scf.for"]} in %root : (!transform.any_op) -> !transform.any_op
     transform.loop.hoist_loop_invariant_subsets %l1 : !transform.any_op
     %l2 = transform.structured.match ops{["scf.for"]} in %root : (!transform.any_op) -> !transform.any_op
     transform.loop.hoist_loop_invariant_subsets %l2 : !transform.any_op
     %l3 = transform.structured.match ops{["scf.for"]} in %root : (!transform.any_op) -> !transform.any_op
     transform.loop.hoist_loop_invariant_subsets %l3 : !transform.any_op
-    transform.yield
-  }
-}
-"""
+""")
 
 
-_CONTRACT = """module attributes {transform.with_named_sequence} {
-  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
-    %f = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+_CONTRACT = _on_funcs("""
     transform.apply_patterns to %f {
       transform.apply_patterns.vector.cast_away_vector_leading_one_dim
       transform.apply_patterns.vector.drop_unit_dims_with_shape_cast
@@ -598,39 +602,25 @@ _CONTRACT = """module attributes {transform.with_named_sequence} {
     transform.apply_patterns to %f {
       transform.apply_patterns.vector.lower_shape_cast
     } : !transform.any_op
-    transform.yield
-  }
-}
-"""
+""")
 
 
-_HOIST = """module attributes {transform.with_named_sequence} {
-  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
-    %f = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+_HOIST = _on_funcs("""
     transform.apply_patterns to %f {
-      transform.apply_patterns.vector.sink_ops
       transform.apply_patterns.canonicalization
     } : !transform.any_op
     transform.apply_cse to %f : !transform.any_op
     %h = transform.structured.hoist_redundant_vector_transfers %f : (!transform.any_op) -> !transform.any_op
-    transform.yield
-  }
-}
-"""
+""")
 
 
-_TRANSFERS = """module attributes {transform.with_named_sequence} {
-  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
-    %f = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+_TRANSFERS = _on_funcs("""
     transform.apply_patterns to %f {
       transform.apply_patterns.vector.transfer_permutation_patterns
       transform.apply_patterns.vector.lower_transfer max_transfer_rank = RANK
       transform.apply_patterns.canonicalization
     } : !transform.any_op
-    transform.yield
-  }
-}
-"""
+""")
 
 
 def lower_vectors(module, ctx) -> None:
