@@ -28,9 +28,11 @@ import numpy as np
 
 from dgc.errors import UsageError
 from dgc.ir import ir, linalg_d, ops_named, vector_d
+from mlir.dialects import affine as affine_d
 from mlir.dialects import ub as ub_d
 
 _ATTR = "dgc.sched"
+_TILED = "dgc.tiled"
 _CONV = "linalg.conv_2d_nhwc_hwcf"
 _FHWC = "linalg.conv_2d_nhwc_fhwc"
 _DW = "linalg.depthwise_conv_2d_nhwc_hwc"
@@ -399,26 +401,30 @@ def _on_funcs(body: str) -> str:
                      + body)
 
 
-def _group_script(i: int, g: _Group) -> str:
-    """The transform ops for one group (anchor tagged i, consumer 1e6+i, init 2e6+i)."""
+def _match(name: str, attr: str, value: int) -> str:
+    return (f'{name} = transform.structured.match attributes{{{attr} = {value} : i64}} in %root'
+            f' : ({_ANY}) -> {_ANY}')
+
+
+def _tile_script(i: int, g: _Group) -> str:
+    """Tiling of one group (anchor tagged i, consumer 1e6+i, init 2e6+i): the cache level
+    (`outer`), then the register level, each a tile_using_forall of the root with the anchor
+    and the init producer fused in. The resulting ops are tagged again (_TILED) for
+    _vector_script; the untiled originals are dead by then."""
     s = g.sched
-    lines = [f'%a = transform.structured.match attributes{{{_ATTR} = {i} : i64}} in %root'
-             f' : ({_ANY}) -> {_ANY}']
+    lines = [_match("%a", _ATTR, i)]
     rank = len(ir.ShapedType(g.anchor.results[0].type).shape)
     trips = [d // t for d, t in zip(s.loops, s.tile) if t]
     tiled = any(s.tile) and (math.prod(trips) > 1 or g.consumer is not None or g.init is not None)
     root, anchor, init = "%a", "%a", None
     if g.consumer is not None:
         root = "%c"
-        lines.append(f'%c = transform.structured.match attributes{{{_ATTR} = {1000000 + i} : i64}}'
-                     f' in %root : ({_ANY}) -> {_ANY}')
+        lines.append(_match("%c", _ATTR, 1000000 + i))
     if g.init is not None:
         init = "%i"
-        lines.append(f'%i = transform.structured.match attributes{{{_ATTR} = {2000000 + i} : i64}}'
-                     f' in %root : ({_ANY}) -> {_ANY}')
+        lines.append(_match("%i", _ATTR, 2000000 + i))
 
     def tile_and_fuse(level: str, sizes: list[int]) -> None:
-        """tile_using_forall on the root, the anchor and the init producer fused in."""
         nonlocal root, anchor, init
         lines.append(f"%{level}r, %{level}l = transform.structured.tile_using_forall {root} "
                      f"tile_sizes {sizes[:rank]} : ({_ANY}) -> ({_ANY}, {_ANY})")
@@ -436,12 +442,27 @@ def _group_script(i: int, g: _Group) -> str:
             init = f"%{level}i"
 
     if tiled and any(s.outer):
-        tile_and_fuse("o", s.outer)  # cache level: e.g. one block of output channels
+        tile_and_fuse("o", s.outer)
     if tiled:
-        tile_and_fuse("t", s.tile)  # register level
-    vec = []
+        tile_and_fuse("t", s.tile)
+    for handle, value in ((anchor, i), (root if root != anchor else None, 1000000 + i), (init, 2000000 + i)):
+        if handle is not None:
+            lines.append(f"%p{value} = transform.param.constant {value} : i64 -> !transform.param<i64>")
+            lines.append(f'transform.annotate {handle} "{_TILED}" = %p{value}'
+                         f" : {_ANY}, !transform.param<i64>")
+    return _sequence("".join(f"    {x}\n" for x in lines))
+
+
+def _vector_script(i: int, g: _Group) -> str:
+    """Reduction tiling, 1-D windows and vectorization of one tiled group (see _tile_script)."""
+    s = g.sched
+    lines = [_match("%a", _TILED, i)]
+    anchor, vec = "%a", []
     if s.vectorize:
-        vec = [x for x in (root if root != anchor else None, init) if x is not None]
+        for k, present in ((1, g.consumer is not None), (2, g.init is not None)):
+            if present:
+                lines.append(_match(f"%v{k}", _TILED, k * 1000000 + i))
+                vec.append(f"%v{k}")
     if any(s.reduce):
         n = sum(1 for x in s.reduce if x)
         lines.append(f"%r, {', '.join(f'%rl{k}' for k in range(n))} = "
@@ -469,8 +490,9 @@ def _tag(groups: list[_Group]) -> None:
 
 def _untag(module) -> None:
     def strip(op):
-        if _ATTR in op.attributes:
-            del op.attributes[_ATTR]
+        for attr in (_ATTR, _TILED):
+            if attr in op.attributes:
+                del op.attributes[attr]
     from dgc.ir import walk
 
     walk(module.operation, strip)
@@ -501,10 +523,9 @@ def _const_array(value, ctx):
         return None
 
 
-def _new_const(array: np.ndarray, ctx, like_key: str):
+def _new_const(array: np.ndarray, ctx, key: str):
     from dgc.ir import arith_d, element_type
 
-    key = f"{like_key}_hwcf"
     while key in ctx.blobs:
         key += "_"
     a = np.ascontiguousarray(array)
@@ -512,6 +533,42 @@ def _new_const(array: np.ndarray, ctx, like_key: str):
     t = ir.RankedTensorType.get(list(a.shape), element_type(a.dtype))
     attr = ir.DenseResourceElementsAttr.get_from_buffer(memoryview(a), key, t, alignment=16)
     return arith_d.ConstantOp(t, attr).result
+
+
+def _pack_weights(module, i: int, g: _Group, ctx) -> None:
+    """Packing: a tiled conv reads its block of output channels, W[:, :, :, f0:f0+fb], from
+    HWCF weights - fb floats every F floats (2 KB apart for F = 512, a new page every other
+    input channel: the prefetchers and the TLB lose). Each block gets its own contiguous
+    slab instead: the weights become a [F/fb, kh, kw, c, fb] constant (compile time) and the
+    conv reads slab f0/fb."""
+    if g.sched.linalg != _CONV:
+        return
+    from dgc.ir import tensor_d
+
+    i64 = ir.IntegerType.get_signless(64)
+    for op in ops_named(module.operation, (_CONV,)):
+        if _TILED not in op.attributes or op.attributes[_TILED] != ir.IntegerAttr.get(i64, i):
+            continue
+        sl = op.operands[1].owner
+        if getattr(sl, "name", "") != "tensor.extract_slice" or len(sl.operands) != 2:
+            continue  # one dynamic offset (the channel block's)
+        w = _const_array(sl.operands[0], ctx)
+        sizes = list(ir.ShapedType(op.operands[1].type).shape)
+        if w is None or w.ndim != 4 or list(w.shape[:3]) != sizes[:3] or w.shape[3] % sizes[3] \
+                or sizes[3] == w.shape[3]:
+            continue
+        kh, kw, c, f = w.shape
+        fb = sizes[3]
+        key = re.search(r"dense_resource<([^>]+)>", str(sl.operands[0].owner.attributes["value"]))
+        with ir.InsertionPoint(sl), sl.location:
+            packed = _new_const(w.reshape(kh, kw, c, f // fb, fb).transpose(3, 0, 1, 2, 4), ctx,
+                                (key.group(1) if key else "w") + f"_p{fb}")
+            blk = affine_d.apply(ir.AffineMap.get(1, 0, [ir.AffineExpr.get_floor_div(
+                ir.AffineDimExpr.get(0), ir.AffineConstantExpr.get(fb))]), [sl.operands[1]])
+            dyn = ir.ShapedType.get_dynamic_size()
+            new = tensor_d.ExtractSliceOp(op.operands[1].type, packed, [blk], [], [],
+                                          [dyn, 0, 0, 0, 0], [1, kh, kw, c, fb], [1] * 5)
+        op.operands[1] = new.result
 
 
 def to_hwcf(module, ctx) -> None:
@@ -522,7 +579,7 @@ def to_hwcf(module, ctx) -> None:
             continue
         key = re.search(r"dense_resource<([^>]+)>", str(op.operands[1].owner.attributes["value"]))
         with ir.InsertionPoint(op), op.location:
-            wt = _new_const(w.transpose(1, 2, 3, 0), ctx, key.group(1) if key else "w")
+            wt = _new_const(w.transpose(1, 2, 3, 0), ctx, (key.group(1) if key else "w") + "_hwcf")
             strides = [int(x) for x in np.array(ir.DenseElementsAttr(op.attributes["strides"]))]
             dil = [int(x) for x in np.array(ir.DenseElementsAttr(op.attributes["dilations"]))]
             new = linalg_d.conv_2d_nhwc_hwcf(op.operands[0], wt, outs=[op.operands[2]],
@@ -544,7 +601,9 @@ def run(module, ctx) -> None:
     try:
         for i, g in enumerate(groups):
             try:
-                run_transform(module, _group_script(i, g))
+                run_transform(module, _tile_script(i, g))
+                _pack_weights(module, i, g, ctx)
+                run_transform(module, _vector_script(i, g))
             except (ValueError, ir.MLIRError) as err:  # keep going: this op stays scalar loops
                 g.sched.note = "schedule failed, op left as loops: " + str(err).splitlines()[-1][:160]
     finally:
