@@ -39,7 +39,7 @@ _DW = "linalg.depthwise_conv_2d_nhwc_hwc"
 _POOLS = ("linalg.pooling_nhwc_max", "linalg.pooling_nhwc_sum", "linalg.pooling_nhwc_min")
 _MATMULS = ("linalg.matmul", "linalg.batch_matmul")
 _WINDOWED = (_CONV, _DW, *_POOLS)
-_ANCHORS = (*_WINDOWED, *_MATMULS, "linalg.generic")
+_ANCHORS = (*_WINDOWED, *_MATMULS, "linalg.transpose", "linalg.generic")
 _FIELDS = ("tile", "reduce", "outer", "vectorize", "fuse")
 _LISTS = ("tile", "reduce", "outer")
 
@@ -142,6 +142,17 @@ def default_schedule(op, target) -> OpSchedule | None:
         # k one at a time: each step is `rows` broadcasts of A[i, k] and rows x cols/lanes
         # FMAs with the row B[k, :] (an A block of k > 1 would need transposing first)
         red = [1 if k == "r" else 0 for k in kinds]
+    elif name == "linalg.transpose":
+        # lanes x lanes blocks: contiguous rows in, contiguous rows out, a register transpose
+        # between (vector.transpose lowered to shuffles); elementwise it would be a gather.
+        perm = list(ir.DenseI64ArrayAttr(op.attributes["permutation"]))
+        inner_in, inner_out = perm.index(len(perm) - 1), len(perm) - 1
+        if inner_in == inner_out:
+            return None  # innermost dim stays: a copy of rows, nothing to gain
+        lanes = _lanes(target)
+        tile = [1] * len(loops)
+        tile[inner_in] = _cols(loops[inner_in], 1, lanes)
+        tile[inner_out] = _cols(loops[inner_out], 1, lanes)
     elif name == "linalg.generic":
         if "r" in kinds or kinds[-1] != "p" or not _vectorizable_generic(op):
             return None
@@ -151,7 +162,7 @@ def default_schedule(op, target) -> OpSchedule | None:
     else:
         return None
     return OpSchedule("", "", name, loops, kinds, tile, red, outer,
-                      fuse=name != "linalg.generic")
+                      fuse=name not in ("linalg.generic", "linalg.transpose"))
 
 
 def loop_ranges(op) -> tuple[list[int] | None, str]:
@@ -169,6 +180,8 @@ def loop_ranges(op) -> tuple[list[int] | None, str]:
         n, oh, ow, c = res
         kh, kw = shapes[1][:2]
         return [n, oh, ow, c, kh, kw], "pppprr"
+    if name == "linalg.transpose":
+        return res, "p" * len(res)
     if name == "linalg.matmul":
         return [res[0], res[1], shapes[0][1]], "ppr"
     if name == "linalg.batch_matmul":
@@ -335,8 +348,10 @@ def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
     node_types = ctx.node_types
     groups, seen, taken = [], {}, []
     named = ops_named(module.operation, _ANCHORS)
-    named = [op for op in named if op.name != "linalg.generic"] + \
-        [op for op in named if op.name == "linalg.generic"]  # producers/consumers join these first
+    # compute ops first (fusion groups take their producers/consumers, and they keep the
+    # plain node name as key), then layout transposes, then the other generics
+    rank = {"linalg.transpose": 1, "linalg.generic": 2}
+    named = sorted(named, key=lambda op: rank.get(op.name, 0))  # stable: IR order within a rank
     for op in named:
         if any(op == t for t in taken):
             continue
@@ -672,7 +687,7 @@ _CONTRACT = _on_funcs("""
       transform.apply_patterns.vector.lower_outerproduct
       transform.apply_patterns.vector.reduction_to_contract
       transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerparallel"
-      transform.apply_patterns.vector.lower_transpose
+      transform.apply_patterns.vector.lower_transpose lowering_strategy = "shuffle_1d"
       transform.apply_patterns.vector.drop_unit_dims_with_shape_cast
       transform.apply_patterns.canonicalization
     } : !transform.any_op

@@ -133,6 +133,26 @@ def test_outer_cache_tiles(outer, tile, tmp_path):
     assert s["vectorize"] or "divide" in s["note"]
 
 
+@pytest.mark.parametrize("target", ["host", "aarch64", "armv7a"])
+@pytest.mark.parametrize("shape,perm", [([1, 32, 12, 16], [0, 2, 3, 1]), ([2, 24, 20], [0, 2, 1]),
+                                        ([1, 5, 7, 3], [0, 3, 1, 2]), ([6, 8, 4], [1, 0, 2])])
+def test_layout_transposes_in_register_blocks(target, shape, perm, tmp_path):
+    """Transposes that move the innermost dim are tiled lanes x lanes (vector.transpose);
+    odd sizes take a divisor; a transpose keeping the innermost dim is left alone."""
+    out = [shape[p] for p in perm]
+    g = helper.make_graph([helper.make_node("Transpose", ["x"], ["y"], name="t", perm=perm)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    res, _, _ = check_on_target(m, target, tmp_path)
+    ops = _ops(res)
+    moved = perm[-1] != len(shape) - 1
+    assert ("t" in ops) == moved
+    if moved:
+        assert ops["t"]["vectorize"] and ops["t"]["linalg"] == "linalg.transpose"
+
+
 def test_conv_relu_fuse_into_one_loop_nest():
     res = dgc.compile(_conv_model(second=True), "host", name="m", stop_after="schedule")
     ops = _ops(res)
