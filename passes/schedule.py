@@ -90,16 +90,28 @@ def _cols(cols: int, max_vecs: int, lanes: int) -> int:
     return whole[0] if whole else _fit(cols, lanes)
 
 
-def _block(target, rows: int, cols: int) -> tuple[int, int]:
-    """Register block (rows x cols f32 accumulators) for an output of rows x cols."""
-    lanes, regs = _lanes(target), target.vector_regs
-    # accumulators: half the register file. The rest holds the B rows and A broadcasts that
-    # LLVM loads ahead; with regs - 4 accumulators (28 of AVX-512's 32) it spills in the loop.
-    budget = max(1, regs // 2)
-    cols_t = _cols(cols, 2 if budget >= 8 else 1, lanes)
-    vecs = -(-cols_t // lanes)
-    rows_t = _fit(rows, max(1, budget // vecs))
-    return rows_t, cols_t
+def _block(target, rows: int, cols: int, weight_bytes: int = 0) -> tuple[int, int]:
+    """Register block (rows x cols f32 accumulators) for an output of rows x cols, within
+    half the register file (the rest holds the B rows and A broadcasts LLVM loads ahead;
+    with regs - 4 accumulators, 28 of AVX-512's 32, it spilled): the cheapest loads per FMA,
+    w/rows + 1/vectors - a step loads `vectors` rows of B and `rows` broadcasts of A; B rows
+    (weights) count w = 2 when the weights exceed 64 KB (they come from L2 or beyond, while
+    the activations of a tile are hot in L1) - then the most accumulators, then the most rows. Widths are one register or
+    whole registers dividing `cols` (see _cols); rows divide `rows`."""
+    lanes = _lanes(target)
+    budget = max(1, target.vector_regs // 2)
+    wcost = 2 if weight_bytes > 64 * 1024 else 1
+    if cols <= lanes:
+        widths = [cols]
+    else:
+        widths = [k * lanes for k in range(1, budget + 1) if cols % (k * lanes) == 0] or [_cols(cols, 1, lanes)]
+
+    def score(w):
+        vecs = -(-w // lanes)
+        r = _fit(rows, max(1, budget // vecs))
+        return (-(wcost / r + 1 / vecs), r * vecs, r), (r, w)
+
+    return max((score(w) for w in widths), key=lambda x: x[0])[1]
 
 
 def _reduce_step(target, dim: int) -> int:
@@ -115,7 +127,8 @@ def default_schedule(op, target) -> OpSchedule | None:
         return None
     tile, red, outer = [0] * len(loops), [0] * len(loops), [0] * len(loops)
     if name in _WINDOWED:  # (n, oh, ow, c|f, kh, kw[, c])
-        rows, cols = _block(target, loops[2], loops[3])
+        wbytes = 4 * math.prod(loops[3:]) if name == _CONV else 0
+        rows, cols = _block(target, loops[2], loops[3], wbytes)
         tile[:4] = [1, 1, rows, cols]
         red[4:6] = [1, 1]
         if name == _CONV:
@@ -132,7 +145,8 @@ def default_schedule(op, target) -> OpSchedule | None:
         p = [i for i, k in enumerate(kinds) if k == "p"]
         if len(p) < 2:
             return None
-        rows, cols = _block(target, loops[p[-2]], loops[p[-1]])
+        rows, cols = _block(target, loops[p[-2]], loops[p[-1]],
+                            4 * loops[p[-1]] * math.prod(loops[i] for i, k in enumerate(kinds) if k == "r"))
         gemv = loops[p[-2]] == 1
         if gemv:  # a row vector times a matrix: one broadcast and up to 8 FMAs per k
             cols = _cols(loops[p[-1]], min(8, target.vector_regs - 4), _lanes(target))
