@@ -25,7 +25,6 @@ import math
 import re
 
 import numpy as np
-
 from dgc.errors import UsageError
 from dgc.ir import ir, linalg_d, ops_named, vector_d
 from mlir.dialects import affine as affine_d
@@ -139,7 +138,7 @@ def default_schedule(op, target) -> OpSchedule | None:
         red[4:6] = [1, 1]
         if name == _CONV:
             red[6] = _reduce_step(target, loops[6])
-            n, oh, ow, f, kh, kw, c = loops
+            _, oh, ow, f, kh, kw, _ = loops
             if _lanes(target) > 1 and kh * kw * f > 4 * oh * ow and f % (2 * cols) == 0 \
                     and 2 * cols < f:
                 # Weights well beyond the activations (deep layers): two register blocks of
@@ -805,9 +804,8 @@ def _split_carried(module) -> None:
     loop-carried phi, rebuilds it element by element; rows stay in registers. The rows are
     re-assembled with vector.insert where the old value was used, and the extracts of the
     yield fold against the inserts of the body (canonicalization)."""
-    from mlir.dialects import scf as scf_d
-
     from dgc.ir import PassManager
+    from mlir.dialects import scf as scf_d
 
     def split(t):
         return isinstance(t, ir.VectorType) and t.rank >= 2
