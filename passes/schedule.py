@@ -52,7 +52,7 @@ class OpSchedule:
     kinds: str  # 'p'/'r' per loop
     tile: list[int]  # parallel tile sizes (0 = loop not tiled)
     reduce: list[int]  # reduction tile sizes (0 = loop not tiled)
-    outer: list[int] = dataclasses.field(default_factory=list)  # cache-level tiles, outside `tile`
+    outer: list[int]  # cache-level tile sizes around `tile` (0 = none)
     vectorize: bool = True
     fuse: bool = True
     note: str = ""
@@ -101,8 +101,9 @@ def _block(target, rows: int, cols: int, weight_bytes: int = 0) -> tuple[int, in
     with regs - 4 accumulators, 28 of AVX-512's 32, it spilled): the cheapest loads per FMA,
     w/rows + 1/vectors - a step loads `vectors` rows of B and `rows` broadcasts of A; B rows
     (weights) count w = 2 when the weights exceed 64 KB (they come from L2 or beyond, while
-    the activations of a tile are hot in L1) - then the most accumulators, then the most rows. Widths are one register or
-    whole registers dividing `cols` (see _cols); rows divide `rows`."""
+    the activations of a tile are hot in L1) - then the most accumulators, then the most
+    rows. Widths are one register or 2, 4, 8... whole registers dividing `cols` (see _cols);
+    rows divide `rows`."""
     lanes = _lanes(target)
     budget = max(1, target.vector_regs // 2)
     wcost = 2 if weight_bytes > 64 * 1024 else 1
@@ -302,8 +303,6 @@ def _check_decompose(s: OpSchedule) -> None:
     if s.linalg in _WINDOWED and s.vectorize and (s.tile[1] != 1 or s.reduce[4] != 1):
         s.vectorize = False
         s.note = "not vectorized: windowed ops vectorize only with tile[1] == reduce[4] == 1"
-    if not s.outer:
-        s.outer = [0] * len(s.loops)
     # an outer tile bounds the register tile inside it
     s.tile = [min(t, o) if o else t for t, o in zip(s.tile, s.outer)]
     within = [o or d for o, d in zip(s.outer, s.loops)]
@@ -789,9 +788,9 @@ def _rows(module) -> None:
         row_t = ir.VectorType.get(vt.shape[-1:], vt.element_type)
         attrs = {k: op.attributes[k] for k in op.attributes}
         with ir.InsertionPoint(op), op.location:
-            rows = [ir.Operation.create(op.name, results=[row_t], attributes=attrs, operands=[
-                vector_d.extract(v, [], idx) for v in op.operands]).results[0]
-                for idx in _rows_of(vt)]
+            per_operand = [_split_rows(v) for v in op.operands]
+            rows = [ir.Operation.create(op.name, results=[row_t], attributes=attrs,
+                                        operands=list(row)).results[0] for row in zip(*per_operand)]
             op.results[0].replace_all_uses_with(_assemble(rows, vt))
         op.erase()
 
@@ -832,53 +831,47 @@ def _assemble(rows, vt):
     return acc
 
 
+def _split_rows(v) -> list:
+    """The 1-D rows of the n-D vector value `v` (vector.extract each)."""
+    return [vector_d.extract(v, [], idx) for idx in _rows_of(ir.VectorType(v.type))]
+
+
+def _flatten(values, split) -> list:
+    """Values with every `split` n-D vector replaced by its rows."""
+    return [r for v in values for r in (_split_rows(v) if split(v.type) else [v])]
+
+
+def _unflatten(flat, types, split) -> list:
+    """Inverse of _flatten: one value per type, n-D vectors re-assembled from their rows."""
+    out, k = [], 0
+    for t in types:
+        n = len(_rows_of(ir.VectorType(t))) if split(t) else 1
+        out.append(_assemble(flat[k:k + n], ir.VectorType(t)) if split(t) else flat[k])
+        k += n
+    return out
+
+
 def _split_loop(loop, split, scf_d) -> None:
-    inits = list(loop.operands[3:])
+    types = [v.type for v in loop.operands[3:]]
     with ir.InsertionPoint(loop), loop.location:
-        new_inits, spans = [], []
-        for v in inits:
-            if split(v.type):
-                rows = [vector_d.extract(v, [], idx) for idx in _rows_of(ir.VectorType(v.type))]
-                spans.append((len(new_inits), len(rows)))
-                new_inits += rows
-            else:
-                spans.append((len(new_inits), 0))
-                new_inits.append(v)
-        new = scf_d.ForOp(loop.operands[0], loop.operands[1], loop.operands[2], new_inits)
+        new = scf_d.ForOp(loop.operands[0], loop.operands[1], loop.operands[2],
+                          _flatten(loop.operands[3:], split))
     old_body = loop.regions[0].blocks[0]
-    body = new.body
-    with ir.InsertionPoint(body), loop.location:
+    with ir.InsertionPoint(new.body), loop.location:
         old_body.arguments[0].replace_all_uses_with(new.induction_variable)
-        for k, v in enumerate(inits):
-            first, n = spans[k]
-            if n:
-                rows = [new.inner_iter_args[first + j] for j in range(n)]
-                old_body.arguments[1 + k].replace_all_uses_with(_assemble(rows, ir.VectorType(v.type)))
-            else:
-                old_body.arguments[1 + k].replace_all_uses_with(new.inner_iter_args[first])
+        for arg, v in zip(old_body.arguments[1:], _unflatten(list(new.inner_iter_args), types, split)):
+            arg.replace_all_uses_with(v)
     for op in list(old_body.operations):  # the old yield comes along, replaced below
         o = op.operation
         o.detach_from_parent()
-        body.append(o)
-    old_yield = body.operations[len(body.operations) - 1]
+        new.body.append(o)
+    old_yield = new.body.operations[len(new.body.operations) - 1]
     with ir.InsertionPoint(old_yield), loop.location:
-        outs = []
-        for k, v in enumerate(old_yield.operands):
-            first, n = spans[k]
-            if n:
-                outs += [vector_d.extract(v, [], idx) for idx in _rows_of(ir.VectorType(v.type))]
-            else:
-                outs.append(v)
-        scf_d.YieldOp(outs)
+        scf_d.YieldOp(_flatten(old_yield.operands, split))
     old_yield.erase()
     with ir.InsertionPoint(loop), loop.location:
-        for k, r in enumerate(loop.results):
-            first, n = spans[k]
-            if n:
-                rows = [new.results[first + j] for j in range(n)]
-                r.replace_all_uses_with(_assemble(rows, ir.VectorType(r.type)))
-            else:
-                r.replace_all_uses_with(new.results[first])
+        for r, v in zip(loop.results, _unflatten(list(new.results), types, split)):
+            r.replace_all_uses_with(v)
     loop.erase()
 
 
