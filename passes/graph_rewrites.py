@@ -75,7 +75,7 @@ def _fold(conv, user, consts, fresh) -> bool:
         return False
     group = _attr(conv, "group", 1)
     if conv.op_type == "Gemm":
-        if w.ndim != 2 or _attr(conv, "transA", 0) not in (0, 1):
+        if w.ndim != 2:
             return False
         cout = w.shape[0] if _attr(conv, "transB", 0) else w.shape[1]
         rank = 2
