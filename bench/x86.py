@@ -21,12 +21,16 @@ models dominated by them. The peak is this core's single-thread SGEMM rate: nump
 sample counts. Progress goes to stderr, the report to stdout once everything is measured.
 
 Convolutions (`--convs`; by default for mobilenet_v2 and resnet18 when they are benchmarked):
-every Conv node of a model becomes its own single-node ONNX model (same weights, bias,
-attributes; input shape from shape inference), compiled and timed like a model. Identical
-configurations (shapes and attributes) are compiled and timed once and weighted by their
-count. Conv GFLOP/s = total conv FLOPs / total conv time, for dgc and ORT. Alone, a conv pays
-ORT's layout reorders (NCHW <-> NCHWc) that a whole graph amortizes, so ORT's conv figures
-are conservative. Giving `--convs` without `--models` benchmarks the convolutions only.
+every Conv node of a model becomes its own small ONNX model (same weights, bias,
+attributes; input shape from shape inference), compiled and timed like a model. Its inputs
+and outputs are channels-last: Transpose(NHWC -> NCHW) -> Conv -> Transpose(NCHW -> NHWC).
+Inside a whole model dgc keeps activations channels-last and never transposes between convs;
+this form lets it fold both transposes into the conv, so the time is the conv's own (the
+transposes of an NCHW model's inputs and outputs are paid once per model, not per conv).
+ORT runs the same model (its NCHWc reorders absorb the transposes; measured no slower for it
+than the plain NCHW conv). Identical configurations (shapes and attributes) are compiled and
+timed once and weighted by their count. Conv GFLOP/s = total conv FLOPs / total conv time,
+for dgc and ORT. Giving `--convs` without `--models` benchmarks the convolutions only.
 
 Exit status 1 when any dgc output differs from onnxruntime or a compile fails.
 """
@@ -256,11 +260,25 @@ def conv_configs(model: onnx.ModelProto) -> list[tuple[onnx.ModelProto, int]]:
 
 
 def _single_conv(node, infos, weights, opsets) -> onnx.ModelProto:
+    """`node` alone, between transposes that make the model's input and output channels-last."""
     consts = [n for n in node.input[1:] if n]
     if missing := [n for n in consts if n not in weights]:
         raise ValueError(f"Conv {node.name!r}: {missing} are not initializers")
-    graph = helper.make_graph([node], node.name or "conv", [infos[node.input[0]]],
-                              [infos[node.output[0]]], initializer=[weights[n] for n in consts])
+    x, y = infos[node.input[0]], infos[node.output[0]]
+    rank = len(x.type.tensor_type.shape.dim)
+    to_first = [0, rank - 1, *range(1, rank - 1)]  # N..C -> NC..
+    to_last = [0, *range(2, rank), 1]              # NC.. -> N..C
+
+    def channels_last(info, name):
+        dims = [info.type.tensor_type.shape.dim[i].dim_value for i in to_last]
+        return helper.make_tensor_value_info(name, info.type.tensor_type.elem_type, dims)
+
+    nodes = [helper.make_node("Transpose", ["x_last"], [x.name], perm=to_first),
+             node,
+             helper.make_node("Transpose", [y.name], ["y_last"], perm=to_last)]
+    graph = helper.make_graph(nodes, node.name or "conv", [channels_last(x, "x_last")],
+                              [channels_last(y, "y_last")],
+                              initializer=[weights[n] for n in consts])
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = helper.find_min_ir_version_for(opsets, ignore_unknown=True)
     return model
@@ -270,7 +288,7 @@ def bench_convs(name: str, cfg: Settings) -> dict:
     rows = []
     for i, (proto, count) in enumerate(conv_configs(zoo.build(name))):
         row = bench_model(f"{name}_conv{i}", proto, cfg)
-        rows.append({**row, "node": proto.graph.node[0].name, "count": count})
+        rows.append({**row, "node": proto.graph.node[1].name, "count": count})
     return {"configs": rows}
 
 

@@ -75,10 +75,12 @@ def test_conv_configs_share_identical_convolutions(x86):
     configs = x86.conv_configs(model)
     assert [count for _, count in configs] == [2, 1]
     single = configs[1][0]
-    assert [n.op_type for n in single.graph.node] == ["Conv"]
+    assert [n.op_type for n in single.graph.node] == ["Transpose", "Conv", "Transpose"]
     assert {t.name for t in single.graph.initializer} == {"w3", "bias"}
     dims = [d.dim_value for d in single.graph.output[0].type.tensor_type.shape.dim]
-    assert dims == [1, 4, 4, 4]
+    assert dims == [1, 4, 4, 4]  # channels-last (N, H, W, C)
+    dims = [d.dim_value for d in configs[0][0].graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 8, 8, 4]
 
 
 def test_wrong_output_is_not_ok(x86, monkeypatch, tmp_path):
