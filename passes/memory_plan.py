@@ -2,7 +2,7 @@
 
 Contract: runs on bufferized IR with the model function `<name>_impl(inputs..., outputs...)`.
 Each `memref.alloc`/`memref.alloca` (static shape) gets an offset chosen by liveness over the
-function's top-level ops (best-fit among buffers whose lifetimes overlap). The function gains
+function's top-level ops (first to last use, through views) (best-fit among buffers whose lifetimes overlap). The function gains
 a trailing `memref<Nxi8>` arena argument; a public wrapper `<name>_run(..., arena) -> i32`
 calling it is added. The arena size is stored in `ctx.arena_size`.
 """
@@ -25,16 +25,24 @@ def _top_index(op, body_ops: dict) -> int:
     return body_ops[op] if op is not None else -1
 
 
-def _last_use(alloc, body_ops: dict) -> int:
-    last, work = body_ops.get(alloc, 0), [alloc.result]
+def _lifetime(alloc, body_ops: dict) -> tuple[int, int]:
+    """First and last top-level op using the buffer (through views). An allocation's content
+    is undefined until written, so its lifetime starts at its first use, not where the alloc
+    stands (bufferization may place allocs early, e.g. one written in place by an earlier op)."""
+    first = last = _top_index(alloc, body_ops)
+    work = [alloc.result]
+    uses = []
     while work:
         v = work.pop()
         for use in v.uses:
             owner = use.owner
-            last = max(last, _top_index(owner, body_ops))
             if owner.name in _VIEW_OPS:
                 work.extend(owner.results)
-    return last
+            else:
+                uses.append(_top_index(owner, body_ops))
+    if uses:
+        first, last = min(uses), max(uses)
+    return first, last
 
 
 def _nbytes(mtype) -> int:
@@ -50,8 +58,20 @@ def _nbytes(mtype) -> int:
 
 
 def plan_offsets(buffers: list[tuple[int, int, int]]) -> tuple[list[int], int]:
-    """Best-fit placement. buffers: (size, start, end) -> (offsets, arena size)."""
-    order = sorted(range(len(buffers)), key=lambda i: (-buffers[i][0], buffers[i][1]))
+    """buffers: (size, start, end) -> (offsets, arena size). Best-fit placement in a few
+    orders (largest first, earliest first, longest-lived first); the smallest arena wins,
+    ties to the earlier order, so the result is deterministic."""
+    keys = (lambda b: (-b[0], b[1]), lambda b: (b[1], -b[0]), lambda b: (b[1] - b[2], -b[0], b[1]))
+    best = None
+    for key in keys:
+        order = sorted(range(len(buffers)), key=lambda i: (key(buffers[i]), i))
+        offsets, total = _place(buffers, order)
+        if best is None or total < best[1]:
+            best = (offsets, total)
+    return best
+
+
+def _place(buffers, order) -> tuple[list[int], int]:
     placed, offsets = [], [0] * len(buffers)
     for i in order:
         size, start, end = buffers[i]
@@ -101,7 +121,7 @@ def run(module, ctx) -> None:
     body = fn.regions[0].blocks[0]
     body_ops = {op.operation: i for i, op in enumerate(body.operations)}
     allocs = ops_named(fn, {"memref.alloc", "memref.alloca"})
-    buffers = [(_nbytes(a.result.type), _top_index(a, body_ops), _last_use(a, body_ops)) for a in allocs]
+    buffers = [(_nbytes(a.result.type), *_lifetime(a, body_ops)) for a in allocs]
     offsets, total = plan_offsets(buffers)
     ctx.arena_size = total
     i8 = ir.IntegerType.get_signless(8)

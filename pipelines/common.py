@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dgc.passes import copies, layout, llvm_finalize, math_stage, memory_plan, out_params, schedule
+from dgc.passes import copies, layout, llvm_finalize, math_stage, memory_plan, out_params, padding, schedule
 
 from .stage import Stage
 
@@ -45,9 +45,17 @@ def vectors_stage() -> Stage:
                  fn=schedule.lower_vectors)
 
 
+def padding_stage() -> Stage:
+    return Stage("padding", "padded inputs: borders filled, interiors written in place",
+                 fn=padding.run)
+
+
 def bufferize_stage() -> Stage:
     # Tensors -> buffers with identity layouts at function boundaries (bare-pointer ABI).
+    # Empty-tensor elimination first: an op whose result is inserted into a larger tensor
+    # (a padded conv input, a Concat) computes straight into that tensor's buffer.
     return Stage("bufferize", "one-shot bufferization", (
+        "eliminate-empty-tensors",
         "one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}",
         "canonicalize", "cse"))
 
@@ -91,6 +99,6 @@ def finalize_stage() -> Stage:
 
 
 def standard(index_bits: int) -> list[Stage]:
-    return [layout_stage(), tosa_stage(), linalg_stage(), math_approx_stage(), schedule_stage(), bufferize_stage(),
+    return [layout_stage(), tosa_stage(), linalg_stage(), math_approx_stage(), schedule_stage(), padding_stage(), bufferize_stage(),
             vectors_stage(), out_params_stage(), copies_stage(),
             memory_plan_stage(), loops_stage(), llvm_stage(index_bits), finalize_stage()]
