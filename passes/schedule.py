@@ -27,6 +27,7 @@ import re
 import numpy as np
 from dgc.errors import UsageError
 from dgc.ir import ir, linalg_d, ops_named, vector_d
+from dgc.passes import forward_writes
 from mlir.dialects import affine as affine_d
 from mlir.dialects import ub as ub_d
 
@@ -678,6 +679,7 @@ def run(module, ctx) -> None:
     # The tensor iter_args are now passed through unchanged: drop them, or bufferization
     # copies every output tile through a temporary.
     PassManager.parse("builtin.module(canonicalize,cse)").run(module.operation)
+    forward_writes.run(module)
 
 
 _HOIST_SUBSETS = _sequence("""

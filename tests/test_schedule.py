@@ -172,6 +172,20 @@ def test_aarch64_uses_neon_fma(tmp_path):
     assert re.search(r"\bfmla\s+v\d+\.4s", res.asm), "no NEON fmla in the AArch64 code"
 
 
+@pytest.mark.parametrize("group", [1, 16])
+def test_bias_init_stays_in_registers(group, tmp_path):
+    """The bias broadcast starts the accumulators in registers: each output tile is written
+    once, by the final store (dgc.passes.forward_writes), not stored as bias and reloaded."""
+    m = _conv_model(c=16, k=16, group=group, relu=False)
+    ir_dir = tmp_path / "ir"
+    check_on_target(m, "host", tmp_path, dump_ir=str(ir_dir))
+    text = next(ir_dir.glob("*-schedule.mlir")).read_text()
+    loops = [t for t in text.split("scf.forall (")[1:] if ": tensor<16xf32>, vector<" in t]
+    assert len(loops) == 1, "no vectorized bias broadcast in one conv loop nest"
+    (bias,) = re.findall(r"(%\w+) = vector\.transfer_read %\w+\[%c0\], .*: tensor<16xf32>, vector<", loops[0])
+    assert not re.search(rf"vector\.transfer_write {bias},", loops[0])  # it feeds the accumulators
+
+
 @pytest.mark.parametrize("target", ["cortex-m7", "armv7a"])
 def test_32bit_index_targets_verify(target, tmp_path):
     check_on_target(_conv_model(c=4, k=8, hw=8), target, tmp_path)
