@@ -23,6 +23,7 @@ class Target:
     index_bits: int = 64
     vector_bits: int = 128
     vector_regs: int = 16  # architectural vector (or FP) registers the schedule may block into
+    cache_bytes: int = 0  # per-core cache (L2) the schedule sizes weight blocks for; 0 = none
     fpu: str = ""  # human-readable FPU name ("" = no FPU: soft float)
     dsp: bool = False
     mve: bool = False
@@ -44,8 +45,9 @@ class Target:
 
 
 _A64 = dict(triple="aarch64-unknown-linux-gnu", runner="qemu-user", board="qemu-aarch64", vector_regs=32,
+            cache_bytes=512 << 10,
             gcc="aarch64-linux-gnu-gcc", gcc_flags=("-static",), fpu="neon", features="+neon")
-_A32 = dict(triple="armv7a-unknown-linux-gnueabihf", index_bits=32, runner="qemu-user",
+_A32 = dict(triple="armv7a-unknown-linux-gnueabihf", index_bits=32, runner="qemu-user", cache_bytes=256 << 10,
             board="qemu-arm", gcc="arm-linux-gnueabihf-gcc", fpu="vfpv4+neon",
             gcc_flags=("-static", "-mfpu=neon-vfpv4", "-mfloat-abi=hard"),
             features="+neon,+vfp4")
@@ -64,11 +66,12 @@ def _m(name, triple, board, fpu, gcc_flags, features="", **kw):
 
 
 _TABLE = [
-    Target("x86-64", "x86_64-unknown-linux-gnu", "x86-64", vector_bits=128,
+    Target("x86-64", "x86_64-unknown-linux-gnu", "x86-64", vector_bits=128, cache_bytes=256 << 10,
            fpu="sse2", description="baseline x86-64 (SSE2)"),
-    Target("x86-64-v3", "x86_64-unknown-linux-gnu", "x86-64-v3", vector_bits=256,
+    Target("x86-64-v3", "x86_64-unknown-linux-gnu", "x86-64-v3", vector_bits=256, cache_bytes=256 << 10,
            fpu="avx2+fma", host_flags=("avx2", "fma"), description="Haswell+ (AVX2, FMA)"),
     Target("x86-64-v4", "x86_64-unknown-linux-gnu", "x86-64-v4", vector_bits=512, vector_regs=32,
+           cache_bytes=1 << 20,
            fpu="avx512", host_flags=("avx512f", "avx512bw", "avx512vl", "avx512dq"),
            description="Skylake-X+ (AVX-512)"),
     Target("aarch64", cpu="generic", description="ARMv8-A generic, NEON", **_A64),
@@ -119,6 +122,7 @@ def host_target() -> Target:
     bits, regs = _host_vectors(base)
     return dataclasses.replace(base, name="host", cpu=host_cpu(), host_flags=(),
                                vector_bits=bits, vector_regs=regs,
+                               cache_bytes=_host_l2_bytes() or base.cache_bytes,
                                description=f"this machine ({host_cpu()})")
 
 
@@ -128,6 +132,23 @@ def _cpu_flags() -> list[str]:
             return f.read().split("flags", 1)[1].split("\n", 1)[0].split()
     except (OSError, IndexError):
         return []
+
+
+def _host_l2_bytes() -> int:
+    """This CPU's per-core L2 size from sysfs (0 when it is not there)."""
+    import glob
+
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            with open(f"{d}/level") as f:
+                level = f.read().strip()
+            with open(f"{d}/size") as f:
+                size = f.read().strip()
+        except OSError:
+            continue
+        if level == "2" and size[:-1].isdigit():
+            return int(size[:-1]) << {"K": 10, "M": 20}.get(size[-1], 0)
+    return 0
 
 
 def _host_vectors(base: Target) -> tuple[int, int]:

@@ -79,6 +79,20 @@ def test_register_block_fits_the_register_file(target):
     assert rows * (cols // lanes) <= t.vector_regs - 4 or rows == 1
 
 
+def test_weight_blocks_follow_the_cache_size():
+    import dataclasses
+    t = get_target("x86-64-v4")
+    big, small = dataclasses.replace(t, cache_bytes=2 << 20), dataclasses.replace(t, cache_bytes=256 << 10)
+    per_channel = 4 * 3 * 3 * 256  # 3x3 conv over 256 input channels: 9 KB per output channel
+    assert S._weight_block(big, 256, 32, per_channel) == 32  # 2 x 32 channels would be 590 KB
+    assert S._weight_block(dataclasses.replace(t, cache_bytes=8 << 20), 256, 32, per_channel) == 128
+    assert S._weight_block(small, 512, 32, 4 * 9 * 512) == 32  # never below one register block
+    assert S._weight_block(big, 32, 32, per_channel) == 0  # one block is the whole conv
+    loops = {e["key"]: e for e in json.loads(dgc.compile(_conv_model(c=64, k=256, hw=4), "x86-64-v4", name="m",
+                                                         stop_after="schedule").schedule)["ops"]}
+    assert loops["conv"]["outer"][3] == 64  # 1 MB L2: 64 x 2.3 KB = 147 KB, 128 would be 295 KB
+
+
 def test_fit_prefers_divisors_and_multiples():
     assert S._fit(28, 8) == 7
     assert S._fit(64, 32, 16) == 32
