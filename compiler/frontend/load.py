@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
-from dgc.passes import graph_rewrites
+from dgc.passes import graph_rewrites, qdq
 
 from ..errors import ModelError, UsageError
 
@@ -228,6 +228,7 @@ def load(source, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Load
     init_names = {i.name for i in model.graph.initializer}
     inputs = [i.name for i in model.graph.input if i.name not in init_names]
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    qdq.run(model, consts)  # DQ -> Conv/Gemm -> Q to QLinearConv, before DQ(weights) folds to float
     for _ in range(32):  # each round folds what the previous one made computable
         model = _infer(model)
         shapes, _ = _value_types(model.graph)

@@ -1,0 +1,124 @@
+"""QDQ models (onnxruntime.quantization output) against onnxruntime running the same model:
+DequantizeLinear -> Conv/Gemm -> QuantizeLinear become integer QLinearConv (dgc.passes.qdq),
+weights stay int8, and float outputs agree within one output quantization step."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import dgc
+from conftest import check_on_target, require_tools, run_model
+from dgc.frontend.load import load
+from dgc.verifier import reference
+from dgc.zoo import quantized
+
+
+@functools.cache
+def _qdq(name):
+    return quantized.qdq(name)
+
+
+def _output_step(model) -> float:
+    """Scale of the last QuantizeLinear: one step of the dequantized output."""
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    last = [n for n in model.graph.node if n.op_type == "QuantizeLinear"][-1]
+    return float(consts[last.input[1]])
+
+
+def _steps_off(model, target, tmp_path, seeds=(0, 1, 2)) -> float:
+    """Largest |dgc - onnxruntime| over the outputs and seeds, in output steps."""
+    require_tools(target)
+    res = dgc.compile(model, target, name="q")
+    obj = tmp_path / "q.o"
+    obj.write_bytes(res.object)
+    worst = 0.0
+    for seed in seeds:
+        feeds = dgc.zoo.random_inputs(model, seed=seed)
+        inputs = [feeds[t.name] for t in res.spec.inputs]
+        got = run_model(res.spec, str(obj), res.target, inputs, str(tmp_path))
+        want = reference(model, res.spec, inputs)
+        worst = max(worst, max(float(np.abs(g.astype(np.float64) - w).max()) for g, w in zip(got, want)))
+    return worst / _output_step(model)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "ds_cnn", "mobilenet_v1_025"])
+def test_qdq_zoo_model_on_host(name, tmp_path):
+    model = _qdq(name)
+    ops = [n.op_type for n in load(model).model.graph.node]
+    assert "QLinearConv" in ops and "Conv" not in ops and "Gemm" not in ops, ops
+    assert _steps_off(model, "host", tmp_path) <= 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="ResNet-8's QDQ Add and AveragePool still run in float between "
+                                       "DequantizeLinear and QuantizeLinear; onnxruntime runs them in int8 "
+                                       "(2 output steps apart on seed 1)")
+def test_qdq_resnet8_on_host(tmp_path):
+    assert _steps_off(_qdq("resnet8"), "host", tmp_path) <= 1.0
+
+
+@pytest.mark.parametrize("target", ["cortex-m7", "cortex-m0plus", "aarch64"])
+def test_qdq_lenet5_on_other_targets(target, tmp_path):
+    assert _steps_off(_qdq("lenet5"), target, tmp_path, seeds=(0,)) <= 1.0
+
+
+def test_int8_weights_stay_int8_in_flash():
+    """The QDQ model's object is far smaller than the float model's: weights are int8."""
+    f32 = dgc.compile(dgc.zoo.build("lenet5"), "cortex-m7", name="f")
+    q8 = dgc.compile(_qdq("lenet5"), "cortex-m7", name="q")
+    weights = 4 * sum(int(np.prod(t.dims)) for t in dgc.zoo.build("lenet5").graph.initializer)
+    assert len(f32.object) - len(q8.object) >= 0.6 * weights  # 3/4 of the weight bytes saved, less slack
+
+
+# ---- which patterns fuse ------------------------------------------------------------------------
+
+_R = np.random.default_rng(3)
+
+
+def _qdq_conv(bias="int32", extra_use=False):
+    """x(float) -> Q -> DQ -> Conv(DQ(w int8, per channel), DQ(b)) -> Q -> DQ -> y."""
+    c, k = 4, 6
+    w = _R.integers(-127, 127, (k, c, 3, 3)).astype(np.int8)
+    ws = (_R.random(k) * 0.02 + 0.005).astype(np.float32)
+    xs, ys = np.float32(0.05), np.float32(0.1)
+    inits = [numpy_helper.from_array(a, n) for n, a in [
+        ("w", w), ("ws", ws), ("wz", np.zeros(k, np.int8)), ("xs", np.array(xs)), ("xz", np.array(3, np.int8)),
+        ("ys", np.array(ys)), ("yz", np.array(-5, np.int8))]]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="qx"),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xf"], name="dqx"),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], name="dqw", axis=0)]
+    conv_in = ["xf", "wf"]
+    if bias == "int32":
+        inits += [numpy_helper.from_array(_R.integers(-500, 500, k).astype(np.int32), "b"),
+                  numpy_helper.from_array(xs * ws, "bs")]
+        nodes.append(helper.make_node("DequantizeLinear", ["b", "bs"], ["bf"], name="dqb", axis=0))
+        conv_in.append("bf")
+    elif bias == "float":
+        inits.append(numpy_helper.from_array((_R.standard_normal(k) * 0.1).astype(np.float32), "bf"))
+        conv_in.append("bf")
+    nodes += [helper.make_node("Conv", conv_in, ["yf"], name="conv", pads=[1, 1, 1, 1]),
+              helper.make_node("QuantizeLinear", ["yf", "ys", "yz"], ["yq"], name="qy"),
+              helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"], name="dqy")]
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, k, 5, 5])]
+    if extra_use:
+        outs.append(helper.make_tensor_value_info("yf", TensorProto.FLOAT, [1, k, 5, 5]))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 5, 5])],
+                          outs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("bias, extra_use, fused", [("int32", False, True), ("none", False, True),
+                                                    ("float", False, False), ("int32", True, False)])
+def test_which_qdq_convs_fuse(bias, extra_use, fused, tmp_path):
+    m = _qdq_conv(bias, extra_use)
+    ops = [n.op_type for n in load(m).model.graph.node]
+    assert ("QLinearConv" in ops) == fused and ("Conv" in ops) == (not fused), ops
+    if fused:
+        assert [n.name for n in load(m).model.graph.node if n.op_type == "QLinearConv"] == ["conv"]
+    check_on_target(m, "host", tmp_path)
