@@ -15,6 +15,9 @@ for such a model. Weights stay int8. Anything that does not match exactly (a flo
 per-channel axis other than the output channel, alpha/beta != 1, the float result used
 elsewhere) is left as it is.
 
+MaxPool and the reshaping ops between a DequantizeLinear and a QuantizeLinear of the same
+scale and zero point run on the int8 values directly (exact: they only move or select).
+
 Contract: `run(model, consts)` runs before constant folding (which would turn DQ(w_q) into a
 float weight); it rewrites `model.graph.node` in place, keeping topological order, node names
 and graph outputs; `consts` holds the initializers as numpy arrays and gains new constants.
@@ -28,6 +31,9 @@ from onnx import helper, numpy_helper
 
 _DEFAULT = ("", "ai.onnx")
 _INT8 = (np.int8, np.uint8)
+# ops that only move or select values (max is monotonic): between a DequantizeLinear and a
+# QuantizeLinear with the same scale and zero point they run on the integers unchanged
+_ORDER_PRESERVING = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
 
 
 def run(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
@@ -42,6 +48,12 @@ def run(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
     replaced: dict[int, list] = {}  # id(node) -> nodes standing in its place
     dropped: set[int] = set()
     for node in nodes:
+        if node.op_type in _ORDER_PRESERVING and node.domain in _DEFAULT:
+            new, q = _order_preserving(node, producer, users, outputs, consts)
+            if new is not None:
+                replaced[id(node)] = [new]
+                dropped.add(id(q))
+            continue
         if node.op_type not in ("Conv", "Gemm") or node.domain not in _DEFAULT:
             continue
         m = _match(node, producer, users, outputs, consts)
@@ -71,6 +83,28 @@ def run(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
     for name, value in consts.items():
         if name not in {i.name for i in g.initializer}:
             g.initializer.append(numpy_helper.from_array(value, name))
+
+
+def _order_preserving(node, producer, users, outputs, consts):
+    """DQ -> MaxPool/Reshape/... -> Q with equal quantization: the op on the int8 input."""
+    x = _dq(node.input[0], producer, consts, const_input=False)
+    out = node.output[0]
+    us = users.get(out, [])
+    if x is None or len(node.output) != 1 or out in outputs or len(us) != 1 or us[0].op_type != "QuantizeLinear":
+        return None, None
+    q = us[0]
+    y_scale = _const(consts, q.input[1])
+    y_zp = _const(consts, q.input[2]) if len(q.input) > 2 and q.input[2] else None
+    same = (y_scale is not None and y_scale.size == 1 and x["scale_value"].size == 1
+            and np.float32(y_scale) == np.float32(x["scale_value"])
+            and x["zp"] is not None and y_zp is not None and x["zp"].dtype == y_zp.dtype
+            and x["zp"].size == 1 and y_zp.size == 1 and int(x["zp"]) == int(y_zp))
+    qattrs = {a.name: helper.get_attribute_value(a) for a in q.attribute}
+    if not same or qattrs.get("output_dtype", 0):
+        return None, None
+    new = helper.make_node(node.op_type, [x["q"], *node.input[1:]], [q.output[0]], name=node.name)
+    new.attribute.extend(node.attribute)
+    return new, q
 
 
 def _const(consts, name):

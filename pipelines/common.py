@@ -26,7 +26,7 @@ def linalg_stage() -> Stage:
     # matmuls fed by a reshape (Flatten -> Gemm, attention heads) into generics with several
     # reduction loops, which the schedule stage cannot block into registers.
     return Stage("linalg", "TOSA to Linalg on tensors, elementwise fusion", (
-        "func.func(tosa-to-linalg-named,tosa-to-linalg,tosa-to-arith)",
+        "func.func(tosa-to-linalg-named,tosa-to-linalg,tosa-to-arith{include-apply-rescale=true})",
         "canonicalize", "linalg-fuse-elementwise-ops", "func.func(tosa-to-tensor)", "cse",
         "canonicalize"))
 

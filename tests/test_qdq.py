@@ -46,7 +46,7 @@ def _steps_off(model, target, tmp_path, seeds=(0, 1, 2)) -> float:
     return worst / _output_step(model)
 
 
-@pytest.mark.parametrize("name", ["lenet5", "ds_cnn", "mobilenet_v1_025"])
+@pytest.mark.parametrize("name", ["lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025"])
 def test_qdq_zoo_model_on_host(name, tmp_path):
     model = _qdq(name)
     ops = [n.op_type for n in load(model).model.graph.node]
@@ -54,16 +54,23 @@ def test_qdq_zoo_model_on_host(name, tmp_path):
     assert _steps_off(model, "host", tmp_path) <= 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="ResNet-8's QDQ Add and AveragePool still run in float between "
-                                       "DequantizeLinear and QuantizeLinear; onnxruntime runs them in int8 "
-                                       "(2 output steps apart on seed 1)")
-def test_qdq_resnet8_on_host(tmp_path):
-    assert _steps_off(_qdq("resnet8"), "host", tmp_path) <= 1.0
-
-
 @pytest.mark.parametrize("target", ["cortex-m7", "cortex-m0plus", "aarch64"])
-def test_qdq_lenet5_on_other_targets(target, tmp_path):
-    assert _steps_off(_qdq("lenet5"), target, tmp_path, seeds=(0,)) <= 1.0
+@pytest.mark.parametrize("name", ["lenet5", "ds_cnn"])
+def test_qdq_zoo_model_on_other_targets(name, target, tmp_path):
+    assert _steps_off(_qdq(name), target, tmp_path, seeds=(0,)) <= 1.0
+
+
+def test_requantization_is_integer_only(tmp_path):
+    """Every QLinearConv of a QDQ model requantizes with tosa.rescale (fixed-point multiplier
+    and shift), and MaxPool/Flatten run on int8: float is left only at the model's input Q and
+    output DQ."""
+    model = _qdq("lenet5")
+    ops = [n.op_type for n in load(model).model.graph.node]
+    assert ops.count("QuantizeLinear") == 1 and ops.count("DequantizeLinear") == 1, ops
+    dgc.compile(model, "cortex-m0plus", name="q", stop_after="tosa", dump_ir=str(tmp_path))
+    text = next(tmp_path.glob("*-tosa.mlir")).read_text()
+    assert text.count("tosa.rescale") == ops.count("QLinearConv") == 5
+    assert "tosa.max_pool2d" in text and "xi8>" in text.split("tosa.max_pool2d")[1].split("\n")[0]
 
 
 def test_int8_weights_stay_int8_in_flash():
@@ -121,4 +128,22 @@ def test_which_qdq_convs_fuse(bias, extra_use, fused, tmp_path):
     assert ("QLinearConv" in ops) == fused and ("Conv" in ops) == (not fused), ops
     if fused:
         assert [n.name for n in load(m).model.graph.node if n.op_type == "QLinearConv"] == ["conv"]
+    check_on_target(m, "host", tmp_path)
+
+
+@pytest.mark.parametrize("out_scale, fused", [(0.05, True), (0.1, False)])
+def test_maxpool_between_equal_quantizations_runs_on_int8(out_scale, fused, tmp_path):
+    inits = [numpy_helper.from_array(np.array(np.float32(v)), n) for n, v in (("s", 0.05), ("t", out_scale))] + \
+        [numpy_helper.from_array(np.array(2, np.int8), "z")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q0"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xf"], name="dq0"),
+             helper.make_node("MaxPool", ["xf"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("QuantizeLinear", ["p", "t", "z"], ["pq"], name="q1"),
+             helper.make_node("DequantizeLinear", ["pq", "t", "z"], ["y"], name="dq1")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 3, 3])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    ops = [n.op_type for n in load(m).model.graph.node]
+    assert ops.count("QuantizeLinear") == (1 if fused else 2), ops
     check_on_target(m, "host", tmp_path)

@@ -154,9 +154,61 @@ def _multiplier(e, s1, s2, den):
     return generic_map(e, vals, etype_of(vals[0]), lambda a, b, c: arith_d.divf(arith_d.mulf(a, b), c))
 
 
+def _fixed_point(scale: np.ndarray):
+    """(int32 multiplier, int8 shift) per scale, scale ~= multiplier * 2**-shift with a 31-bit
+    multiplier (TOSA rescale, scale32); None when a scale is out of that range."""
+    s = np.asarray(scale, np.float64).ravel()
+    if np.any(~np.isfinite(s)) or np.any(s < 0):
+        return None
+    m, ex = np.frexp(s)  # s = m * 2**ex, 0.5 <= m < 1
+    mult = np.round(m * 2.0**31).astype(np.int64)
+    top = mult == 1 << 31
+    mult[top] //= 2
+    ex[top] += 1
+    shift = 31 - ex.astype(np.int64)
+    tiny = shift > 62  # below 2**-31: fewer multiplier bits at the largest shift
+    mult[tiny] = np.round(s[tiny] * 2.0**62).astype(np.int64)
+    shift[tiny] = 62
+    mult[s == 0], shift[s == 0] = 0, 31
+    if np.any(shift < 2):
+        return None
+    return mult.astype(np.int32), shift.astype(np.int8)
+
+
+def _rescale(e, acc, mult, zp, dtype):
+    """int32 accumulator -> int8 in integer arithmetic only (tosa.rescale: multiply by a 31-bit
+    fixed-point multiplier, shift with round-half-up, add the zero point, saturate), when the
+    scales are constants per tensor or per last axis and the zero point is one constant; else
+    None. Against a float32 multiply and round-half-even (onnxruntime) the result differs by at
+    most one step, at exact ties."""
+    shape = shape_of(acc)
+    if dtype != np.int8 or not isinstance(mult, np.ndarray) or \
+            (zp is not None and (not isinstance(zp, np.ndarray) or np.unique(zp).size != 1)):
+        return None
+    if mult.size == 1:
+        per_channel = False
+    elif mult.size == shape[-1] and mult.shape[-1] == shape[-1]:
+        per_channel = True
+    else:
+        return None
+    fixed = _fixed_point(mult)
+    if fixed is None:
+        return None
+    zpv = 0 if zp is None else int(np.asarray(zp).ravel()[0])
+    return e.op("tosa.rescale", [acc, e.const(fixed[0]), e.const(fixed[1]), e.const(np.zeros([1], np.int32)),
+                                 e.const(np.array([zpv], np.int8))],
+                ir.RankedTensorType.get(list(shape), ir.IntegerType.get_signless(8)), scale32=True,
+                rounding_mode=ir.Attribute.parse("#tosa.rounding_mode<SINGLE_ROUND>"), per_channel=per_channel,
+                input_unsigned=False, output_unsigned=False)
+
+
 def _requantize(e, acc, mult, zp, dtype):
-    """int32 accumulator * float multiplier -> saturated `dtype` (one linalg.generic); the zero
-    point has the output's type."""
+    """int32 accumulator * multiplier -> saturated `dtype`: integer-only (_rescale) where it
+    applies, else a float32 multiply in one linalg.generic; the zero point has the output's
+    type."""
+    fixed = _rescale(e, acc, mult, zp, dtype)
+    if fixed is not None:
+        return fixed
     ins = [acc, _v(e, mult)] + ([_v(e, zp)] if zp is not None else [])
 
     def body(a, m, *z):
@@ -309,7 +361,7 @@ def matmul_integer(cx, a, b, a_zero_point=None, b_zero_point=None):
     return _int_matmul(cx, a, b, a_zero_point, b_zero_point)
 
 
-@lowers("QLinearMatMul", since=10, notes="int8/uint8, float32 requantization")
+@lowers("QLinearMatMul", since=10, notes="int8/uint8; fixed-point requantization to int8 with constant scales")
 def qlinear_matmul(cx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
     e = cx.e
     dtype = _checked(cx.out_dtype(), _INT8, "QLinearMatMul output")
@@ -395,7 +447,7 @@ def conv_integer(cx, x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NO
                                pads, strides))
 
 
-@lowers("QLinearConv", since=10, notes="1-D and 2-D, float32 requantization")
+@lowers("QLinearConv", since=10, notes="1-D and 2-D; fixed-point requantization to int8 with constant scales")
 def qlinear_conv(cx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
     e = cx.e
