@@ -19,6 +19,11 @@ qemu-system-arm with the icount TCG plugin (bench/qemu_icount), and report:
 
 and prints a Markdown table (and, with --json, every number as JSON).
 Acceptance goal of the Cortex-M performance work: ratio dgc/C <= 0.6 for ds_cnn and resnet8.
+
+A name ending in `_qdq` (e.g. ds_cnn_qdq) is the zoo model quantized to int8 QDQ
+(`dgc.zoo.quantized.qdq`): dgc compiles and is checked against onnxruntime on the QDQ model;
+the C reference stays the float network (there is no int8 C reference), checked against the
+float model, so its ratio compares int8 dgc code with float C; MACs are the network's.
 """
 
 from __future__ import annotations
@@ -78,8 +83,18 @@ def measure(spec, objs, target, inputs, want, workdir: str, runs: int) -> dict:
             "max_abs_err": max(c.max_abs for c in cmp), "err_limit": min(c.limit for c in cmp)}
 
 
-def bench_model(name: str, target, workdir: str, runs: int = 2) -> dict:
+def _protos(name: str):
+    """(model dgc compiles, float network for MACs and the C reference)."""
+    if name.endswith("_qdq"):
+        from dgc.zoo import quantized
+
+        return quantized.qdq(name[:-4]), zoo.build(name[:-4])
     proto = zoo.build(name)
+    return proto, proto
+
+
+def bench_model(name: str, target, workdir: str, runs: int = 2) -> dict:
+    proto, network = _protos(name)
     res = dgc.compile(proto, target, name=name)
     inputs = random_inputs(res.spec, seed=0)
     want = reference(proto, res.spec, inputs)
@@ -88,10 +103,12 @@ def bench_model(name: str, target, workdir: str, runs: int = 2) -> dict:
     obj = os.path.join(dgc_dir, f"{name}.o")
     with open(obj, "wb") as f:
         f.write(res.object)
-    row = {"model": name, "target": target.name, "macs": count_macs(proto), "runs": runs}
+    row = {"model": name, "target": target.name, "macs": count_macs(network), "runs": runs}
     row["dgc"] = measure(res.spec, [obj], target, inputs, want, dgc_dir, runs)
     cref_dir = os.path.join(workdir, name, "cref")
-    cobjs, cspec = build_cref(proto, name, target, cref_dir)
+    cobjs, cspec = build_cref(network, name, target, cref_dir)
+    if network is not proto:
+        want = reference(network, cspec, inputs)
     row["cref"] = measure(cspec, cobjs, target, inputs, want, cref_dir, runs)
     row["ratio"] = row["dgc"]["instructions"] / row["cref"]["instructions"]
     row["est_cycle_ratio"] = row["dgc"]["est_cycles"] / row["cref"]["est_cycles"]
@@ -114,7 +131,7 @@ def table_row(r: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="lenet5,ds_cnn,resnet8", help="comma-separated zoo models")
+    ap.add_argument("--models", default="lenet5,ds_cnn,resnet8", help="comma-separated zoo models; NAME_qdq for the int8 QDQ version")
     ap.add_argument("--target", default="cortex-m7", help="a Cortex-M target that QEMU runs")
     ap.add_argument("--json", help="also write every number to this JSON file")
     ap.add_argument("--runs", type=int, default=2, help="QEMU runs per program; counts must agree")
