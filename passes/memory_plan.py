@@ -2,9 +2,10 @@
 
 Contract: runs on bufferized IR with the model function `<name>_impl(inputs..., outputs...)`.
 Each `memref.alloc`/`memref.alloca` (static shape) gets an offset chosen by liveness over the
-function's top-level ops (first to last use, through views) (best-fit among buffers whose lifetimes overlap). The function gains
-a trailing `memref<Nxi8>` arena argument; a public wrapper `<name>_run(..., arena) -> i32`
-calling it is added. The arena size is stored in `ctx.arena_size`.
+function's top-level ops, from a buffer's first to its last use through views (best fit
+among buffers whose lifetimes overlap). The function gains a trailing `memref<Nxi8>` arena
+argument; a public wrapper `<name>_run(..., arena) -> i32` calling it is added. The arena
+size is stored in `ctx.arena_size`.
 """
 
 from __future__ import annotations

@@ -80,9 +80,8 @@ def run(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
         kept = [n for n in kept if n not in dead]
     del g.node[:]
     g.node.extend(kept)
-    for name, value in consts.items():
-        if name not in {i.name for i in g.initializer}:
-            g.initializer.append(numpy_helper.from_array(value, name))
+    have = {i.name for i in g.initializer}
+    g.initializer.extend(numpy_helper.from_array(v, n) for n, v in consts.items() if n not in have)
 
 
 def _order_preserving(node, producer, users, outputs, consts):
