@@ -48,6 +48,13 @@ def walk(op, fn) -> None:
     fn(op)
 
 
+def constant_op(value):
+    """The arith.constant op defining `value`, or None (block arguments, other ops)."""
+    if isinstance(value, ir.OpResult) and value.owner.name == "arith.constant":
+        return value.owner
+    return None
+
+
 def ops_named(root, names) -> list:
     """All nested operations whose name is in `names` (collected before any rewrite)."""
     found = []

@@ -18,7 +18,7 @@ init write without uses: it disappears.
 
 from __future__ import annotations
 
-from dgc.ir import ir, ops_named, vector_d
+from dgc.ir import constant_op, ir, ops_named, vector_d
 
 
 def run(module) -> None:
@@ -44,11 +44,8 @@ def _whole(op, tensor, vtype, indices, rest: int) -> bool:
     if "in_bounds" in op.attributes and not all(
             ir.BoolAttr(b).value for b in ir.ArrayAttr(op.attributes["in_bounds"])):
         return False
-    for v in indices:
-        if not (isinstance(v, ir.OpResult) and v.owner.name == "arith.constant"
-                and ir.IntegerAttr(v.owner.attributes["value"]).value == 0):
-            return False
-    return True
+    zeros = [constant_op(v) for v in indices]
+    return all(c is not None and ir.IntegerAttr(c.attributes["value"]).value == 0 for c in zeros)
 
 
 def _whole_read(op) -> bool:

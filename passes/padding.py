@@ -15,7 +15,7 @@ inside a model the copy disappears too; from a function argument it remains one 
 
 from __future__ import annotations
 
-from dgc.ir import arith_d, ir, linalg_d, ops_named, tensor_d
+from dgc.ir import arith_d, constant_op, ir, linalg_d, ops_named, tensor_d
 
 _DYNAMIC = ir.ShapedType.get_dynamic_size
 
@@ -32,7 +32,7 @@ def _static(values, operands) -> list[int] | None:
         if v != _DYNAMIC():
             out.append(v)
             continue
-        owner = _constant(next(it))
+        owner = constant_op(next(it))
         if owner is None:
             return None
         out.append(ir.IntegerAttr(owner.attributes["value"]).value)
@@ -43,15 +43,8 @@ def _pad_value(op):
     """The attribute of the constant the pad region yields, or None."""
     block = op.regions[0].blocks[0]
     (value,) = block.operations[len(block.operations) - 1].operands
-    owner = _constant(value)
+    owner = constant_op(value)
     return None if owner is None else owner.attributes["value"]
-
-
-def _constant(value):
-    """The arith.constant defining `value`, or None."""
-    if isinstance(value, ir.OpResult) and value.owner.name == "arith.constant":
-        return value.owner
-    return None
 
 
 def _origin(value):
@@ -72,9 +65,9 @@ def _origin(value):
 
 
 def _slice(offsets, sizes):
-    strides = [1] * len(sizes)
+    """Static offsets and sizes, unit strides: keywords of extract_slice / insert_slice."""
     return dict(offsets=[], sizes=[], strides=[], static_offsets=offsets, static_sizes=sizes,
-                static_strides=strides)
+                static_strides=[1] * len(sizes))
 
 
 def _rewrite(op) -> None:
@@ -103,8 +96,8 @@ def _rewrite(op) -> None:
                     offsets[d] = start
                     sizes = list(shape)
                     sizes[d] = size
-                    part = tensor_d.ExtractSliceOp(ir.RankedTensorType.get(sizes, elt), t, [], [], [],
-                                                   offsets, sizes, [1] * len(sizes)).result
+                    part = tensor_d.ExtractSliceOp(ir.RankedTensorType.get(sizes, elt), t,
+                                                   **_slice(offsets, sizes)).result
                     filled = linalg_d.fill(fill_value, outs=[part])
                     t = tensor_d.InsertSliceOp(filled, t, **_slice(offsets, sizes)).result
     op.results[0].replace_all_uses_with(t)

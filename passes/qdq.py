@@ -87,23 +87,32 @@ def run(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
 def _order_preserving(node, producer, users, outputs, consts):
     """DQ -> MaxPool/Reshape/... -> Q with equal quantization: the op on the int8 input."""
     x = _dq(node.input[0], producer, consts, const_input=False)
+    q = _sole_q(node, users, outputs, consts)
+    if x is None or q is None or len(node.output) != 1 or x["scale_value"].size != 1 \
+            or x["zp"] is None or x["zp"].size != 1 or x["zp"].dtype != q["zp"].dtype \
+            or np.float32(q["scale"]) != np.float32(x["scale_value"]) or int(x["zp"]) != int(q["zp"]):
+        return None, None
+    new = helper.make_node(node.op_type, [x["q"], *node.input[1:]], [q["node"].output[0]], name=node.name)
+    new.attribute.extend(node.attribute)
+    return new, q["node"]
+
+
+def _sole_q(node, users, outputs, consts):
+    """The QuantizeLinear that alone reads `node`'s (first) output, not a graph output, to
+    int8/uint8 with a constant scalar scale and zero point: dict(node, scale, zp), or None."""
     out = node.output[0]
     us = users.get(out, [])
-    if x is None or len(node.output) != 1 or out in outputs or len(us) != 1 or us[0].op_type != "QuantizeLinear":
-        return None, None
+    if out in outputs or len(us) != 1 or us[0].op_type != "QuantizeLinear" or us[0].domain not in _DEFAULT:
+        return None
     q = us[0]
-    y_scale = _const(consts, q.input[1])
-    y_zp = _const(consts, q.input[2]) if len(q.input) > 2 and q.input[2] else None
-    same = (y_scale is not None and y_scale.size == 1 and x["scale_value"].size == 1
-            and np.float32(y_scale) == np.float32(x["scale_value"])
-            and x["zp"] is not None and y_zp is not None and x["zp"].dtype == y_zp.dtype
-            and x["zp"].size == 1 and y_zp.size == 1 and int(x["zp"]) == int(y_zp))
-    qattrs = {a.name: helper.get_attribute_value(a) for a in q.attribute}
-    if not same or qattrs.get("output_dtype", 0):
-        return None, None
-    new = helper.make_node(node.op_type, [x["q"], *node.input[1:]], [q.output[0]], name=node.name)
-    new.attribute.extend(node.attribute)
-    return new, q
+    scale = _const(consts, q.input[1])
+    zp = _const(consts, q.input[2]) if len(q.input) > 2 and q.input[2] else None
+    if scale is None or scale.size != 1 or zp is None or zp.size != 1 or zp.dtype not in _INT8:
+        return None  # without a zero point Q makes uint8; keep the rule simple: explicit only
+    attrs = {a.name: helper.get_attribute_value(a) for a in q.attribute}
+    if attrs.get("saturate", 1) != 1 or attrs.get("output_dtype", 0):
+        return None
+    return dict(node=q, scale=scale, zp=zp)
 
 
 def _const(consts, name):
@@ -137,17 +146,8 @@ def _match(node, producer, users, outputs, consts):
     wq = consts[w["q"]]
     if wq.dtype not in _INT8 or (x["zp"] is not None and x["zp"].dtype not in _INT8):
         return None
-    out = node.output[0]
-    us = users.get(out, [])
-    if out in outputs or len(us) != 1 or us[0].op_type != "QuantizeLinear" or us[0].domain not in _DEFAULT:
-        return None
-    q = us[0]
-    y_scale = _const(consts, q.input[1])
-    y_zp = _const(consts, q.input[2]) if len(q.input) > 2 and q.input[2] else None
-    if y_scale is None or y_scale.size != 1 or y_zp is None or y_zp.size != 1 or y_zp.dtype not in _INT8:
-        return None  # without a zero point Q makes uint8; keep the rule simple: explicit only
-    qattrs = {a.name: helper.get_attribute_value(a) for a in q.attribute}
-    if qattrs.get("saturate", 1) != 1 or qattrs.get("output_dtype", 0):
+    q = _sole_q(node, users, outputs, consts)
+    if q is None:
         return None
     bias = None
     if ins[2]:
@@ -156,7 +156,7 @@ def _match(node, producer, users, outputs, consts):
             return None
         if bias["zp"] is not None and np.any(bias["zp"] != 0):
             return None
-    return dict(x=x, w=w, bias=bias, q=q)
+    return dict(x=x, w=w, bias=bias, q=q["node"])
 
 
 def _per_channel_ok(w, channel_axis: int, rank: int) -> bool:

@@ -26,7 +26,7 @@ import re
 
 import numpy as np
 from dgc.errors import UsageError
-from dgc.ir import ir, linalg_d, ops_named, vector_d
+from dgc.ir import constant_op, ir, linalg_d, ops_named, vector_d
 from dgc.passes import forward_writes
 from mlir.dialects import affine as affine_d
 from mlir.dialects import ub as ub_d
@@ -558,8 +558,8 @@ def run_transform(module, script: str) -> None:
 # ---- weights in vector-friendly layouts --------------------------------------------------
 
 def _const_array(value, ctx):
-    op = value.owner
-    if getattr(op, "name", "") != "arith.constant":
+    op = constant_op(value)
+    if op is None:
         return None
     attr = op.attributes["value"]
     m = re.match(r"dense_resource<([^>]+)>", str(attr))
