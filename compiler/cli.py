@@ -63,8 +63,14 @@ _TARGET_HELP = "Target name (see `dgc targets`), e.g. cortex-m7, aarch64, x86-64
                    "or op type (\"op_type\"), e.g. --schedule sched.json (write one with --dump-schedule).")
 @click.option("--dump-schedule", type=click.Path(dir_okay=False), default=None,
               help="Write the schedule dgc chose, as JSON, e.g. --dump-schedule sched.json.")
+@click.option("--quantize", "quant", type=click.Choice(["int8"]), default=None,
+              help="Quantize a float model to int8 first (as `dgc quantize`); needs --calibration.")
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+              help="Calibration samples for --quantize: .npz with one array per input, e.g. samples.npz.")
+@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
+              show_default=True, help="How --quantize picks activation ranges.")
 def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, print_ir_after, stop_after,
-            keep_constants, schedule, dump_schedule):
+            keep_constants, schedule, dump_schedule, quant, calibration, calibration_method):
     """Compile MODEL (.onnx) to an object file and a C header.
 
     \b
@@ -74,11 +80,20 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
       dgc compile model.onnx --target x86-64-v3 --dump-ir build/ir/
       dgc compile model.onnx --print-ir-after tosa --stop-after linalg
       dgc compile model.onnx --dump-schedule s.json   (edit, then --schedule s.json)
+      dgc compile model.onnx --quantize int8 --calibration samples.npz --target cortex-m4
     """
-    from .driver import compile as compile_model
+    from .driver import c_identifier, compile as compile_model
     from .frontend.load import parse_input_shapes
 
     kinds = _split(emit)
+    if calibration and not quant:
+        raise UsageError("--calibration is only used with --quantize", hint="add --quantize int8")
+    if quant:
+        if not calibration:
+            raise UsageError("--quantize int8 needs calibration samples",
+                             hint="add --calibration samples.npz (one array per model input)")
+        name = name or c_identifier(os.path.splitext(os.path.basename(model))[0])
+        model = _quantized(model, calibration, calibration_method, "int8", 99.999, None)
     res = compile_model(model, target, name, opt_level=opt, input_shapes=parse_input_shapes(input_shapes),
                         emit=kinds, dump_ir=dump_ir, print_ir_after=_split(print_ir_after),
                         stop_after=stop_after, keep_constants=keep_constants, schedule=schedule)
@@ -94,11 +109,60 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
         click.echo(f"stopped after stage '{res.stopped_after}'", err=True)
 
 
-def _write_atomic(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".dgc-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _quantized(path, calibration, method, activations, percentile, samples):
+    from .frontend.load import read_model
+    from .quantize import quantize, read_calibration
+
+    model = read_model(path)
+    return quantize(model, read_calibration(calibration, model, samples), method, activations, percentile)
+
+
+@cli.command("quantize")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--calibration", type=click.Path(dir_okay=False), required=True,
+              help="Calibration samples: .npz with one array per model input named like it, samples "
+                   "along a leading axis, e.g. --calibration samples.npz.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the QDQ model, e.g. -o model.int8.onnx.")
+@click.option("--method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
+              show_default=True, help="How activation ranges are calibrated.")
+@click.option("--percentile", type=click.FloatRange(50, 100), default=99.999, show_default=True,
+              help="Percentile of |activation| kept by --method percentile.")
+@click.option("--activations", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True,
+              help="Activation type (weights are always per-channel symmetric int8).")
+@click.option("--samples", type=click.IntRange(1), default=None, help="Use only the first N samples.")
+def quantize_cmd(model, calibration, output, method, percentile, activations, samples):
+    """Quantize float MODEL to int8 QDQ by static post-training calibration.
+
+    \b
+    Per-channel symmetric int8 weights, per-tensor activations (onnxruntime.quantization).
+    Example:
+      python -c "import numpy as np; np.savez('s.npz', input=np.random.rand(64, 1, 49, 10))"
+      dgc quantize model.onnx --calibration s.npz -o model.int8.onnx
+      dgc compile model.int8.onnx --target cortex-m7
+    """
+    q = _quantized(model, calibration, method, activations, percentile, samples)
+    _write_atomic(output, q.SerializeToString())
+    click.echo(output)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _stage(directory: str, data: str | bytes, prefix: str, suffix: str = "") -> str:
+    """`data` in a new temporary file in `directory`, with the permissions of a plain open()."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
+    os.fchmod(fd, 0o666 & ~_umask())
+    with os.fdopen(fd, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+    return tmp
+
+
+def _write_atomic(path: str, data: str | bytes) -> None:
+    os.replace(_stage(os.path.dirname(os.path.abspath(path)), data, ".dgc-"), path)
 
 
 def _write_outputs(res, out_dir, kinds) -> list[str]:
@@ -113,10 +177,7 @@ def _write_outputs(res, out_dir, kinds) -> list[str]:
             ext, data = files[kind]
             if data is None:
                 continue
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{res.name}", suffix=ext)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data if isinstance(data, bytes) else data.encode())
-            staged.append((tmp, os.path.join(out_dir, res.name + ext)))
+            staged.append((_stage(out_dir, data, f".{res.name}", ext), os.path.join(out_dir, res.name + ext)))
     except BaseException:
         for tmp, _ in staged:
             os.unlink(tmp)

@@ -128,11 +128,44 @@ def _stage_failure(stage, err, module, workdir) -> PipelineError:
     return PipelineError(msg.splitlines()[0][:300], where=where, hint=hint)
 
 
-def _spec(lm, name, arena, extern) -> ModelSpec:
-    def tensors(names):
-        return tuple(TensorSpec(n, tuple(lm.shapes[n]), np.dtype(lm.dtypes[n]).name) for n in names)
+# (op, input index of the quantized tensor) -> input indices of its scale and zero point
+_QPARAMS_IN = {("DequantizeLinear", 0): (1, 2), ("QLinearConv", 0): (1, 2), ("QLinearMatMul", 0): (1, 2),
+               ("QLinearMatMul", 3): (4, 5), ("QLinearAdd", 0): (1, 2), ("QLinearAdd", 3): (4, 5),
+               ("QLinearAveragePool", 0): (1, 2), ("QLinearGlobalAveragePool", 0): (1, 2),
+               ("QLinearSigmoid", 0): (1, 2), ("QLinearLeakyRelu", 0): (1, 2)}
+_QPARAMS_OUT = {"QuantizeLinear": (1, 2), "QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QLinearAdd": (6, 7),
+                "QLinearAveragePool": (3, 4), "QLinearGlobalAveragePool": (3, 4), "QLinearSigmoid": (3, 4),
+                "QLinearLeakyRelu": (3, 4)}
 
-    return ModelSpec(name, tensors(lm.inputs), tensors(lm.outputs), arena, extern_symbols=tuple(extern))
+
+def _boundary_qparams(lm, tensor: str, is_input: bool) -> tuple[float | None, int | None]:
+    """(scale, zero point) of an int8/uint8 model input or output, when every quantized op that
+    reads it (or the one that writes it) gives the same constant per-tensor ones."""
+    if np.dtype(lm.dtypes[tensor]).name not in ("int8", "uint8"):
+        return None, None
+    found = set()
+    for node in lm.model.graph.node:
+        if is_input:
+            slots = [_QPARAMS_IN.get((node.op_type, i)) for i, n in enumerate(node.input) if n == tensor]
+        else:
+            slots = [_QPARAMS_OUT.get(node.op_type)] if tensor in node.output[:1] else []
+        for slot in slots:
+            if slot is None:
+                return None, None
+            s = lm.consts.get(node.input[slot[0]])
+            z = lm.consts.get(node.input[slot[1]]) if len(node.input) > slot[1] and node.input[slot[1]] else 0
+            if s is None or z is None or np.size(s) != 1 or np.size(z) != 1:
+                return None, None
+            found.add((float(np.asarray(s, np.float32).reshape(())), int(np.asarray(z).reshape(()))))
+    return found.pop() if len(found) == 1 else (None, None)
+
+
+def _spec(lm, name, arena, extern) -> ModelSpec:
+    def tensors(names, is_input=False):
+        return tuple(TensorSpec(n, tuple(lm.shapes[n]), np.dtype(lm.dtypes[n]).name,
+                                *_boundary_qparams(lm, n, is_input)) for n in names)
+
+    return ModelSpec(name, tensors(lm.inputs, True), tensors(lm.outputs), arena, extern_symbols=tuple(extern))
 
 
 def compile(model, target="host", name: str | None = None, *, opt_level: int = 3,

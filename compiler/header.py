@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .spec import ModelSpec, TensorSpec
 
 
@@ -18,7 +20,11 @@ def _tensor_macros(prefix: str, kind: str, i: int, t: TensorSpec) -> list[str]:
         f"#define {p}_RANK {len(t.shape)}",
         f"#define {p}_BYTES {t.nbytes}u",
         f"#define {p}_NAME \"{t.name}\"",
-    ]
+    ] + ([
+        f"/* quantized: real value = {p}_SCALE * (q - {p}_ZERO_POINT) */",
+        f"#define {p}_SCALE {np.format_float_scientific(np.float32(t.scale), unique=True)}f",
+        f"#define {p}_ZERO_POINT {t.zero_point}",
+    ] if t.scale is not None else [])
 
 
 def prototype(spec: ModelSpec) -> str:

@@ -34,6 +34,9 @@ class TensorSpec:
     name: str  # ONNX name
     shape: tuple[int, ...]
     dtype: str  # numpy dtype name, e.g. "float32"
+    # int8/uint8 tensors at a quantized model's boundary: real = scale * (q - zero_point)
+    scale: float | None = None
+    zero_point: int | None = None
 
     @property
     def size(self) -> int:
@@ -68,6 +71,7 @@ class ModelSpec:
     def from_json(text: str) -> "ModelSpec":
         d = json.loads(text)
         tensors = lambda key: tuple(  # noqa: E731
-            TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in d[key])
+            TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], t.get("scale"), t.get("zero_point"))
+            for t in d[key])
         return ModelSpec(d["name"], tensors("inputs"), tensors("outputs"), d["arena_size"],
                          d.get("arena_align", 16), tuple(d.get("extern_symbols", ())))

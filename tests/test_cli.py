@@ -196,3 +196,27 @@ def test_ops_doc_is_current():
 
     doc = pathlib.Path(__file__).parent.parent / "docs" / "ops.md"
     assert dgc("ops", "--markdown").stdout == doc.read_text(), "run: dgc ops --markdown > docs/ops.md"
+
+
+def test_quantize_then_compile(lenet, tmp_path):
+    """`dgc compile --quantize int8 --calibration` quantizes in memory, then compiles; bad or
+    missing calibration is a one-line error and writes nothing."""
+    import numpy as np
+
+    from dgc.zoo import random_inputs
+
+    model = zoo_model("lenet5")
+    name = model.graph.input[0].name
+    np.savez(tmp_path / "s.npz", **{name: np.stack([random_inputs(model, seed=i)[name] for i in range(4)])})
+    np.savez(tmp_path / "bad.npz", wrong=np.zeros((4, 1, 1, 28, 28), np.float32))
+    r = dgc("compile", lenet, "--quantize", "int8", "--calibration", tmp_path / "s.npz", "-o", tmp_path / "q",
+            "--target", "cortex-m0plus")
+    assert r.returncode == 0, r.stderr
+    assert os.path.getsize(tmp_path / "q" / "lenet_5.o") < 120_000  # int8 weights (float: ~250 KB)
+    for args in (["--quantize", "int8"], ["--quantize", "int8", "--calibration", tmp_path / "bad.npz"],
+                 ["--calibration", tmp_path / "s.npz"]):
+        r = dgc("compile", lenet, *args, "-o", tmp_path / "e")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+        assert not os.path.exists(tmp_path / "e")
+    r = dgc("quantize", lenet, "--calibration", tmp_path / "bad.npz", "-o", tmp_path / "x.onnx")
+    assert r.returncode == 2 and "no array named" in r.stderr and not os.path.exists(tmp_path / "x.onnx")

@@ -55,7 +55,7 @@ def test_qdq_zoo_model_on_host(name, tmp_path):
 
 
 @pytest.mark.parametrize("target", ["cortex-m7", "cortex-m0plus", "aarch64"])
-@pytest.mark.parametrize("name", ["lenet5", "ds_cnn"])
+@pytest.mark.parametrize("name", ["lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025"])
 def test_qdq_zoo_model_on_other_targets(name, target, tmp_path):
     assert _steps_off(_qdq(name), target, tmp_path, seeds=(0,)) <= 1.0
 
@@ -147,3 +147,35 @@ def test_maxpool_between_equal_quantizations_runs_on_int8(out_scale, fused, tmp_
     ops = [n.op_type for n in load(m).model.graph.node]
     assert ops.count("QuantizeLinear") == (1 if fused else 2), ops
     check_on_target(m, "host", tmp_path)
+
+
+def test_int8_boundary_scale_and_zero_point_in_header(tmp_path):
+    """A model whose boundary is int8/uint8 states each tensor's scale and zero point as macros,
+    and the object computes with them: uint8 in (zp 128) -> Relu -> int8 out (zp -5)."""
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["f"]), helper.make_node("Relu", ["f"], ["r"]),
+             helper.make_node("QuantizeLinear", ["r", "s2", "z2"], ["y"])]
+    inits = [numpy_helper.from_array(np.array(v, t), n) for v, t, n in
+             [(0.05, np.float32, "s"), (128, np.uint8, "z"), (0.025, np.float32, "s2"), (-5, np.int8, "z2")]]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT8, [1, 8])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    res = dgc.compile(model, "host", name="qb")
+    assert "#define QB_INPUT0_SCALE 5.e-02f" in res.header and "#define QB_INPUT0_ZERO_POINT 128" in res.header
+    assert "#define QB_OUTPUT0_SCALE 2.5e-02f" in res.header and "#define QB_OUTPUT0_ZERO_POINT -5" in res.header
+    assert (res.spec.inputs[0].scale, res.spec.outputs[0].zero_point) == (np.float32(0.05), -5)
+    assert dgc.spec.ModelSpec.from_json(res.spec.to_json()) == res.spec
+    # the macros are valid C and mean what they say: dequantize the input, requantize the output
+    (tmp_path / "qb.h").write_text(res.header)
+    (tmp_path / "m.c").write_text(
+        '#include "qb.h"\n#include <stdio.h>\n#include <math.h>\n'
+        "int main(void) { uint8_t x[8] = {0, 100, 128, 129, 140, 200, 250, 255}; int8_t y[8];\n"
+        "  if (qb_run(x, y, 0)) return 1;\n"
+        "  for (int i = 0; i < 8; i++) { float r = QB_INPUT0_SCALE * (x[i] - QB_INPUT0_ZERO_POINT);\n"
+        "    long q = lrintf((r > 0 ? r : 0) / QB_OUTPUT0_SCALE) + QB_OUTPUT0_ZERO_POINT;\n"
+        "    if (q > 127) q = 127;\n"
+        "    if (q != y[i]) { printf(\"%d: %ld != %d\\n\", i, q, y[i]); return 2; } }\n"
+        "  return 0; }\n")
+    (tmp_path / "qb.o").write_bytes(res.object)
+    import subprocess
+    subprocess.run(["gcc", "-O1", "-o", tmp_path / "m", tmp_path / "m.c", tmp_path / "qb.o", "-lm"], check=True)
+    assert subprocess.run([tmp_path / "m"], capture_output=True, text=True).returncode == 0

@@ -155,6 +155,8 @@ MATMUL = [
         *_qlmm(In(q((5, 16), np.int8)), q((16, 7), np.int8), i8(-14), i8(-13), i8(-9))),
     row("qlmm_u8_i8_batched", "QLinearMatMul",
         *_qlmm(In(q((2, 3, 5, 16), np.uint8)), In(q((3, 16, 7), np.int8)), u8(9), i8(-3), u8(120))),
+    row("qlmm_3d_i8", "QLinearMatMul",  # 3-D x 3-D, constant int8 B (a transformer's batched matmul)
+        *_qlmm(In(q((4, 6, 32), np.int8)), q((4, 32, 9), np.int8), i8(3), i8(0), i8(-2))),
     row("qlmm_per_column_b", "QLinearMatMul",
         *_qlmm(In(q((5, 16), np.uint8)), q((16, 7), np.int8), u8(9), q(7, np.int8), u8(120),
                b_s=u(0.01, 0.03, 7))),
