@@ -110,6 +110,9 @@ def quantize(model: onnx.ModelProto, samples: list[dict], method: str = "minmax"
     calib = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
              "entropy": CalibrationMethod.Entropy}[method]
     act = QuantType.QInt8 if activations == "int8" else QuantType.QUInt8
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    # the newest IR version its opsets allow, which older onnxruntime releases still load
+    model.ir_version = min(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import), True))
     with tempfile.TemporaryDirectory(prefix="dgc-quant-") as d:
         src, pre, out = (os.path.join(d, f) for f in ("float.onnx", "pre.onnx", "qdq.onnx"))
         onnx.save(model, src)

@@ -27,6 +27,7 @@ import re
 import numpy as np
 from dgc.errors import UsageError
 from dgc.ir import constant_op, ir, linalg_d, ops_named, vector_d
+from dgc.passes import dsp_kernels
 from dgc.passes import forward_writes
 from mlir.dialects import affine as affine_d
 from mlir.dialects import ub as ub_d
@@ -140,6 +141,8 @@ def _reduce_step(target, dim: int) -> int:
 
 def default_schedule(op, target) -> OpSchedule | None:
     name = op.name
+    if target.dsp and dsp_kernels.eligible(op):
+        return None  # int8 SMLAD loops after bufferization (dsp_kernels)
     loops, kinds = loop_ranges(op)
     if loops is None:
         return None

@@ -32,7 +32,7 @@ def linalg_stage() -> Stage:
 
 
 def math_approx_stage() -> Stage:
-    return Stage("math", "math functions as polynomial arith (no libm)", fn=math_stage.run)
+    return Stage("math", "math functions as polynomial arith (no libm); 32-bit requantization", fn=math_stage.run)
 
 
 def schedule_stage() -> Stage:

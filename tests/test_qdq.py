@@ -179,3 +179,48 @@ def test_int8_boundary_scale_and_zero_point_in_header(tmp_path):
     import subprocess
     subprocess.run(["gcc", "-O1", "-o", tmp_path / "m", tmp_path / "m.c", tmp_path / "qb.o", "-lm"], check=True)
     assert subprocess.run([tmp_path / "m"], capture_output=True, text=True).returncode == 0
+
+
+def _edge_model():
+    """Float convs with the DSP kernels' edge cases: run lengths not a multiple of 4 (3x3x3),
+    odd filter counts, odd pixel counts, strided windows, a depthwise conv over 6 channels
+    (4 + 2 scalar) with odd (3x3) and even (2x2) windows, and an FC."""
+    rng = np.random.default_rng(7)
+    w = lambda *s: numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32))  # noqa: E731
+    inits, nodes = [], []
+
+    def add(op, ins, out, weights=(), **kw):
+        names = []
+        for i, t in enumerate(weights):
+            t.name = f"{out}_w{i}"
+            inits.append(t)
+            names.append(t.name)
+        nodes.append(helper.make_node(op, ins + names, [out], name=out, **kw))
+
+    add("Conv", ["x"], "c1", [w(5, 3, 3, 3), w(5)], pads=[1, 1, 1, 1], strides=[2, 2])  # 5 filters, 5x5 px
+    add("Relu", ["c1"], "r1")
+    add("Conv", ["r1"], "c2", [w(6, 5, 1, 1), w(6)])
+    add("Conv", ["c2"], "dw3", [w(6, 1, 3, 3), w(6)], group=6, pads=[1, 1, 1, 1])
+    add("Relu", ["dw3"], "r3")
+    add("Conv", ["r3"], "dw2", [w(6, 1, 2, 2), w(6)], group=6)
+    add("Flatten", ["dw2"], "f")
+    add("Gemm", ["f"], "y", [w(7, 6 * 4 * 4), w(7)], transB=1)
+    g = helper.make_graph(nodes, "edges", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 9, 9])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_dsp_kernels_on_cortex_m7(tmp_path):
+    """cortex-m7 (DSP): every int8 conv becomes SMLAD loops on 32-bit words, edge cases
+    included, and agrees with onnxruntime within one output step; cortex-m0plus has no DSP
+    instructions and runs the same model through plain loops."""
+    from dgc.quantize import quantize
+
+    model = _edge_model()
+    q = quantize(model, [dgc.zoo.random_inputs(model, seed=100 + i) for i in range(8)])
+    res = dgc.compile(q, "cortex-m7", name="e", emit=("obj", "asm"), dump_ir=str(tmp_path / "ir"))
+    assert "linalg.conv" not in next((tmp_path / "ir").glob("*-dsp.mlir")).read_text()
+    asm = res.asm
+    assert asm.count("smlad") >= 4 and "sxtb16" in asm and "pkhbt" in asm and "pkhtb" in asm
+    assert "smlad" not in dgc.compile(q, "cortex-m0plus", name="e", emit=("obj", "asm")).asm
+    assert _steps_off(q, "cortex-m7", tmp_path, seeds=(0, 1, 2)) <= 1.0

@@ -415,9 +415,21 @@ def _int_conv(cx, x, w, xzp, wzp, bias, auto_pad, dilations, group, pads, stride
     xv, end = fit_window(e, e.transpose(xv, _TO_NHWC), begin, end, out, kshape, st, dil)
     n, cin, cout = x.shape[0], x.shape[1], w.shape[0]
     b = bias.value if bias is not None else e.const(np.zeros([cout], np.int32))
+    pad = [begin[0], end[0], begin[1], end[1]]
+    if zx.dtype == np.int8 and zx[0] and not zw[0] and isinstance(wv, np.ndarray) and \
+            (bias is None or bias.const is not None):
+        # Fold the input zero point out of the inner loop: sum((x - zx) * w) = sum(x * w) - zx * sum(w),
+        # exact when the padding holds zx too; the constant zx * sum(w) goes into the bias.
+        wsum = wv.astype(np.int64).reshape(cout, -1).sum(axis=1)
+        bias0 = np.zeros(cout, np.int64) if bias is None else bias.const.astype(np.int64).reshape(cout)
+        folded = bias0 - int(zx[0]) * wsum
+        if np.abs(folded).max(initial=0) < 2**31 and int(np.prod(w.shape[1:])) < 2**17:
+            b = e.const(folded.astype(np.int32))
+            xv = e.pad(xv, [0, begin[0], begin[1], 0], [0, end[0], end[1], 0],
+                       value=int(zx[0]))
+            pad, zx = [0, 0, 0, 0], np.array([0], np.int8)
     zps = [e.const(zx), e.const(zw)]
-    kw = dict(pad=[begin[0], end[0], begin[1], end[1]], stride=st, dilation=dil,
-              acc_type=ir.IntegerType.get_signless(32))
+    kw = dict(pad=pad, stride=st, dilation=dil, acc_type=ir.IntegerType.get_signless(32))
     rt = lambda c: ir.RankedTensorType.get([n, *out, c], ir.IntegerType.get_signless(32))  # noqa: E731
     if group == 1:
         wt = _weight(e, wv, (0, cout), (cout, cin, *kshape), (0, 2, 3, 1))
