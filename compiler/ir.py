@@ -55,6 +55,22 @@ def constant_op(value):
     return None
 
 
+def attr_array(attr, blobs: dict):
+    """The values of a constant's elements attribute as a flat numpy array: dense_resource
+    blobs from `blobs` (the importer's, by key), inline dense and integer attributes parsed;
+    None when unknown."""
+    text = str(attr)
+    if text.startswith("dense_resource<"):
+        a = blobs.get(text[len("dense_resource<"):text.index(">")])
+        return None if a is None else np.asarray(a).ravel()
+    if isinstance(attr, ir.IntegerAttr):
+        return np.array([ir.IntegerAttr(attr).value])
+    try:
+        return np.array(ir.DenseElementsAttr(attr)).ravel()
+    except (ValueError, TypeError):
+        return None
+
+
 def ops_named(root, names) -> list:
     """All nested operations whose name is in `names` (collected before any rewrite)."""
     found = []

@@ -29,7 +29,7 @@ import re
 
 import numpy as np
 
-from dgc.ir import PassManager, ir, ops_named
+from dgc.ir import PassManager, attr_array, ir, ops_named
 
 _CONV = "linalg.conv_2d_nhwc_hwcf"
 _DW = "linalg.depthwise_conv_2d_nhwc_hwcm"
@@ -80,16 +80,9 @@ def _global_array(value, ctx):
         if g.name == "memref.global" and ir.StringAttr(g.attributes["sym_name"]).value == sym:
             if "constant" not in g.attributes:
                 return None
-            text = str(g.attributes["initial_value"])
-            m = re.match(r"dense_resource<([^>]+)>", text)
+            a = attr_array(g.attributes["initial_value"], ctx.blobs)
             shape = list(ir.MemRefType(value.type).shape)
-            if m:
-                a = ctx.blobs.get(m.group(1))
-                return None if a is None else a.reshape(shape)
-            try:
-                return np.array(ir.DenseElementsAttr(g.attributes["initial_value"])).reshape(shape)
-            except (ValueError, TypeError):
-                return None
+            return None if a is None or a.size != int(np.prod(shape)) else a.reshape(shape)
     return None
 
 

@@ -17,11 +17,7 @@ no overflow since |hi| < 2**30). ARM: one SMULL, then 32-bit shifts and an add.
 
 from __future__ import annotations
 
-import re
-
-import numpy as np
-
-from dgc.ir import arith_d, ir, ops_named
+from dgc.ir import arith_d, attr_array, ir, ops_named
 
 
 def _const_values(value, ctx):
@@ -39,17 +35,7 @@ def _const_values(value, ctx):
         op = getattr(op, "operation", op)
     if not isinstance(op, ir.Operation) or op.name != "arith.constant":
         return None
-    attr = op.attributes["value"]
-    m = re.match(r"dense_resource<([^>]+)>", str(attr))
-    if m:
-        a = ctx.blobs.get(m.group(1))
-        return None if a is None else np.asarray(a).ravel()
-    if isinstance(attr, ir.IntegerAttr):
-        return np.array([ir.IntegerAttr(attr).value])
-    try:
-        return np.array(ir.DenseElementsAttr(attr)).ravel()
-    except (ValueError, TypeError):
-        return None
+    return attr_array(op.attributes["value"], ctx.blobs)
 
 
 def _is(value, name):

@@ -26,7 +26,7 @@ import re
 
 import numpy as np
 from dgc.errors import UsageError
-from dgc.ir import constant_op, ir, linalg_d, ops_named, vector_d
+from dgc.ir import attr_array, constant_op, ir, linalg_d, ops_named, vector_d
 from dgc.passes import dsp_kernels
 from dgc.passes import forward_writes
 from mlir.dialects import affine as affine_d
@@ -564,15 +564,11 @@ def _const_array(value, ctx):
     op = constant_op(value)
     if op is None:
         return None
-    attr = op.attributes["value"]
-    m = re.match(r"dense_resource<([^>]+)>", str(attr))
-    if m:
-        a = ctx.blobs.get(m.group(1))
-        return None if a is None else a.reshape(ir.ShapedType(value.type).shape)
-    try:
-        return np.array(ir.DenseElementsAttr(attr))
-    except (ValueError, TypeError):
+    a = attr_array(op.attributes["value"], ctx.blobs)
+    shape = ir.ShapedType(value.type).shape
+    if a is None or a.size not in (1, math.prod(shape)):
         return None
+    return np.broadcast_to(a, shape) if a.size == 1 else a.reshape(shape)
 
 
 def _new_const(array: np.ndarray, ctx, key: str):
