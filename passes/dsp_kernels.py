@@ -25,8 +25,6 @@ allow on normal memory. Intrinsics: llvm.arm.smlad, llvm.arm.sxtb16.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from dgc.ir import PassManager, attr_array, ir, ops_named
@@ -43,26 +41,17 @@ def eligible(op) -> bool:
     i8, i32 = ir.IntegerType.get_signless(8), ir.IntegerType.get_signless(32)
     if x.element_type != i8 or w.element_type != i8 or acc.element_type != i32:
         return False
-    if not all(x.has_static_shape for x in (x, w, acc)):
+    if not all(t.has_static_shape for t in (x, w, acc)):
         return False
     dil = [int(d) for d in np.array(ir.DenseElementsAttr(op.attributes["dilations"]))]
     return dil == [1, 1] and (op.name != _DW or w.shape[3] == 1)
 
 
 def _strides(t) -> list[int] | None:
-    """Static element strides of a memref type (identity or strided layout)."""
-    shape = list(ir.MemRefType(t).shape)
-    m = re.search(r"strided<\[([^\]]*)\]", str(t))
-    if m is None:
-        if "affine_map" in str(t):
-            return None
-        st, acc = [], 1
-        for d in reversed(shape):
-            st.insert(0, acc)
-            acc *= d
-        return st
-    vals = [v.strip() for v in m.group(1).split(",")]
-    return None if "?" in vals else [int(v) for v in vals]
+    """Static element strides of a memref type, or None when one is dynamic."""
+    mt = ir.MemRefType(t)
+    strides, _ = mt.get_strides_and_offset()
+    return None if any(mt.is_dynamic_stride_or_offset(s) for s in strides) else list(strides)
 
 
 def _global_array(value, ctx):
@@ -71,19 +60,15 @@ def _global_array(value, ctx):
     op = getattr(op, "operation", op)
     if not isinstance(op, ir.Operation) or op.name != "memref.get_global":
         return None
-    sym = ir.FlatSymbolRefAttr(op.attributes["name"]).value
     mod = op
     while mod.parent is not None:
         mod = mod.parent
-    for g in mod.regions[0].blocks[0].operations:
-        g = g.operation
-        if g.name == "memref.global" and ir.StringAttr(g.attributes["sym_name"]).value == sym:
-            if "constant" not in g.attributes:
-                return None
-            a = attr_array(g.attributes["initial_value"], ctx.blobs)
-            shape = list(ir.MemRefType(value.type).shape)
-            return None if a is None or a.size != int(np.prod(shape)) else a.reshape(shape)
-    return None
+    g = ir.SymbolTable(mod)[ir.FlatSymbolRefAttr(op.attributes["name"]).value].operation
+    if "constant" not in g.attributes:
+        return None
+    a = attr_array(g.attributes["initial_value"], ctx.blobs)
+    shape = list(ir.MemRefType(value.type).shape)
+    return None if a is None or a.size != int(np.prod(shape)) else a.reshape(shape)
 
 
 class _Text:
@@ -386,7 +371,7 @@ def _kernel_text(k, name: str) -> str:
     k.body(t, "%x0", "%acc", "%wg")
     body = "\n    ".join(t.const_lines() + t.lines)
     return (f'module {{\n  memref.global "private" constant @{name}_w : {k.wtype} = '
-            f"dense_resource<{name}_w> {{alignment = 16 : i64}}\n"
+            "dense<0> {alignment = 16 : i64}\n"  # contents: set in run()
             f"  func.func private @{name}(%x: {xt}, %acc: {at}) {{\n    {body}\n    return\n  }}\n}}")
 
 
@@ -408,12 +393,15 @@ def run(module, ctx) -> None:
         ctx.blobs[name + "_w"] = kern.packed
         text = _kernel_text(kern, name)
         try:
-            kmod = ir.Module.parse(text.replace(f"dense_resource<{name}_w>", "dense<0>"), module.context)
+            kmod = ir.Module.parse(text, module.context)
         except ir.MLIRError as err:  # a bug here: report the generated text's first error
             raise RuntimeError(f"dsp kernel {name} does not parse: {str(err).splitlines()[0]}") from None
         for g in list(kmod.body.operations):
             g = g.operation
-            if g.name == "memref.global":
+            if g.name == "memref.global":  # the weights, as a blob the finalize stage finds by key
+                t = ir.RankedTensorType.get([len(kern.packed)], ir.IntegerType.get_signless(32))
+                g.attributes["initial_value"] = ir.DenseResourceElementsAttr.get_from_buffer(
+                    memoryview(kern.packed), f"{name}_w", t, alignment=16)
                 g.move_before(module.body.operations[0])
             else:  # the kernel function: its body replaces the linalg op (inlined by hand)
                 block = g.regions[0].blocks[0]
@@ -421,20 +409,8 @@ def run(module, ctx) -> None:
                     arg.replace_all_uses_with(val)
                 for inner in list(block.operations)[:-1]:  # all but func.return
                     inner.operation.move_before(op)
-        _set_resource(module, name, kern.packed)
         op.erase()
         made += 1
     if made:
         PassManager.parse("builtin.module(canonicalize,cse)").run(module.operation)
 
-
-def _set_resource(module, name: str, packed: np.ndarray) -> None:
-    """Point the new global at a dense_resource blob holding `packed` (the finalize stage
-    takes the bytes from ctx.blobs by key)."""
-    for g in module.body.operations:
-        g = g.operation
-        if g.name == "memref.global" and ir.StringAttr(g.attributes["sym_name"]).value == f"{name}_w":
-            t = ir.RankedTensorType.get([len(packed)], ir.IntegerType.get_signless(32))
-            g.attributes["initial_value"] = ir.DenseResourceElementsAttr.get_from_buffer(
-                memoryview(np.ascontiguousarray(packed)), f"{name}_w", t, alignment=16)
-            return
