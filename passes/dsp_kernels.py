@@ -5,37 +5,48 @@ After bufferization, every int8 x int8 -> int32 convolution with constant weight
 importer has already folded the input zero point into the bias, so the inner loops see plain
 int8 products) becomes a loop nest on 32-bit words, written here as MLIR text:
 
-- conv: the reduction is walked as runs of contiguous bytes (a window row kw*C when the
-  input's W stride is C, else one window position's C channels). Per step a block of 2 output
-  pixels x 2 filters loads one 32-bit word (4 int8) of each pixel's input and of each filter,
-  splits every word into two int16 pairs (SXTB16 and SXTB16 of the word rotated by 8: bytes
-  0,2 and 1,3) and accumulates with SMLAD: 16 MACs in 4 loads + 8 SXTB16 + 8 SMLAD. Run
-  lengths that are not a multiple of 4 finish with scalar byte MACs.
+- conv (the CMSIS-NN scheme): per pair of output pixels, both input windows are first
+  expanded to int16 in a small scratch buffer (im2col, K = kh*kw*C values each, padded to a
+  multiple of 4): 4 int8 become two words of int16 pairs with SXTB16 and SXTB16 of the word
+  rotated by 8 (bytes 0,2 and 1,3), once per pixel and reused by every filter. Then per pair
+  of filters one word of 4 int8 weights per filter splits the same way, and 8 SMLAD do the
+  16 MACs of the 2 pixels x 2 filters block: 4 + 2 loads, 4 SXTB16, 8 SMLAD per 16 MACs.
+  Windows whose contiguous runs are not a multiple of 4 bytes are expanded byte by byte.
 - depthwise: per output pixel a group of 4 channels; two window positions are paired, so one
   SMLAD adds both positions' products of one channel: the two input words' SXTB16 halves are
   interleaved with PKHBT/PKHTB (shift/or patterns the backend selects); the weights are
   stored as int16 pairs in that order at compile time (small: kh*kw*C). An odd window gets a
   zero weight for its last pair. Channel counts that are not a multiple of 4 finish scalar.
 
+Fusion: the accumulators start from the conv's initial value when it is known (a constant
+fill, or a bias vector broadcast by a linalg.generic; the schedule stage leaves that generic
+unscheduled for us), and the elementwise op consuming the int32 result (the
+requantization: multiplier, shift, zero point, clamp) is applied to each accumulator in
+registers, its payload inlined, so the int32 accumulator buffer is never written and is
+dropped. Without a known init the accumulators are loaded from that buffer; without a
+fusible consumer they are stored to it.
+
 The weights are re-laid out at compile time into new constant globals (int8 stays int8 for
-the conv: 4 per word). The accumulator buffer (bias already in it) is read once and written
-once per block. Input words are read with unaligned 32-bit loads, which ARMv7-M/ARMv8-M
-allow on normal memory. Intrinsics: llvm.arm.smlad, llvm.arm.sxtb16.
+the conv: 4 per word). Input words are read with unaligned 32-bit loads, which
+ARMv7-M/ARMv8-M allow on normal memory. Intrinsics: llvm.arm.smlad, llvm.arm.sxtb16.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from dgc.ir import PassManager, attr_array, ir, ops_named
+from dgc.ir import PassManager, attr_array, func_d, ir, ops_named
 
 _CONV = "linalg.conv_2d_nhwc_hwcf"
 _DW = "linalg.depthwise_conv_2d_nhwc_hwcm"
+NAMES = (_CONV, _DW, "linalg.conv_2d_nhwc_fhwc")
+_HARMLESS = {"memref.alloc", "memref.expand_shape", "memref.collapse_shape", "memref.subview",
+             "memref.get_global", "memref.cast", "arith.constant"}
 
 
 def eligible(op) -> bool:
     """An int8 x int8 -> int32 convolution this pass rewrites (on tensors or buffers)."""
-    if op.name not in (_CONV, _DW, "linalg.conv_2d_nhwc_fhwc"):
+    if op.name not in NAMES:
         return False
     x, w, acc = (ir.ShapedType(v.type) for v in op.operands[:3])
     i8, i32 = ir.IntegerType.get_signless(8), ir.IntegerType.get_signless(32)
@@ -47,6 +58,68 @@ def eligible(op) -> bool:
     return dil == [1, 1] and (op.name != _DW or w.shape[3] == 1)
 
 
+def _op(x):
+    """The ir.Operation behind an op view, value owner or operation (None for blocks)."""
+    x = getattr(x, "operation", x)
+    return x if isinstance(x, ir.Operation) else None
+
+
+def _maps(op) -> list:
+    return [ir.AffineMapAttr(a).value for a in op.attributes["indexing_maps"]]
+
+
+def _n_inputs(op) -> int:
+    return list(ir.DenseI32ArrayAttr(op.attributes["operandSegmentSizes"]))[0]
+
+
+def _dim_pos(expr) -> int | None:
+    try:
+        return ir.AffineDimExpr(expr).position
+    except (ValueError, TypeError):
+        return None
+
+
+def _is_epilogue(op, value) -> bool:
+    """`op` is an elementwise linalg.generic over `value`'s shape reading `value` once (identity
+    map) and writing one other output: the conv's requantization."""
+    op = _op(op)
+    if op is None or op.name != "linalg.generic" or len(op.operands) - _n_inputs(op) != 1:
+        return False
+    if any("parallel" not in str(a) for a in op.attributes["iterator_types"]):
+        return False
+    body = op.regions[0].blocks[0]
+    if any(len(o.regions) for o in body.operations):
+        return False
+    uses = [k for k, v in enumerate(op.operands) if v == value]
+    if len(uses) != 1 or uses[0] >= _n_inputs(op):
+        return False
+    m = _maps(op)[uses[0]]
+    return m.n_dims == len(m.results) and [_dim_pos(e) for e in m.results] == list(range(m.n_dims))
+
+
+def _is_broadcast(op) -> bool:
+    """A linalg.generic with one input copied into every element of its output (a bias)."""
+    op = _op(op)
+    if op is None or op.name != "linalg.generic" or len(op.operands) != 2 or _n_inputs(op) != 1:
+        return False
+    ops = list(op.regions[0].blocks[0].operations)
+    return len(ops) == 1 and ops[0].operands[0] == op.regions[0].blocks[0].arguments[0]
+
+
+def partners(op) -> list:
+    """Tensor level: the ops the dsp stage will fuse into an eligible conv's kernel (its
+    requantization consumer and a bias broadcast producing its init). The schedule stage
+    leaves them alone so they reach the dsp stage as linalg.generic on buffers."""
+    out = []
+    users = list(op.results[0].uses)
+    if len(users) == 1 and _is_epilogue(users[0].owner, op.results[0]):
+        out.append(_op(users[0].owner))
+    init = _op(op.operands[2].owner)
+    if init is not None and _is_broadcast(init) and len(list(init.results[0].uses)) == 1:
+        out.append(init)
+    return out
+
+
 def _strides(t) -> list[int] | None:
     """Static element strides of a memref type, or None when one is dynamic."""
     mt = ir.MemRefType(t)
@@ -54,23 +127,192 @@ def _strides(t) -> list[int] | None:
     return None if any(mt.is_dynamic_stride_or_offset(s) for s in strides) else list(strides)
 
 
-def _global_array(value, ctx):
-    """The numpy contents of a constant memref.get_global operand, or None."""
-    op = value.owner
-    op = getattr(op, "operation", op)
-    if not isinstance(op, ir.Operation) or op.name != "memref.get_global":
+def _root(value):
+    """The buffer a memref value views: through view ops to an alloc, global or argument."""
+    op = _op(value.owner)
+    while op is not None and op.name in ("memref.subview", "memref.expand_shape", "memref.collapse_shape",
+                                         "memref.cast"):
+        value = op.operands[0]
+        op = _op(value.owner)
+    return value
+
+
+def _constant_global(value):
+    """The memref.global (constant) behind a memref.get_global value (through views), or None."""
+    op = _op(_root(value).owner)
+    if op is None or op.name != "memref.get_global":
         return None
     mod = op
     while mod.parent is not None:
         mod = mod.parent
     g = ir.SymbolTable(mod)[ir.FlatSymbolRefAttr(op.attributes["name"]).value].operation
-    if "constant" not in g.attributes:
+    return g if "constant" in g.attributes else None
+
+
+def _global_array(value, ctx):
+    """The numpy contents of a constant memref.get_global operand, or None."""
+    op = _op(value.owner)
+    g = _constant_global(value) if op is not None and op.name == "memref.get_global" else None
+    if g is None:
         return None
     a = attr_array(g.attributes["initial_value"], ctx.blobs)
     shape = list(ir.MemRefType(value.type).shape)
     return None if a is None or a.size != int(np.prod(shape)) else a.reshape(shape)
 
 
+def _uses(op, value) -> bool:
+    return any(v == value for v in op.operands)
+
+
+def _fill_constant(op, buf):
+    """The constant an op fills `buf` with (linalg.fill of an arith.constant), or None."""
+    if op.name != "linalg.fill" or op.operands[1] != buf:
+        return None
+    c = _op(op.operands[0].owner)
+    return None if c is None or c.name != "arith.constant" else ir.IntegerAttr(c.attributes["value"]).value
+
+
+class _Fusion:
+    """What an eligible conv (on buffers) starts from and what it feeds: found by scanning its
+    block. `init`: ("const", int) | ("load", memref, map) | None (read the acc buffer);
+    `epi`: the requantization generic applied in registers, or None (write the acc buffer)."""
+
+    def __init__(self, op):
+        self.op, self.acc = op, op.operands[2]
+        ops = [o.operation for o in op.operation.block.operations]
+        i = next(k for k, o in enumerate(ops) if o == op)
+        alloc = _op(self.acc.owner)
+        fresh = alloc is not None and alloc.name == "memref.alloc"
+        self.init = self._init(ops, i) if fresh else None
+        self.epi = self._epilogue(ops, i) if fresh else None
+        self.acc_k = next(k for k, v in enumerate(self.epi.operands) if v == self.acc) if self.epi else None
+
+    def _init(self, ops, i):
+        prev = next((o for o in reversed(ops[:i]) if _uses(o, self.acc)), None)
+        if prev is None:
+            return None
+        c = _fill_constant(prev, self.acc)
+        if c is not None:
+            return ("const", c)
+        if _is_broadcast(prev) and prev.operands[1] == self.acc and _constant_global(prev.operands[0]):
+            return ("load", prev.operands[0], _maps(prev)[0])
+        if prev.name == "memref.copy" and prev.operands[1] == self.acc:
+            src = prev.operands[0]
+            j = next(k for k, o in enumerate(ops) if o == prev)
+            for o in reversed(ops[:j]):  # copies out of src only read it
+                if not _uses(o, src) or (o.name == "memref.copy" and o.operands[0] == src and o.operands[1] != src):
+                    continue
+                c = _fill_constant(o, src)
+                return None if c is None else ("const", c)
+        return None
+
+    def _epilogue(self, ops, i):
+        x_root = _root(self.op.operands[0])
+        for o in ops[i + 1:]:
+            if _uses(o, self.acc):
+                if not _is_epilogue(o, self.acc):
+                    return None
+                out = _root(o.operands[len(o.operands) - 1])
+                return o if out != x_root and out != self.acc else None
+            self_copy = o.name == "memref.copy" and o.operands[0] == o.operands[1]
+            if o.name not in _HARMLESS and not self_copy:
+                return None  # the kernel moves down to the consumer: nothing may happen between
+        return None
+
+    # -- kernel text -------------------------------------------------------------------------
+    def args(self) -> list[tuple[str, object]]:
+        """Extra kernel arguments: (name, value)."""
+        out = [("%bias", self.init[1])] if self.init and self.init[0] == "load" else []
+        if self.epi is not None:
+            out += [(f"%e{k}", v) for k, v in enumerate(self.epi.operands) if k != self.acc_k]
+        return out
+
+    def start(self, t, idx: list[str]) -> str:
+        """The initial accumulator of the output at `idx`."""
+        if self.init is None:
+            return t(f"memref.load %acc[{', '.join(idx)}] : {self.acc.type}")
+        if self.init[0] == "const":
+            return t.c(self.init[1], "i32")
+        return t(f"memref.load %bias[{', '.join(_apply(t, self.init[2], idx))}] : {self.init[1].type}")
+
+    def finish(self, t, value: str, idx: list[str], name: str) -> None:
+        """Store the output at `idx`: requantized in registers, or the int32 accumulator."""
+        if self.epi is None:
+            t.raw(f"memref.store {value}, %acc[{', '.join(idx)}] : {self.acc.type}")
+            return
+        body = self.epi.regions[0].blocks[0]
+        maps, ops = _maps(self.epi), list(self.epi.operands)
+        vals, types = [], []
+        for k, arg in enumerate(body.arguments):
+            types.append(str(arg.type))
+            if k == self.acc_k:
+                vals.append(value)
+            elif not list(arg.uses):
+                vals.append(t(f"arith.constant {'0.0' if 'f' in str(arg.type) else '0'} : {arg.type}"))
+            else:
+                vals.append(t(f"memref.load %e{k}[{', '.join(_apply(t, maps[k], idx))}] : {ops[k].type}"))
+        rtype = str(list(body.operations)[-1].operands[0].type)
+        sig = ", ".join(types + ["index"] * len(idx))
+        r = t(f"func.call @{name}_epi({', '.join(vals + idx)}) : ({sig}) -> {rtype}")
+        k = len(ops) - 1
+        t.raw(f"memref.store {r}, %e{k}[{', '.join(_apply(t, maps[k], idx))}] : {ops[k].type}")
+
+    def declaration(self, name: str, rank: int) -> str:
+        if self.epi is None:
+            return ""
+        body = self.epi.regions[0].blocks[0]
+        types = [str(a.type) for a in body.arguments] + ["index"] * rank
+        rtype = str(list(body.operations)[-1].operands[0].type)
+        return f"  func.func private @{name}_epi({', '.join(types)}) -> {rtype}\n"
+
+    def define(self, fn) -> None:
+        """Give the declared @<name>_epi the epilogue's payload as its body (ops cloned)."""
+        body = self.epi.regions[0].blocks[0]
+        entry = fn.add_entry_block()
+        n = len(body.arguments)
+        mapping = dict(zip(body.arguments, list(entry.arguments)[:n]))
+
+        def look(v):
+            if v in mapping:
+                return mapping[v]
+            c = _op(v.owner)
+            if c is None or c.name != "arith.constant":
+                raise _NotFused(f"epilogue reads {v}")
+            with ir.InsertionPoint.at_block_begin(entry):
+                mapping[v] = c.clone().results[0]
+            return mapping[v]
+        with ir.InsertionPoint(entry):
+            for o in body.operations:
+                o = o.operation
+                if o.name == "linalg.yield":
+                    func_d.ReturnOp([look(o.operands[0])])
+                elif o.name == "linalg.index":
+                    mapping[o.results[0]] = entry.arguments[n + ir.IntegerAttr(o.attributes["dim"]).value]
+                else:
+                    new = o.clone()
+                    for j, v in enumerate(o.operands):
+                        new.operands[j] = look(v)
+                    mapping.update(zip(o.results, new.results))
+
+
+class _NotFused(Exception):
+    pass
+
+
+def _apply(t, m, idx: list[str]) -> list[str]:
+    """Index values of an affine map's results at `idx`."""
+    out = []
+    dims = ", ".join(f"d{i}" for i in range(m.n_dims))
+    for e in m.results:
+        pos = _dim_pos(e)
+        if pos is not None:
+            out.append(idx[pos])
+            continue
+        try:
+            out.append(t.c(ir.AffineConstantExpr(e).value))
+        except (ValueError, TypeError):
+            out.append(t(f"affine.apply affine_map<({dims}) -> ({e})>({', '.join(idx)})"))
+    return out
 class _Text:
     """A tiny emitter of MLIR text with fresh SSA names."""
 
@@ -125,6 +367,9 @@ class _Text:
     def load32(self, p: str, off=0) -> str:
         return self(f"llvm.load {self.gep(p, off)} {{alignment = 1 : i64}} : !llvm.ptr -> i32")
 
+    def load32a(self, p: str, off=0) -> str:
+        return self(f"llvm.load {self.gep(p, off)} {{alignment = 4 : i64}} : !llvm.ptr -> i32")
+
     def load8(self, p: str, off=0) -> str:
         b = self(f"llvm.load {self.gep(p, off)} : !llvm.ptr -> i8")
         return self(f"arith.extsi {b} : i8 to i32")
@@ -145,127 +390,196 @@ class _Text:
         return self(f'llvm.call_intrinsic "llvm.arm.smlad"({a}, {b}, {acc}) : (i32, i32, i32) -> i32')
 
 
-def _for(t: _Text, lo, hi, iters: list[str], body) -> list[str]:
-    """scf.for %i = lo to hi step 1 with i32 iter_args; body(i, args) -> new args."""
+def _for(t: _Text, lo, hi, iters: list[str], body, types: list[str] | None = None) -> list[str]:
+    """scf.for %i = lo to hi step 1 with iter_args (i32 unless `types`); body(i, args) -> new args."""
     iv = t.fresh("i")
     args = [t.fresh("a") for _ in iters]
     res = t.fresh("r")
+    types = types or ["i32"] * len(iters)
     lo = t.c(lo) if isinstance(lo, int) else lo
     hi = t.c(hi) if isinstance(hi, int) else hi
     if iters:
         inits = ", ".join(f"{a} = {v}" for a, v in zip(args, iters))
         t.raw(f"{res}:{len(iters)} = scf.for {iv} = {lo} to {hi} step {t.c(1)} iter_args({inits}) -> "
-              f"({', '.join(['i32'] * len(iters))}) {{")
+              f"({', '.join(types)}) {{")
     else:
         t.raw(f"scf.for {iv} = {lo} to {hi} step {t.c(1)} {{")
     out = body(iv, args)
-    t.raw(f"scf.yield {', '.join(out)} : {', '.join(['i32'] * len(out))}" if out else "scf.yield")
+    t.raw(f"scf.yield {', '.join(out)} : {', '.join(types)}" if out else "scf.yield")
     t.raw("}")
     return [f"{res}#{k}" for k in range(len(iters))]
 
 
-class _Conv:
-    """conv_2d_nhwc_hwcf, int8: 2x2 (pixels x filters) SMLAD blocks over contiguous runs."""
 
-    def __init__(self, op, w: np.ndarray, xst: list[int]):
-        self.op = op
+
+class _Conv:
+    """conv_2d_nhwc_hwcf, int8: im2col of 2 pixels to int16, then 2x2 (pixels x filters)
+    SMLAD blocks over K."""
+
+    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion):
+        self.op, self.fusion = op, fusion
         _, self.ih, self.iw, self.c = ir.MemRefType(op.operands[0].type).shape
         self.kh, self.kw, _, self.f = w.shape
         self.n, self.oh, self.ow, _ = ir.MemRefType(op.operands[2].type).shape
         self.sh, self.sw = (int(s) for s in np.array(ir.DenseElementsAttr(op.attributes["strides"])))
         self.xst = xst
-        contiguous = xst[3] == 1 and xst[2] == self.c
-        self.runs = self.kh if contiguous else self.kh * self.kw  # reduction runs
-        self.run_len = self.kw * self.c if contiguous else self.c
-        self.words, self.tail = divmod(self.run_len, 4)
-        self.per_run = self.words + self.tail  # i32 entries per filter per run
-        self.packed = self._pack(w.transpose(3, 0, 1, 2).reshape(self.f, self.runs, self.run_len))
+        self.k = self.kh * self.kw * self.c
+        self.kp = -(-self.k // 4) * 4  # K padded: whole words
+        if xst[3] == 1 and xst[2] == self.c:
+            self.runs, self.run_len = self.kh, self.kw * self.c  # contiguous window rows
+        else:
+            self.runs, self.run_len = self.kh * self.kw, self.c  # one window position each
+        self.by_words = xst[3] == 1 and self.run_len % 4 == 0
+        wk = np.zeros((self.f, self.kp), np.int8)
+        wk[:, :self.k] = w.reshape(self.k, self.f).T
+        self.packed = self._pack(wk)
 
-    def _pack(self, w: np.ndarray) -> np.ndarray:
-        """[filter block][run][word j, filter][tail t, filter] as int32 (words: 4 int8 LE)."""
-        out = []
-        for f0 in range(0, self.f, 2):
-            blk = w[f0:f0 + 2]  # [fb, runs, len]
-            words = blk[:, :, :self.words * 4].reshape(len(blk), self.runs, self.words, 4)
-            words = np.ascontiguousarray(words.astype(np.int8)).view(np.int32)[..., 0]  # [fb, runs, words]
-            tail = blk[:, :, self.words * 4:].astype(np.int32)  # [fb, runs, tail]
-            both = np.concatenate([words.transpose(1, 2, 0).reshape(self.runs, -1),
-                                   tail.transpose(1, 2, 0).reshape(self.runs, -1)], axis=1)
-            out.append(both.reshape(-1))
+    def _pack(self, wk: np.ndarray) -> np.ndarray:
+        """Per block of 2 filters (1 for an odd last): word j of each filter in turn, 4 int8."""
+        words = np.ascontiguousarray(wk).view(np.int32)  # [f, kp/4]
+        out = [words[f0:f0 + 2].T.reshape(-1) for f0 in range(0, self.f, 2)]
         return np.concatenate(out).astype(np.int32)
 
-    def body(self, t: _Text, x: str, acc: str, wg: str) -> None:
-        pixels = self.oh * self.ow
-        nfull_f = self.f // 2
+    def _offset(self, k: int) -> int:
+        kh, rest = divmod(k, self.kw * self.c)
+        kw, c = divmod(rest, self.c)
+        return kh * self.xst[1] + kw * self.xst[2] + c * self.xst[3]
 
-        def pixel_addr(n, p):
-            oh = t(f"arith.divui {p}, {t.c(self.ow)} : index")
-            ow = t(f"arith.remui {p}, {t.c(self.ow)} : index")
-            a = t.add(x, t.mul(n, self.xst[0]))
-            a = t.add(a, t.mul(oh, self.sh * self.xst[1]))
-            return t.add(a, t.mul(ow, self.sw * self.xst[2])), oh, ow
+    def expand(self, t: _Text, px: str, s0: int) -> None:
+        """Pixel window at byte address `px` -> int16 pairs in scratch words s0 .. s0 + kp/2."""
+        st = f"memref<{self.kp}xi32>"
 
-        def block(n, pix, f, fb, wbase):
-            accs = [t(f"memref.load {acc}[{n}, {oh}, {ow}, {t.add(f, k)}] : {self.acc_type}")
-                    for (_, oh, ow) in pix for k in range(fb)]
+        def put(word_index, v):
+            t.raw(f"memref.store {v}, %s[{word_index}] : {st}")
+        if self.by_words:
+            per_run = self.run_len // 4
 
-            def run_body(r, args):
+            def run_body(r, _):
                 if self.runs == self.kh:
                     roff = t.mul(r, self.xst[1])
                 else:
                     kh = t(f"arith.divui {r}, {t.c(self.kw)} : index")
                     kw = t(f"arith.remui {r}, {t.c(self.kw)} : index")
                     roff = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
-                rows = [t(f"arith.addi {a}, {roff} : index") for a, _, _ in pix]
-                wrow = t.add(wbase, t.mul(r, self.per_run * fb))
+                p = t.ptr(t(f"arith.addi {px}, {roff} : index"))
+                dst = t.add(t.mul(r, 2 * per_run), s0)
 
-                def word_body(j, a):
-                    a = list(a)
-                    j4 = t.mul(j, 4)
-                    xs = [t.halves(t.load32(t.ptr(t(f"arith.addi {row}, {j4} : index")))) for row in rows]
-                    wj = t.add(wrow, t.mul(j, fb))
-                    ws = [t.halves(t(f"memref.load {wg}[{t.add(wj, k)}] : {self.wtype}")) for k in range(fb)]
-                    for i, (xe, xo) in enumerate(xs):
-                        for k, (we, wo) in enumerate(ws):
-                            a[i * fb + k] = t.smlad(xo, wo, t.smlad(xe, we, a[i * fb + k]))
-                    return a
-                a = _for(t, 0, self.words, args, word_body) if self.words else list(args)
-                for s in range(self.tail):
-                    xv = [t.load8(t.ptr(t.add(row, self.words * 4 + s))) for row in rows]
-                    wv = [t(f"memref.load {wg}[{t.add(wrow, self.words * fb + s * fb + k)}] : {self.wtype}")
-                          for k in range(fb)]
-                    for i in range(len(rows)):
-                        for k in range(fb):
-                            prod = t(f"arith.muli {xv[i]}, {wv[k]} : i32")
-                            a[i * fb + k] = t(f"arith.addi {a[i * fb + k]}, {prod} : i32")
-                return a
-            res = _for(t, 0, self.runs, accs, run_body)
-            for (i, (_, oh, ow)) in enumerate(pix):
-                for k in range(fb):
-                    t.raw(f"memref.store {res[i * fb + k]}, {acc}[{n}, {oh}, {ow}, {t.add(f, k)}] : "
-                          f"{self.acc_type}")
+                def word_body(j, _):
+                    e, o = t.halves(t.load32(p, t.mul(j, 4)))
+                    d = t.add(dst, t.mul(j, 2)) if per_run > 1 else dst
+                    put(d, e)
+                    put(t.add(d, 1), o)
+                    return []
+                if per_run > 1:
+                    _for(t, 0, per_run, [], word_body)
+                else:
+                    word_body(t.c(0), [])
+                return []
+            if self.runs > 1:
+                _for(t, 0, self.runs, [], run_body)
+            else:
+                run_body(t.c(0), [])
+            return
+        p = t.ptr(px)
+        lo16 = t.c(0xFFFF, "i32")
+        sixteen = t.c(16, "i32")
+
+        def pack(a, b):  # PKHBT: a.lo | b << 16
+            return t(f"arith.ori {t(f'arith.andi {a}, {lo16} : i32')}, {t(f'arith.shli {b}, {sixteen} : i32')} : i32")
+
+        def group(vals, word):  # 4 sign-extended values -> words (v0, v2), (v1, v3)
+            put(word, pack(vals[0], vals[2]))
+            put(t.add(word, 1), pack(vals[1], vals[3]))
+        if self.k <= 256:  # fully unrolled: every offset static
+            for g in range(self.kp // 4):
+                vals = [t.load8(p, self._offset(k)) if k < self.k else t.c(0, "i32")
+                        for k in range(4 * g, 4 * g + 4)]
+                group(vals, t.c(s0 + 2 * g))
+            return
+
+        def gbody(g, _):
+            vals = []
+            for i in range(4):
+                k = t.add(t.mul(g, 4), i)
+                kh = t(f"arith.divui {k}, {t.c(self.kw * self.c)} : index")
+                rest = t(f"arith.remui {k}, {t.c(self.kw * self.c)} : index")
+                kw = t(f"arith.divui {rest}, {t.c(self.c)} : index")
+                c = t(f"arith.remui {rest}, {t.c(self.c)} : index")
+                off = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
+                off = t(f"arith.addi {off}, {t.mul(c, self.xst[3])} : index")
+                vals.append(t.load8(p, off))
+            group(vals, t.add(t.mul(g, 2), s0))
+            return []
+        _for(t, 0, self.k // 4, [], gbody)
+        if self.k % 4:
+            g = self.k // 4
+            group([t.load8(p, self._offset(k)) if k < self.k else t.c(0, "i32") for k in range(4 * g, 4 * g + 4)],
+                  t.c(s0 + 2 * g))
+
+    def block(self, t: _Text, n: str, pix: list, f: str, fb: int, wbase: str, name: str) -> None:
+        """Outputs of len(pix) pixels x fb filters from filter f: K loop, then the epilogue."""
+        words = self.kp // 4
+        idxs = [[n, oh, ow, t.add(f, k)] for (oh, ow) in pix for k in range(fb)]
+        accs = [self.fusion.start(t, idx) for idx in idxs]
+        st = f"memref<{self.kp}xi32>"
+
+        nacc = len(accs)
+        pw = t.gep(t.ptr(t(f"memref.extract_aligned_pointer_as_index %wg : {self.wtype} -> index")),
+                   t(f"arith.muli {wbase}, {t.c(4)} : index"))
+        ps = t.ptr(t(f"memref.extract_aligned_pointer_as_index %s : {st} -> index"))
+
+        def kbody(j, a):  # pointers carried: one add each per step, no index arithmetic
+            a, wp, sp = list(a[:nacc]), a[nacc], a[nacc + 1]
+            ws = [t.halves(t.load32a(wp, 4 * k)) for k in range(fb)]
+            for i in range(len(pix)):
+                xe = t.load32a(sp, i * 2 * self.kp)
+                xo = t.load32a(sp, i * 2 * self.kp + 4)
+                for k, (we, wo) in enumerate(ws):
+                    a[i * fb + k] = t.smlad(xo, wo, t.smlad(xe, we, a[i * fb + k]))
+            return a + [t.gep(wp, 4 * fb), t.gep(sp, 8)]
+        res = _for(t, 0, words, accs + [pw, ps], kbody, ["i32"] * nacc + ["!llvm.ptr"] * 2)[:nacc]
+        for idx, v in zip(idxs, res):
+            self.fusion.finish(t, v, idx, name)
+
+    def body(self, t: _Text, name: str) -> None:
+        pixels = self.oh * self.ow
+        nfull_f = self.f // 2
+        wstride = 2 * (self.kp // 4)  # words per full filter pair
+
+        def pixel(x0, n, p):
+            oh = t(f"arith.divui {p}, {t.c(self.ow)} : index")
+            ow = t(f"arith.remui {p}, {t.c(self.ow)} : index")
+            a = t.add(x0, t.mul(n, self.xst[0]))
+            a = t.add(a, t.mul(oh, self.sh * self.xst[1]))
+            return t.add(a, t.mul(ow, self.sw * self.xst[2])), (oh, ow)
 
         def filters(n, pix):
-            stride_blk = 2 * self.runs * self.per_run  # int32 entries per full filter pair
-
             def fbody(fp, _):
-                block(n, pix, t.mul(fp, 2), 2, t.mul(fp, stride_blk))
+                self.block(t, n, pix, t.mul(fp, 2), 2, t.mul(fp, wstride), name)
                 return []
             if nfull_f:
                 _for(t, 0, nfull_f, [], fbody)
             if self.f % 2:
-                block(n, pix, t.c(self.f - 1), 1, t.c(nfull_f * stride_blk))
+                self.block(t, n, pix, t.c(self.f - 1), 1, t.c(nfull_f * wstride), name)
 
         def nbody(n, _):
+            x0 = _base_address(t)
+
             def pair(pp, _):
                 p0 = t.mul(pp, 2)
-                filters(n, [pixel_addr(n, p0), pixel_addr(n, t.add(p0, 1))])
+                (a0, q0), (a1, q1) = pixel(x0, n, p0), pixel(x0, n, t.add(p0, 1))
+                self.expand(t, a0, 0)
+                self.expand(t, a1, self.kp // 2)
+                filters(n, [q0, q1])
                 return []
             if pixels // 2:
                 _for(t, 0, pixels // 2, [], pair)
             if pixels % 2:
-                filters(n, [pixel_addr(n, t.c(pixels - 1))])
+                a, q = pixel(x0, n, t.c(pixels - 1))
+                self.expand(t, a, 0)
+                filters(n, [q])
             return []
+        t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{self.kp}xi32>")
         _for(t, 0, self.n, [], nbody)
 
 
@@ -273,8 +587,8 @@ class _Depthwise:
     """depthwise_conv_2d_nhwc_hwcm (multiplier 1), int8: 4 channels x 2 window positions per
     step, paired with PKHBT/PKHTB, 4 SMLAD."""
 
-    def __init__(self, op, w: np.ndarray, xst: list[int]):
-        self.op = op
+    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion):
+        self.op, self.fusion = op, fusion
         self.kh, self.kw, self.c, _ = w.shape
         self.n, self.oh, self.ow, _, _ = ir.MemRefType(op.operands[2].type).shape
         self.sh, self.sw = (int(s) for s in np.array(ir.DenseElementsAttr(op.attributes["strides"])))
@@ -298,23 +612,24 @@ class _Depthwise:
         rest = w[:, self.groups * 4:].T.astype(np.int32).reshape(-1)  # [rest channel][k]
         return np.concatenate([packed, rest]).astype(np.int32)
 
-    def body(self, t: _Text, x: str, acc: str, wg: str) -> None:
+    def body(self, t: _Text, name: str) -> None:
         kpos = [(k // self.kw, k % self.kw) for k in range(self.k)]
         kpos += [kpos[-1]] * (self.pairs * 2 - self.k)  # the zero-weight partner reads a valid word
         offs = [kh * self.xst[1] + kw * self.xst[2] for kh, kw in kpos]
         lo16, hi16 = t.c(0xFFFF, "i32"), t.c(-65536, "i32")
         sixteen = t.c(16, "i32")
+        zero = t.c(0)
 
-        def pixel(n, oh, ow):
-            base = t.add(x, t.mul(n, self.xst[0]))
+        def pixel(x0, n, oh, ow):
+            base = t.add(x0, t.mul(n, self.xst[0]))
             base = t.add(base, t.mul(oh, self.sh * self.xst[1]))
             base = t.add(base, t.mul(ow, self.sw * self.xst[2]))
 
             def gbody(g, _):
                 ch = t.mul(g, 4)
                 px = t.ptr(t(f"arith.addi {base}, {ch} : index"))
-                accs = [t(f"memref.load {acc}[{n}, {oh}, {ow}, {t.add(ch, c)}, {t.c(0)}] : {self.acc_type}")
-                        for c in (0, 2, 1, 3)]
+                idxs = [[n, oh, ow, t.add(ch, c), zero] for c in (0, 2, 1, 3)]
+                accs = [self.fusion.start(t, idx) for idx in idxs]
                 wbase = t.mul(g, self.pairs * 4)
                 for q in range(self.pairs):
                     (ae, ao), (be, bo) = (t.halves(t.load32(px, offs[2 * q + s])) for s in (0, 1))
@@ -327,29 +642,31 @@ class _Depthwise:
                         pairs += [t(f"arith.ori {lo}, {sh} : i32"), t(f"arith.ori {hi}, {sr} : i32")]
                     # pairs: c0, c2, c1, c3
                     for i in range(4):
-                        wv = t(f"memref.load {wg}[{t.add(wbase, q * 4 + i)}] : {self.wtype}")
+                        wv = t(f"memref.load %wg[{t.add(wbase, q * 4 + i)}] : {self.wtype}")
                         accs[i] = t.smlad(pairs[i], wv, accs[i])
-                for i, c in enumerate((0, 2, 1, 3)):
-                    t.raw(f"memref.store {accs[i]}, {acc}[{n}, {oh}, {ow}, {t.add(ch, c)}, {t.c(0)}] : "
-                          f"{self.acc_type}")
+                for idx, v in zip(idxs, accs):
+                    self.fusion.finish(t, v, idx, name)
                 return []
             if self.groups:
                 _for(t, 0, self.groups, [], gbody)
             bp = t.ptr(base) if self.rest else None
             for r in range(self.rest):
                 ch = self.groups * 4 + r
-                a = t(f"memref.load {acc}[{n}, {oh}, {ow}, {t.c(ch)}, {t.c(0)}] : {self.acc_type}")
+                idx = [n, oh, ow, t.c(ch), zero]
+                a = self.fusion.start(t, idx)
                 for k in range(self.k):
                     xv = t.load8(bp, ch + offs[k])
-                    wv = t(f"memref.load {wg}[{t.c(self.groups * self.pairs * 4 + r * self.k + k)}] : "
+                    wv = t(f"memref.load %wg[{t.c(self.groups * self.pairs * 4 + r * self.k + k)}] : "
                            f"{self.wtype}")
                     a = t(f"arith.addi {a}, {t(f'arith.muli {xv}, {wv} : i32')} : i32")
-                t.raw(f"memref.store {a}, {acc}[{n}, {oh}, {ow}, {t.c(ch)}, {t.c(0)}] : {self.acc_type}")
+                self.fusion.finish(t, a, idx, name)
 
         def nbody(n, _):
+            x0 = _base_address(t)
+
             def hbody(oh, _):
                 def wbody(ow, _):
-                    pixel(n, oh, ow)
+                    pixel(x0, n, oh, ow)
                     return []
                 _for(t, 0, self.ow, [], wbody)
                 return []
@@ -358,59 +675,114 @@ class _Depthwise:
         _for(t, 0, self.n, [], nbody)
 
 
+def _base_address(t: _Text) -> str:
+    """The byte address of %x's first element (inside the kernel's loop nest, so the memory
+    planner sees the input live for the whole nest)."""
+    b, off = t.fresh("xb"), t.fresh("xoff")
+    t.raw(f"{b}, {off}, %xsz{t.n}:4, %xst{t.n}:4 = memref.extract_strided_metadata %x : {t.xt} -> "
+          "memref<i8>, index, index, index, index, index, index, index, index, index")
+    p = t(f"memref.extract_aligned_pointer_as_index {b} : memref<i8> -> index")
+    return t(f"arith.addi {p}, {off} : index")
+
+
 def _kernel_text(k, name: str) -> str:
     t = _Text()
-    xt, at = (str(v.type) for v in k.op.operands[0:3:2])
-    k.acc_type = at
+    t.xt = str(k.op.operands[0].type)
     k.wtype = f"memref<{len(k.packed)}xi32>"
     t.raw(f"%wg = memref.get_global @{name}_w : {k.wtype}")
-    t.raw(f"%xb, %xoff, %xsz:4, %xst:4 = memref.extract_strided_metadata %x : {xt} -> memref<i8>, index, "
-          "index, index, index, index, index, index, index, index")
-    t.raw("%xp = memref.extract_aligned_pointer_as_index %xb : memref<i8> -> index")
-    t.raw("%x0 = arith.addi %xp, %xoff : index")
-    k.body(t, "%x0", "%acc", "%wg")
+    k.body(t, name)
     body = "\n    ".join(t.const_lines() + t.lines)
+    args = [("%x", k.op.operands[0]), ("%acc", k.op.operands[2])] + k.fusion.args()
+    sig = ", ".join(f"{a}: {v.type}" for a, v in args)
     return (f'module {{\n  memref.global "private" constant @{name}_w : {k.wtype} = '
             "dense<0> {alignment = 16 : i64}\n"  # contents: set in run()
-            f"  func.func private @{name}(%x: {xt}, %acc: {at}) {{\n    {body}\n    return\n  }}\n}}")
+            + k.fusion.declaration(name, len(ir.MemRefType(k.op.operands[2].type).shape)) +
+            f"  func.func @{name}({sig}) {{\n    {body}\n    return\n  }}\n}}")
+
+
+def _rewrite(op, ctx, module, made: int) -> bool:
+    w = _global_array(op.operands[1], ctx)
+    xst = _strides(op.operands[0].type)
+    if w is None or xst is None:
+        return False
+    fusion = _Fusion(op)
+    kern = (_Conv if op.name == _CONV else _Depthwise)(op, w, xst, fusion)
+    name = f"dgc_dsp_{op.name.split('.')[-1]}_{made}"
+    while name + "_w" in ctx.blobs:
+        name += "_"
+    text = _kernel_text(kern, name)
+    try:
+        kmod = ir.Module.parse(text, module.context)
+    except ir.MLIRError as err:  # a bug here: report the generated text's first error
+        raise RuntimeError(f"dsp kernel {name} does not parse: {err}") from None
+    table = ir.SymbolTable(kmod.operation)
+    if fusion.epi is not None:
+        try:
+            fusion.define(table[name + "_epi"])
+        except _NotFused:
+            return False
+        PassManager.parse("builtin.module(inline)").run(kmod.operation)  # drops @<name>_epi
+        table = ir.SymbolTable(kmod.operation)
+    ctx.blobs[name + "_w"] = kern.packed
+    at = fusion.epi if fusion.epi is not None else op  # below the consumer's operands
+    g = table[name + "_w"].operation
+    t = ir.RankedTensorType.get([len(kern.packed)], ir.IntegerType.get_signless(32))
+    g.attributes["initial_value"] = ir.DenseResourceElementsAttr.get_from_buffer(
+        memoryview(kern.packed), f"{name}_w", t, alignment=16)
+    g.move_before(module.body.operations[0])
+    block = table[name].regions[0].blocks[0]  # the kernel's body replaces the ops (inlined by hand)
+    vals = [op.operands[0], op.operands[2]] + [v for _, v in fusion.args()]
+    for arg, val in zip(block.arguments, vals):
+        arg.replace_all_uses_with(val)
+    for inner in list(block.operations)[:-1]:  # all but func.return
+        inner.operation.move_before(at)
+    op.erase()
+    if fusion.epi is not None:
+        fusion.epi.erase()
+    return True
+
+
+def _only_writes(op, buf) -> bool:
+    """`op` only stores into `buf` (or frees it): nothing reads what it holds."""
+    if op.name == "memref.dealloc":
+        return True
+    if op.name == "linalg.fill":
+        return op.operands[1] == buf
+    if op.name == "memref.copy":
+        return op.operands[1] == buf and op.operands[0] != buf
+    if op.name == "linalg.generic":
+        n = _n_inputs(op)
+        outs = list(op.operands)[n:]
+        body = op.regions[0].blocks[0]
+        return outs == [buf] and not any(v == buf for v in list(op.operands)[:n]) and \
+            not list(body.arguments[n].uses)
+    return False
+
+
+def _drop_dead_buffers(module) -> None:
+    """Allocations nobody reads any more (the fused convs' int32 accumulators, the buffers
+    their initial values were copied from): their writers and themselves go."""
+    changed = True
+    while changed:
+        changed = False
+        for alloc in ops_named(module.operation, ("memref.alloc",)):
+            buf = alloc.results[0]
+            users = [_op(u.owner) for u in buf.uses]
+            if all(_only_writes(u, buf) for u in users):
+                for u in users:
+                    u.erase()
+                alloc.erase()
+                changed = True
 
 
 def run(module, ctx) -> None:
     if not ctx.target.dsp:
         return
     made = 0
-    for op in ops_named(module.operation, (_CONV, _DW)):
-        if not eligible(op):
-            continue
-        w = _global_array(op.operands[1], ctx)
-        xst = _strides(op.operands[0].type)
-        if w is None or xst is None or xst[3] != 1:
-            continue
-        kern = (_Conv if op.name == _CONV else _Depthwise)(op, w, xst)
-        name = f"dgc_dsp_{op.name.split('.')[-1]}_{made}"
-        while name + "_w" in ctx.blobs:
-            name += "_"
-        ctx.blobs[name + "_w"] = kern.packed
-        text = _kernel_text(kern, name)
-        try:
-            kmod = ir.Module.parse(text, module.context)
-        except ir.MLIRError as err:  # a bug here: report the generated text's first error
-            raise RuntimeError(f"dsp kernel {name} does not parse: {str(err).splitlines()[0]}") from None
-        for g in list(kmod.body.operations):
-            g = g.operation
-            if g.name == "memref.global":  # the weights, as a blob the finalize stage finds by key
-                t = ir.RankedTensorType.get([len(kern.packed)], ir.IntegerType.get_signless(32))
-                g.attributes["initial_value"] = ir.DenseResourceElementsAttr.get_from_buffer(
-                    memoryview(kern.packed), f"{name}_w", t, alignment=16)
-                g.move_before(module.body.operations[0])
-            else:  # the kernel function: its body replaces the linalg op (inlined by hand)
-                block = g.regions[0].blocks[0]
-                for arg, val in zip(block.arguments, (op.operands[0], op.operands[2])):
-                    arg.replace_all_uses_with(val)
-                for inner in list(block.operations)[:-1]:  # all but func.return
-                    inner.operation.move_before(op)
-        op.erase()
-        made += 1
+    with ir.Location.unknown(module.context):
+        for op in ops_named(module.operation, (_CONV, _DW)):
+            if eligible(op) and _rewrite(op, ctx, module, made):
+                made += 1
     if made:
+        _drop_dead_buffers(module)
         PassManager.parse("builtin.module(canonicalize,cse)").run(module.operation)
-

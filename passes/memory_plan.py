@@ -18,12 +18,32 @@ from dgc.ir import arith_d, func_d, ir, memref_d, ops_named
 ALIGN = 16
 _VIEW_OPS = {"memref.subview", "memref.expand_shape", "memref.collapse_shape", "memref.cast",
              "memref.reinterpret_cast", "memref.transpose", "memref.view"}
+_ESCAPES = {"memref.extract_strided_metadata", "memref.extract_aligned_pointer_as_index"}
+_DATA_ACCESS = {"llvm.load", "llvm.store", "memref.load", "memref.store"}
 
 
 def _top_index(op, body_ops: dict) -> int:
     while op is not None and op not in body_ops:
         op = op.parent
     return body_ops[op] if op is not None else -1
+
+
+def _address_uses(op, body_ops: dict) -> list[int]:
+    """Top-level positions of everything computed from a buffer's raw address (hand-written
+    pointer loops, e.g. dgc.passes.dsp_kernels): the forward slice of the address, up to the
+    loads and stores through it (their values are data, not addresses)."""
+    out, seen, work = [], set(), [op]
+    while work:
+        o = work.pop()
+        if o in seen:
+            continue
+        seen.add(o)
+        out.append(_top_index(o, body_ops))
+        if o.name in _DATA_ACCESS:
+            continue
+        for r in o.results:
+            work.extend(u.owner.operation if hasattr(u.owner, "operation") else u.owner for u in r.uses)
+    return out
 
 
 def _lifetime(alloc, body_ops: dict) -> tuple[int, int]:
@@ -39,6 +59,8 @@ def _lifetime(alloc, body_ops: dict) -> tuple[int, int]:
             owner = use.owner
             if owner.name in _VIEW_OPS:
                 work.extend(owner.results)
+            elif owner.name in _ESCAPES:
+                uses.extend(_address_uses(owner, body_ops))
             else:
                 uses.append(_top_index(owner, body_ops))
     if uses:

@@ -385,6 +385,10 @@ def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
     # plain node name as key), then layout transposes, then the other generics
     rank = {"linalg.transpose": 1, "linalg.generic": 2}
     named = sorted(named, key=lambda op: rank.get(op.name, 0))  # stable: IR order within a rank
+    if ctx.target.dsp:  # int8 convs' requantization and bias init: fused into their SMLAD kernels
+        for op in ops_named(module.operation, dsp_kernels.NAMES):
+            if dsp_kernels.eligible(op):
+                taken.extend(dsp_kernels.partners(op))
     for op in named:
         if any(op == t for t in taken):
             continue
