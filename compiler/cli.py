@@ -197,12 +197,12 @@ def targets():
     """
     from .targets import all_targets
 
-    rows = [("name", "triple", "cpu", "features", "fpu", "dsp", "mve", "runs on")]
+    rows = [("name", "triple", "cpu", "features", "fpu", "int8 MACs", "runs on")]
     for t in all_targets():
         runs = {"host": "native", "qemu-user": t.board, "qemu-system": f"qemu-system-arm -M {t.board}",
                 "none": "compile-only"}[t.runner]
-        rows.append((t.name, t.triple, t.cpu, t.features or "-", t.fpu or "soft", "yes" if t.dsp else "-",
-                     "yes" if t.mve else "-", runs))
+        int8 = "smlad" if t.dsp else (t.int8_dot or "-")
+        rows.append((t.name, t.triple, t.cpu, t.features or "-", t.fpu or "soft", int8, runs))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

@@ -27,6 +27,7 @@ class Target:
     fpu: str = ""  # human-readable FPU name ("" = no FPU: soft float)
     dsp: bool = False
     mve: bool = False
+    int8_dot: str = ""  # 4-way int8 dot product: "sdot" (AArch64 dotprod) | "vnni" (AVX-512 VNNI)
     bare_metal: bool = False
     runner: str = "host"  # "host" | "qemu-user" | "qemu-system" | "none"
     board: str = ""  # QEMU machine for qemu-system, qemu-user binary otherwise
@@ -74,10 +75,15 @@ _TABLE = [
            cache_bytes=1 << 20,
            fpu="avx512", host_flags=("avx512f", "avx512bw", "avx512vl", "avx512dq"),
            description="Skylake-X+ (AVX-512)"),
+    Target("icelake", "x86_64-unknown-linux-gnu", "icelake-server", vector_bits=512, vector_regs=32,
+           cache_bytes=1 << 20, fpu="avx512", int8_dot="vnni",
+           host_flags=("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"),
+           description="Ice Lake+ (AVX-512 with VNNI int8 dot products)"),
     Target("aarch64", cpu="generic", description="ARMv8-A generic, NEON", **_A64),
     Target("cortex-a53", cpu="cortex-a53", description="ARMv8-A in-order", **_A64),
     Target("cortex-a72", cpu="cortex-a72", description="ARMv8-A out-of-order", **_A64),
-    Target("cortex-a76", cpu="cortex-a76", description="ARMv8.2-A (dotprod)", **_A64),
+    Target("cortex-a76", cpu="cortex-a76", description="ARMv8.2-A (dotprod)", int8_dot="sdot",
+           **{**_A64, "features": "+neon,+dotprod"}),
     Target("armv7a", cpu="generic", description="ARMv7-A Linux, hard float, NEON", **_A32),
     Target("cortex-a7", cpu="cortex-a7", description="ARMv7-A Cortex-A7, hard float, NEON",
            **_A32),
@@ -120,7 +126,9 @@ def host_target() -> Target:
         raise UsageError(f"unsupported host architecture '{arch}'",
                          hint="use an explicit --target")
     bits, regs = _host_vectors(base)
-    return dataclasses.replace(base, name="host", cpu=host_cpu(), host_flags=(),
+    flags = _cpu_flags()
+    dot = "vnni" if bits == 512 and "avx512_vnni" in flags else ("sdot" if "asimddp" in flags else "")
+    return dataclasses.replace(base, name="host", cpu=host_cpu(), host_flags=(), int8_dot=dot,
                                vector_bits=bits, vector_regs=regs,
                                cache_bytes=_host_l2_bytes() or base.cache_bytes,
                                description=f"this machine ({host_cpu()})")

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dgc.ir import PassManager, attr_array, func_d, ir, ops_named
+from dgc.ir import PassManager, arith_d, attr_array, func_d, ir, ops_named
 
 _CONV = "linalg.conv_2d_nhwc_hwcf"
 _DW = "linalg.depthwise_conv_2d_nhwc_hwcm"
@@ -294,6 +294,115 @@ class _Fusion:
                         new.operands[j] = look(v)
                     mapping.update(zip(o.results, new.results))
 
+    # -- whole vectors of output channels (dot_kernels) -----------------------------------------
+    def vector_ok(self) -> bool:
+        """Init and epilogue can run on vectors along the channel dim (d3): every operand is
+        read either along d3 alone or not at all, and the payload has no linalg.index."""
+        def along(m):
+            pos = [_dim_pos(e) for e in m.results]
+            uses3 = [j for j, e in enumerate(m.results) if "d3" in str(e)]
+            return len(uses3) == 0 or (len(uses3) == 1 and pos[uses3[0]] == 3)
+        if self.init is None:
+            return False
+        if self.init[0] == "load" and not along(self.init[2]):
+            return False
+        if self.epi is None:
+            return True
+        body = self.epi.regions[0].blocks[0]
+        if any(o.name.split(".")[0] not in ("arith", "linalg") or o.name == "linalg.index"
+               for o in body.operations):
+            return False
+        return all(along(m) for k, m in enumerate(_maps(self.epi)) if k != self.acc_k)
+
+    def _read_vec(self, t, mem: str, mtype, m, idx: list[str], lanes: int, etype: str) -> str:
+        ind = _apply(t, m, idx)
+        pos = [j for j, e in enumerate(m.results) if _dim_pos(e) == 3]
+        if not pos:
+            s = t(f"memref.load {mem}[{', '.join(ind)}] : {mtype}")
+            return t(f"vector.broadcast {s} : {etype} to vector<{lanes}x{etype}>")
+        rank = len(ir.MemRefType(mtype).shape)
+        dims = ", ".join(f"d{i}" for i in range(rank))
+        pad = t(f"arith.constant {'0.0' if 'f' in etype else '0'} : {etype}")
+        return t(f"vector.transfer_read {mem}[{', '.join(ind)}], {pad} {{in_bounds = [true], permutation_map = "
+                 f"affine_map<({dims}) -> (d{pos[0]})>}} : {mtype}, vector<{lanes}x{etype}>")
+
+    def start_vec(self, t, idx: list[str], lanes: int) -> str:
+        if self.init[0] == "const":
+            return t(f"arith.constant dense<{self.init[1]}> : vector<{lanes}xi32>")
+        return self._read_vec(t, "%bias", self.init[1].type, self.init[2], idx, lanes, "i32")
+
+    def finish_vec(self, t, vec: str, idx: list[str], name: str, lanes: int) -> None:
+        if self.epi is None:
+            t.raw(f"vector.transfer_write {vec}, %acc[{', '.join(idx)}] {{in_bounds = [true], permutation_map = "
+                  f"affine_map<(d0, d1, d2, d3) -> (d3)>}} : vector<{lanes}xi32>, {self.acc.type}")
+            return
+        body = self.epi.regions[0].blocks[0]
+        maps, ops = _maps(self.epi), list(self.epi.operands)
+        vals, types = [], []
+        for k, arg in enumerate(body.arguments):
+            et = str(arg.type)
+            types.append(f"vector<{lanes}x{et}>")
+            if k == self.acc_k:
+                vals.append(vec)
+            elif not list(arg.uses):
+                vals.append(t(f"arith.constant dense<{'0.0' if 'f' in et else '0'}> : vector<{lanes}x{et}>"))
+            else:
+                vals.append(self._read_vec(t, f"%e{k}", ops[k].type, maps[k], idx, lanes, et))
+        rtype = f"vector<{lanes}x{list(body.operations)[-1].operands[0].type}>"
+        r = t(f"func.call @{name}_epiv({', '.join(vals)}) : ({', '.join(types)}) -> {rtype}")
+        k = len(ops) - 1
+        m = maps[k]
+        pos = [j for j, e in enumerate(m.results) if _dim_pos(e) == 3][0]
+        dims = ", ".join(f"d{i}" for i in range(len(ir.MemRefType(ops[k].type).shape)))
+        t.raw(f"vector.transfer_write {r}, %e{k}[{', '.join(_apply(t, m, idx))}] {{in_bounds = [true], "
+              f"permutation_map = affine_map<({dims}) -> (d{pos})>}} : {rtype}, {ops[k].type}")
+
+    def declaration_vec(self, name: str, lanes: int) -> str:
+        if self.epi is None:
+            return ""
+        body = self.epi.regions[0].blocks[0]
+        types = [f"vector<{lanes}x{a.type}>" for a in body.arguments]
+        rtype = f"vector<{lanes}x{list(body.operations)[-1].operands[0].type}>"
+        return f"  func.func private @{name}_epiv({', '.join(types)}) -> {rtype}\n"
+
+    def define_vec(self, fn, lanes: int) -> None:
+        """@<name>_epiv: the epilogue's payload on vector<lanes x T> (ops re-created)."""
+        body = self.epi.regions[0].blocks[0]
+        entry = fn.add_entry_block()
+        mapping = dict(zip(body.arguments, entry.arguments))
+
+        def vec(ty):
+            return ir.VectorType.get([lanes], ty)
+
+        def splat(c):
+            attr = c.attributes["value"]
+            return arith_d.ConstantOp(vec(c.results[0].type), ir.DenseElementsAttr.get_splat(
+                vec(c.results[0].type), attr)).result
+
+        def look(v):
+            if v in mapping:
+                return mapping[v]
+            c = _op(v.owner)
+            if c is None or c.name != "arith.constant":
+                raise _NotFused(f"epilogue reads {v}")
+            with ir.InsertionPoint.at_block_begin(entry):
+                mapping[v] = splat(c)
+            return mapping[v]
+        with ir.InsertionPoint(entry):
+            for o in body.operations:
+                o = o.operation
+                if o.name == "linalg.yield":
+                    func_d.ReturnOp([look(o.operands[0])])
+                elif o.name == "arith.constant":
+                    mapping[o.results[0]] = splat(o)
+                elif o.name.split(".")[0] != "arith" or len(o.regions):
+                    raise _NotFused(f"epilogue op {o.name}")
+                else:
+                    new = ir.Operation.create(o.name, results=[vec(r.type) for r in o.results],
+                                              operands=[look(v) for v in o.operands],
+                                              attributes={a.name: a.attr for a in (o.attributes[i] for i in range(len(o.attributes)))})
+                    mapping.update(zip(o.results, new.results))
+
 
 class _NotFused(Exception):
     pass
@@ -316,8 +425,9 @@ def _apply(t, m, idx: list[str]) -> list[str]:
 class _Text:
     """A tiny emitter of MLIR text with fresh SSA names."""
 
-    def __init__(self):
+    def __init__(self, iw: str = "i32"):
         self.lines, self.n, self.consts = [], 0, {}
+        self.iw = iw  # integer type of a pointer (index width)
 
     def fresh(self, stem="v") -> str:
         self.n += 1
@@ -355,17 +465,20 @@ class _Text:
 
     # 32-bit DSP helpers: byte addresses are index values; pointers are made once per base
     def ptr(self, addr: str) -> str:
-        a = self(f"arith.index_cast {addr} : index to i32")
-        return self(f"llvm.inttoptr {a} : i32 to !llvm.ptr")
+        a = self(f"arith.index_cast {addr} : index to {self.iw}")
+        return self(f"llvm.inttoptr {a} : {self.iw} to !llvm.ptr")
 
     def gep(self, p: str, off) -> str:
         if isinstance(off, int):
             return p if off == 0 else self(f"llvm.getelementptr inbounds {p}[{off}] : (!llvm.ptr) -> !llvm.ptr, i8")
-        o = self(f"arith.index_cast {off} : index to i32")
-        return self(f"llvm.getelementptr inbounds {p}[{o}] : (!llvm.ptr, i32) -> !llvm.ptr, i8")
+        o = self(f"arith.index_cast {off} : index to {self.iw}")
+        return self(f"llvm.getelementptr inbounds {p}[{o}] : (!llvm.ptr, {self.iw}) -> !llvm.ptr, i8")
 
     def load32(self, p: str, off=0) -> str:
         return self(f"llvm.load {self.gep(p, off)} {{alignment = 1 : i64}} : !llvm.ptr -> i32")
+
+    def load_vec(self, p: str, vt: str) -> str:
+        return self(f"llvm.load {p} {{alignment = 1 : i64}} : !llvm.ptr -> {vt}")
 
     def load32a(self, p: str, off=0) -> str:
         return self(f"llvm.load {self.gep(p, off)} {{alignment = 4 : i64}} : !llvm.ptr -> i32")
@@ -433,6 +546,7 @@ class _Conv:
         wk = np.zeros((self.f, self.kp), np.int8)
         wk[:, :self.k] = w.reshape(self.k, self.f).T
         self.packed = self._pack(wk)
+        self.globals = {"wg": self.packed}
 
     def _pack(self, wk: np.ndarray) -> np.ndarray:
         """Per block of 2 filters (1 for an odd last): word j of each filter in turn, 4 int8."""
@@ -597,6 +711,7 @@ class _Depthwise:
         self.pairs = (self.k + 1) // 2
         self.groups, self.rest = divmod(self.c, 4)
         self.packed = self._pack(w[..., 0].reshape(self.k, self.c))
+        self.globals = {"wg": self.packed}
 
     def _pack(self, w: np.ndarray) -> np.ndarray:
         """Per channel group g, per position pair q: 4 words of int16 pairs (w[k1], w[k2]) for
@@ -685,19 +800,32 @@ def _base_address(t: _Text) -> str:
     return t(f"arith.addi {p}, {off} : index")
 
 
-def _kernel_text(k, name: str) -> str:
-    t = _Text()
+def _kernel_text(k, name: str, iw: str) -> str:
+    t = _Text(iw)
     t.xt = str(k.op.operands[0].type)
-    k.wtype = f"memref<{len(k.packed)}xi32>"
-    t.raw(f"%wg = memref.get_global @{name}_w : {k.wtype}")
+    types = {g: f"memref<{len(a)}xi32>" for g, a in k.globals.items()}
+    k.wtype, k.ctype = types["wg"], types.get("comp")
+    for g, ty in types.items():
+        t.raw(f"%{g} = memref.get_global @{name}_{g} : {ty}")
     k.body(t, name)
     body = "\n    ".join(t.const_lines() + t.lines)
     args = [("%x", k.op.operands[0]), ("%acc", k.op.operands[2])] + k.fusion.args()
     sig = ", ".join(f"{a}: {v.type}" for a, v in args)
-    return (f'module {{\n  memref.global "private" constant @{name}_w : {k.wtype} = '
-            "dense<0> {alignment = 16 : i64}\n"  # contents: set in run()
-            + k.fusion.declaration(name, len(ir.MemRefType(k.op.operands[2].type).shape)) +
+    rank = len(ir.MemRefType(k.op.operands[2].type).shape)
+    decls = k.fusion.declaration(name, rank)
+    if getattr(k, "vector", False):
+        decls += k.fusion.declaration_vec(name, k.lanes)
+    globs = "".join(f'  memref.global "private" constant @{name}_{g} : {ty} = dense<0> {{alignment = 16 : i64}}\n'
+                    for g, ty in types.items())  # contents: set in _rewrite
+    return (f"module {{\n{globs}{decls}"
             f"  func.func @{name}({sig}) {{\n    {body}\n    return\n  }}\n}}")
+
+
+def handles(op, target) -> bool:
+    """This stage rewrites `op` on `target` (the schedule stage leaves it alone)."""
+    if target.dsp:
+        return eligible(op)
+    return bool(target.int8_dot) and op.name != _DW and eligible(op)
 
 
 def _rewrite(op, ctx, module, made: int) -> bool:
@@ -706,11 +834,16 @@ def _rewrite(op, ctx, module, made: int) -> bool:
     if w is None or xst is None:
         return False
     fusion = _Fusion(op)
-    kern = (_Conv if op.name == _CONV else _Depthwise)(op, w, xst, fusion)
+    if ctx.target.dsp:
+        kern = (_Conv if op.name == _CONV else _Depthwise)(op, w, xst, fusion)
+    else:
+        from dgc.passes.dot_kernels import DotConv
+
+        kern = DotConv(op, w, xst, fusion, ctx.target)
     name = f"dgc_dsp_{op.name.split('.')[-1]}_{made}"
-    while name + "_w" in ctx.blobs:
+    while any(f"{name}_{g}" in ctx.blobs for g in kern.globals):
         name += "_"
-    text = _kernel_text(kern, name)
+    text = _kernel_text(kern, name, "i64" if ctx.target.index_bits == 64 else "i32")
     try:
         kmod = ir.Module.parse(text, module.context)
     except ir.MLIRError as err:  # a bug here: report the generated text's first error
@@ -719,17 +852,20 @@ def _rewrite(op, ctx, module, made: int) -> bool:
     if fusion.epi is not None:
         try:
             fusion.define(table[name + "_epi"])
+            if getattr(kern, "vector", False):
+                fusion.define_vec(table[name + "_epiv"], kern.lanes)
         except _NotFused:
             return False
-        PassManager.parse("builtin.module(inline)").run(kmod.operation)  # drops @<name>_epi
+        PassManager.parse("builtin.module(inline)").run(kmod.operation)  # drops the _epi funcs
         table = ir.SymbolTable(kmod.operation)
-    ctx.blobs[name + "_w"] = kern.packed
+    i32 = ir.IntegerType.get_signless(32)
+    for g, arr in kern.globals.items():
+        ctx.blobs[f"{name}_{g}"] = arr
+        gop = table[f"{name}_{g}"].operation
+        gop.attributes["initial_value"] = ir.DenseResourceElementsAttr.get_from_buffer(
+            memoryview(arr), f"{name}_{g}", ir.RankedTensorType.get([len(arr)], i32), alignment=16)
+        gop.move_before(module.body.operations[0])
     at = fusion.epi if fusion.epi is not None else op  # below the consumer's operands
-    g = table[name + "_w"].operation
-    t = ir.RankedTensorType.get([len(kern.packed)], ir.IntegerType.get_signless(32))
-    g.attributes["initial_value"] = ir.DenseResourceElementsAttr.get_from_buffer(
-        memoryview(kern.packed), f"{name}_w", t, alignment=16)
-    g.move_before(module.body.operations[0])
     block = table[name].regions[0].blocks[0]  # the kernel's body replaces the ops (inlined by hand)
     vals = [op.operands[0], op.operands[2]] + [v for _, v in fusion.args()]
     for arg, val in zip(block.arguments, vals):
@@ -776,12 +912,12 @@ def _drop_dead_buffers(module) -> None:
 
 
 def run(module, ctx) -> None:
-    if not ctx.target.dsp:
+    if not (ctx.target.dsp or ctx.target.int8_dot):
         return
     made = 0
     with ir.Location.unknown(module.context):
         for op in ops_named(module.operation, (_CONV, _DW)):
-            if eligible(op) and _rewrite(op, ctx, module, made):
+            if handles(op, ctx.target) and _rewrite(op, ctx, module, made):
                 made += 1
     if made:
         _drop_dead_buffers(module)

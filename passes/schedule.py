@@ -141,8 +141,8 @@ def _reduce_step(target, dim: int) -> int:
 
 def default_schedule(op, target) -> OpSchedule | None:
     name = op.name
-    if target.dsp and dsp_kernels.eligible(op):
-        return None  # int8 SMLAD loops after bufferization (dsp_kernels)
+    if dsp_kernels.handles(op, target):
+        return None  # int8 SMLAD / dot-product loops after bufferization (dsp_kernels)
     loops, kinds = loop_ranges(op)
     if loops is None:
         return None
@@ -385,9 +385,9 @@ def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
     # plain node name as key), then layout transposes, then the other generics
     rank = {"linalg.transpose": 1, "linalg.generic": 2}
     named = sorted(named, key=lambda op: rank.get(op.name, 0))  # stable: IR order within a rank
-    if ctx.target.dsp:  # int8 convs' requantization and bias init: fused into their SMLAD kernels
-        for op in ops_named(module.operation, dsp_kernels.NAMES):
-            if dsp_kernels.eligible(op):
+    if ctx.target.dsp or ctx.target.int8_dot:  # int8 convs' requantization and bias init:
+        for op in ops_named(module.operation, dsp_kernels.NAMES):  # fused into their kernels
+            if dsp_kernels.handles(op, ctx.target):
                 taken.extend(dsp_kernels.partners(op))
     for op in named:
         if any(op == t for t in taken):

@@ -54,7 +54,7 @@ def test_qdq_zoo_model_on_host(name, tmp_path):
     assert _steps_off(model, "host", tmp_path) <= 1.0
 
 
-@pytest.mark.parametrize("target", ["cortex-m7", "cortex-m0plus", "aarch64"])
+@pytest.mark.parametrize("target", ["cortex-m7", "cortex-m0plus", "aarch64", "cortex-a76"])
 @pytest.mark.parametrize("name", ["lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025"])
 def test_qdq_zoo_model_on_other_targets(name, target, tmp_path):
     assert _steps_off(_qdq(name), target, tmp_path, seeds=(0,)) <= 1.0
@@ -224,3 +224,20 @@ def test_dsp_kernels_on_cortex_m7(tmp_path):
     assert asm.count("smlad") >= 4 and "sxtb16" in asm and "pkhbt" in asm and "pkhtb" in asm
     assert "smlad" not in dgc.compile(q, "cortex-m0plus", name="e", emit=("obj", "asm")).asm
     assert _steps_off(q, "cortex-m7", tmp_path, seeds=(0, 1, 2)) <= 1.0
+
+
+def test_int8_dot_kernels(tmp_path):
+    """Cores with 4-way int8 dot products: every int8 conv of the edge model becomes SDOT
+    (cortex-a76) or VPDPBUSD (icelake) loops, and the cortex-a76 code agrees with
+    onnxruntime within one output step (the host runs the VNNI code in
+    test_qdq_zoo_model_on_host when it has VNNI); plain aarch64 has neither."""
+    from dgc.quantize import quantize
+
+    model = _edge_model()
+    q = quantize(model, [dgc.zoo.random_inputs(model, seed=100 + i) for i in range(8)])
+    res = dgc.compile(q, "cortex-a76", name="e", emit=("obj", "asm"), dump_ir=str(tmp_path / "ir"))
+    assert "linalg.conv_2d" not in next((tmp_path / "ir").glob("*-int8-dot.mlir")).read_text()
+    assert res.asm.count("sdot") >= 2
+    assert "sdot" not in dgc.compile(q, "aarch64", name="e", emit=("obj", "asm")).asm
+    assert dgc.compile(q, "icelake", name="e", emit=("obj", "asm")).asm.count("vpdpbusd") >= 2
+    assert _steps_off(q, "cortex-a76", tmp_path, seeds=(0, 1)) <= 1.0

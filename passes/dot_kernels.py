@@ -1,0 +1,232 @@
+"""int8 convolutions on CPUs with 4-way int8 dot products: AArch64 SDOT (ARMv8.2-A dotprod,
+e.g. Cortex-A76) and x86 VPDPBUSD (AVX-512 VNNI).
+
+Both instructions add, into each 32-bit lane of an accumulator, the dot product of 4 bytes of
+one operand with 4 bytes of the other. After bufferization every int8 x int8 -> int32
+`linalg.conv_2d_nhwc_hwcf` with constant weights becomes a register-blocked loop nest
+(written as MLIR text, like dgc.passes.dsp_kernels whose fusion it shares):
+
+- the reduction K = kh*kw*C is walked 4 values at a time: one 32-bit word of a pixel's
+  window, read straight from the input when its contiguous runs are whole words, else from a
+  small im2col copy (zero padded to a multiple of 4);
+- a block is P = 4 pixels x V <= 4 vectors of `lanes` filters: per step each pixel's word is
+  broadcast to every lane, each weight vector holds that step's 4 weights of `lanes` filters
+  (packed at compile time), and P x V dot instructions do 16 * lanes * ... MACs;
+- VPDPBUSD multiplies unsigned by signed bytes: the input bytes are flipped to x + 128 (XOR
+  0x80) and the accumulators start at bias - 128 * sum_k w[k, f] (a constant per filter);
+- the known initial value (bias) and the requantization consumer are fused as in
+  dsp_kernels: the int32 accumulator buffer is never written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dgc.passes.dsp_kernels import _Fusion, _Text, _base_address, _for
+
+PIXELS = 4  # pixels per register block
+VECTORS = 4  # filter vectors per register block
+
+
+class DotConv:
+    """conv_2d_nhwc_hwcf, int8, on a target with `int8_dot` in ("sdot", "vnni")."""
+
+    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, target):
+        from dgc.ir import ir
+
+        self.op, self.fusion, self.kind = op, fusion, target.int8_dot
+        self.lanes = target.vector_bits // 32
+        _, self.ih, self.iw, self.c = ir.MemRefType(op.operands[0].type).shape
+        self.kh, self.kw, _, self.f = w.shape
+        self.n, self.oh, self.ow, _ = ir.MemRefType(op.operands[2].type).shape
+        self.sh, self.sw = (int(s) for s in np.array(ir.DenseElementsAttr(op.attributes["strides"])))
+        self.xst = xst
+        self.k = self.kh * self.kw * self.c
+        self.kp = -(-self.k // 4) * 4
+        if xst[3] == 1 and xst[2] == self.c:
+            self.runs, self.run_len = self.kh, self.kw * self.c
+        else:
+            self.runs, self.run_len = self.kh * self.kw, self.c
+        self.direct = xst[3] == 1 and self.run_len % 4 == 0
+        self.block_f = VECTORS * self.lanes
+        self.fpad = -(-self.f // self.lanes) * self.lanes
+        wk = np.zeros((self.fpad, self.kp), np.int8)
+        wk[:self.f, :self.k] = w.reshape(self.k, self.f).T
+        self.packed = self._pack(wk)
+        comp = np.zeros(self.fpad, np.int64)
+        if self.kind == "vnni":
+            comp[:self.f] = -128 * w.reshape(self.k, self.f).astype(np.int64).sum(axis=0)
+        self.comp = comp.astype(np.int32)
+        self.globals = {"wg": self.packed, "comp": self.comp}
+        self.vector = fusion.vector_ok()  # whole vectors of channels: init and epilogue on vectors
+
+    def _pack(self, wk: np.ndarray) -> np.ndarray:
+        """Per block of filters (VECTORS * lanes, fewer for the last), per step g: the block's
+        vectors in turn, lane l = filter, 4 bytes = w[4g .. 4g+3] -> one int32 per lane."""
+        words = np.ascontiguousarray(wk).view(np.int32)  # [fpad, kp/4]
+        out = [words[f0:f0 + self.block_f].T.reshape(-1) for f0 in range(0, self.fpad, self.block_f)]
+        return np.concatenate(out).astype(np.int32)
+
+    # -- text helpers ---------------------------------------------------------------------
+    def _vt(self) -> str:
+        return f"vector<{self.lanes}xi32>"
+
+    def _dot(self, t: _Text, acc: str, w: str, x: str) -> str:
+        vt = self._vt()
+        if self.kind == "sdot":
+            bt = f"vector<{4 * self.lanes}xi8>"
+            wb = t(f"vector.bitcast {w} : {vt} to {bt}")
+            xb = t(f"vector.bitcast {x} : {vt} to {bt}")
+            return t(f'llvm.call_intrinsic "llvm.aarch64.neon.sdot.v{self.lanes}i32.v{4 * self.lanes}i8"'
+                     f"({acc}, {wb}, {xb}) : ({vt}, {bt}, {bt}) -> {vt}")
+        bt = f"vector<{4 * self.lanes}xi8>"  # LLVM 22: byte vectors
+        xb = t(f"vector.bitcast {x} : {vt} to {bt}")
+        wb = t(f"vector.bitcast {w} : {vt} to {bt}")
+        return t(f'llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.{32 * self.lanes}"({acc}, {xb}, {wb}) : '
+                 f"({vt}, {bt}, {bt}) -> {vt}")
+
+    def _xword(self, t: _Text, p: str, off) -> str:
+        v = t.load32(p, off)
+        if self.kind == "vnni":  # unsigned operand: x + 128 per byte
+            v = t(f"arith.xori {v}, {t.c(-0x7F7F7F80, 'i32')} : i32")
+        return t(f"vector.broadcast {v} : i32 to {self._vt()}")
+
+    def im2col(self, t: _Text, px: str, dst: str) -> None:
+        """Window at byte address `px` -> kp bytes at pointer `dst` (padding bytes: 0)."""
+        p = t.ptr(px)
+        for k in range(self.kp):
+            if k < self.k:
+                kh, rest = divmod(k, self.kw * self.c)
+                kw, c = divmod(rest, self.c)
+                off = kh * self.xst[1] + kw * self.xst[2] + c * self.xst[3]
+                b = t(f"llvm.load {t.gep(p, off)} : !llvm.ptr -> i8")
+            else:
+                b = t.c(0, "i8")
+            t.raw(f"llvm.store {b}, {t.gep(dst, k)} : i8, !llvm.ptr")
+
+    def block(self, t: _Text, n: str, pix: list, f0, nv: int, valid: int, wbase: str, name: str) -> None:
+        """len(pix) pixels x nv filter vectors from filter f0 (`valid` real filters when f0 is
+        static, else all); pix: (x pointer or address, oh, ow)."""
+        vt, lanes = self._vt(), self.lanes
+        def full(v):  # every lane a real filter: init and epilogue on the whole vector
+            return self.vector and (not isinstance(f0, int) or (v + 1) * lanes <= valid)
+
+        def fv(v):
+            return t.add(t.c(f0) if isinstance(f0, int) else f0, v * lanes)
+        accs = []
+        for (_, oh, ow) in pix:
+            for v in range(nv):
+                acc = t.load_vec(t.gep(t.comp_ptr, t.mul(fv(v), 4)), vt) if self.kind == "vnni" else \
+                    t(f"arith.constant dense<0> : {vt}")
+                if full(v):
+                    accs.append(t(f"arith.addi {acc}, {self.fusion.start_vec(t, [n, oh, ow, fv(v)], lanes)} : {vt}"))
+                    continue
+                for ln in range(lanes):
+                    fi = v * lanes + ln
+                    if isinstance(f0, int) and fi >= valid:
+                        continue
+                    s = self.fusion.start(t, [n, oh, ow, t.add(fv(v), ln)])
+                    e = t(f"vector.extract {acc}[{ln}] : i32 from {vt}")
+                    acc = t(f"vector.insert {t(f'arith.addi {e}, {s} : i32')}, {acc} [{ln}] : i32 into {vt}")
+                accs.append(acc)
+        nacc = len(accs)
+        wstep = nv * lanes * 4  # bytes of weights per step
+        wp0 = t.gep(t.w_ptr, t.mul(wbase, 4))
+
+        def step(a, wp, xps, xoffs):
+            a = list(a)
+            ws = [t.load_vec(t.gep(wp, v * lanes * 4), vt) for v in range(nv)]
+            for i, xp in enumerate(xps):
+                xv = self._xword(t, xp, xoffs[i])
+                for v in range(nv):
+                    a[i * nv + v] = self._dot(t, a[i * nv + v], ws[v], xv)
+            return a
+        types = [vt] * nacc + ["!llvm.ptr"]
+        if self.direct:
+            per_run = self.run_len // 4
+
+            def run_body(r, args):
+                a, wp = list(args[:nacc]), args[nacc]
+                if self.runs == self.kh:
+                    roff = t.mul(r, self.xst[1])
+                else:
+                    kh = t(f"arith.divui {r}, {t.c(self.kw)} : index")
+                    kw = t(f"arith.remui {r}, {t.c(self.kw)} : index")
+                    roff = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
+                xps = [t.ptr(t(f"arith.addi {px}, {roff} : index")) for (px, _, _) in pix]
+
+                def word_body(j, args2):
+                    a2, wp2, xs2 = list(args2[:nacc]), args2[nacc], list(args2[nacc + 1:])
+                    a2 = step(a2, wp2, xs2, [0] * len(xs2))
+                    return a2 + [t.gep(wp2, wstep)] + [t.gep(x, 4) for x in xs2]
+                out = _for(t, 0, per_run, a + [wp] + xps, word_body, types + ["!llvm.ptr"] * len(xps))
+                return out[:nacc + 1]
+            res = _for(t, 0, self.runs, accs + [wp0], run_body, types)[:nacc]
+        else:
+            def g_body(g, args):
+                a, wp, xs = list(args[:nacc]), args[nacc], list(args[nacc + 1:])
+                a = step(a, wp, xs, [0] * len(xs))
+                return a + [t.gep(wp, wstep)] + [t.gep(x, 4) for x in xs]
+            xps = [px for (px, _, _) in pix]
+            res = _for(t, 0, self.kp // 4, accs + [wp0] + xps, g_body, types + ["!llvm.ptr"] * len(xps))[:nacc]
+        for i, (_, oh, ow) in enumerate(pix):
+            for v in range(nv):
+                if full(v):
+                    self.fusion.finish_vec(t, res[i * nv + v], [n, oh, ow, fv(v)], name, lanes)
+                    continue
+                for ln in range(lanes):
+                    fi = v * lanes + ln
+                    if isinstance(f0, int) and fi >= valid:
+                        continue
+                    e = t(f"vector.extract {res[i * nv + v]}[{ln}] : i32 from {vt}")
+                    self.fusion.finish(t, e, [n, oh, ow, t.add(fv(v), ln)], name)
+
+    def body(self, t: _Text, name: str) -> None:
+        pixels = self.oh * self.ow
+        full_blocks, rest_f = divmod(self.f, self.block_f)
+        words_per_block = self.block_f * (self.kp // 4)
+        t.w_ptr = t.ptr(t(f"memref.extract_aligned_pointer_as_index %wg : {self.wtype} -> index"))
+        t.comp_ptr = t.ptr(t(f"memref.extract_aligned_pointer_as_index %comp : {self.ctype} -> index"))
+        scratch = None
+        if not self.direct:
+            t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{PIXELS * self.kp}xi8>")
+            sp = t.ptr(t("memref.extract_aligned_pointer_as_index %s : " f"memref<{PIXELS * self.kp}xi8> -> index"))
+            scratch = [t.gep(sp, i * self.kp) for i in range(PIXELS)]
+
+        def pixel(x0, n, p, i):
+            oh = t(f"arith.divui {p}, {t.c(self.ow)} : index")
+            ow = t(f"arith.remui {p}, {t.c(self.ow)} : index")
+            a = t.add(x0, t.mul(n, self.xst[0]))
+            a = t.add(a, t.mul(oh, self.sh * self.xst[1]))
+            a = t.add(a, t.mul(ow, self.sw * self.xst[2]))
+            if self.direct:
+                return a, oh, ow
+            self.im2col(t, a, scratch[i])
+            return scratch[i], oh, ow
+
+        def filters(n, pix):
+            def fbody(fb, _):
+                self.block(t, n, pix, t.mul(fb, self.block_f), VECTORS, self.block_f,
+                           t.mul(fb, words_per_block), name)
+                return []
+            if full_blocks:
+                _for(t, 0, full_blocks, [], fbody)
+            if rest_f:
+                nv = -(-rest_f // self.lanes)
+                self.block(t, n, pix, full_blocks * self.block_f, nv, rest_f,
+                           t.c(full_blocks * words_per_block), name)
+
+        def nbody(n, _):
+            x0 = _base_address(t)
+
+            def pblock(pb, _):
+                p0 = t.mul(pb, PIXELS)
+                filters(n, [pixel(x0, n, t.add(p0, i), i) for i in range(PIXELS)])
+                return []
+            if pixels // PIXELS:
+                _for(t, 0, pixels // PIXELS, [], pblock)
+            if pixels % PIXELS:
+                p0 = (pixels // PIXELS) * PIXELS
+                filters(n, [pixel(x0, n, t.c(p0 + i), i) for i in range(pixels % PIXELS)])
+            return []
+        _for(t, 0, self.n, [], nbody)
