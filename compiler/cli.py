@@ -201,7 +201,7 @@ def targets():
     for t in all_targets():
         runs = {"host": "native", "qemu-user": t.board, "qemu-system": f"qemu-system-arm -M {t.board}",
                 "none": "compile-only"}[t.runner]
-        int8 = "smlad" if t.dsp else (t.int8_dot or "-")
+        int8 = "vmladava" if t.mve else "smlad" if t.dsp else (t.int8_dot or "-")
         rows.append((t.name, t.triple, t.cpu, t.features or "-", t.fpu or "soft", int8, runs))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:

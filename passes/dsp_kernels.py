@@ -834,7 +834,11 @@ def _rewrite(op, ctx, module, made: int) -> bool:
     if w is None or xst is None:
         return False
     fusion = _Fusion(op)
-    if ctx.target.dsp:
+    if ctx.target.mve:
+        from dgc.passes.mve_kernels import MveConv, MveDepthwise
+
+        kern = (MveConv if op.name == _CONV else MveDepthwise)(op, w, xst, fusion)
+    elif ctx.target.dsp:
         kern = (_Conv if op.name == _CONV else _Depthwise)(op, w, xst, fusion)
     else:
         from dgc.passes.dot_kernels import DotConv

@@ -54,7 +54,7 @@ def test_qdq_zoo_model_on_host(name, tmp_path):
     assert _steps_off(model, "host", tmp_path) <= 1.0
 
 
-@pytest.mark.parametrize("target", ["cortex-m7", "cortex-m0plus", "aarch64", "cortex-a76"])
+@pytest.mark.parametrize("target", ["cortex-m7", "cortex-m0plus", "cortex-m55", "aarch64", "cortex-a76"])
 @pytest.mark.parametrize("name", ["lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025"])
 def test_qdq_zoo_model_on_other_targets(name, target, tmp_path):
     assert _steps_off(_qdq(name), target, tmp_path, seeds=(0,)) <= 1.0
@@ -241,3 +241,17 @@ def test_int8_dot_kernels(tmp_path):
     assert "sdot" not in dgc.compile(q, "aarch64", name="e", emit=("obj", "asm")).asm
     assert dgc.compile(q, "icelake", name="e", emit=("obj", "asm")).asm.count("vpdpbusd") >= 2
     assert _steps_off(q, "cortex-a76", tmp_path, seeds=(0, 1)) <= 1.0
+
+
+def test_mve_kernels_on_cortex_m55(tmp_path):
+    """cortex-m55 (Helium): int8 convs become VMLADAVA loops (LLVM prints the non-exchanging
+    form as vmlava.s8) and depthwise convs 16-channel vector loops, edge cases included;
+    results within one output step of onnxruntime."""
+    from dgc.quantize import quantize
+
+    model = _edge_model()
+    q = quantize(model, [dgc.zoo.random_inputs(model, seed=100 + i) for i in range(8)])
+    res = dgc.compile(q, "cortex-m55", name="e", emit=("obj", "asm"), dump_ir=str(tmp_path / "ir"))
+    assert "linalg.conv" not in next((tmp_path / "ir").glob("*-dsp.mlir")).read_text()
+    assert res.asm.count("vmlava.s8") + res.asm.count("vmladava.s8") >= 4
+    assert _steps_off(q, "cortex-m55", tmp_path, seeds=(0, 1)) <= 1.0
