@@ -27,7 +27,7 @@ class Target:
     fpu: str = ""  # human-readable FPU name ("" = no FPU: soft float)
     dsp: bool = False
     mve: bool = False
-    int8_dot: str = ""  # 4-way int8 dot product: "sdot" (AArch64 dotprod) | "vnni" (AVX-512 VNNI)
+    int8_dot: str = ""  # int8 dot products: "sdot" (AArch64 dotprod) | "vnni" (AVX-512 VNNI) | "pmaddwd" (x86)
     bare_metal: bool = False
     runner: str = "host"  # "host" | "qemu-user" | "qemu-system" | "none"
     board: str = ""  # QEMU machine for qemu-system, qemu-user binary otherwise
@@ -68,11 +68,11 @@ def _m(name, triple, board, fpu, gcc_flags, features="", **kw):
 
 _TABLE = [
     Target("x86-64", "x86_64-unknown-linux-gnu", "x86-64", vector_bits=128, cache_bytes=256 << 10,
-           fpu="sse2", description="baseline x86-64 (SSE2)"),
+           fpu="sse2", int8_dot="pmaddwd", description="baseline x86-64 (SSE2)"),
     Target("x86-64-v3", "x86_64-unknown-linux-gnu", "x86-64-v3", vector_bits=256, cache_bytes=256 << 10,
-           fpu="avx2+fma", host_flags=("avx2", "fma"), description="Haswell+ (AVX2, FMA)"),
+           fpu="avx2+fma", int8_dot="pmaddwd", host_flags=("avx2", "fma"), description="Haswell+ (AVX2, FMA)"),
     Target("x86-64-v4", "x86_64-unknown-linux-gnu", "x86-64-v4", vector_bits=512, vector_regs=32,
-           cache_bytes=1 << 20,
+           cache_bytes=1 << 20, int8_dot="pmaddwd",
            fpu="avx512", host_flags=("avx512f", "avx512bw", "avx512vl", "avx512dq"),
            description="Skylake-X+ (AVX-512)"),
     Target("icelake", "x86_64-unknown-linux-gnu", "icelake-server", vector_bits=512, vector_regs=32,
@@ -127,7 +127,10 @@ def host_target() -> Target:
                          hint="use an explicit --target")
     bits, regs = _host_vectors(base)
     flags = _cpu_flags()
-    dot = "vnni" if bits == 512 and "avx512_vnni" in flags else ("sdot" if "asimddp" in flags else "")
+    if base.name == "x86-64":
+        dot = "vnni" if bits == 512 and "avx512_vnni" in flags else "pmaddwd"
+    else:
+        dot = "sdot" if "asimddp" in flags else ""
     return dataclasses.replace(base, name="host", cpu=host_cpu(), host_flags=(), int8_dot=dot,
                                vector_bits=bits, vector_regs=regs,
                                cache_bytes=_host_l2_bytes() or base.cache_bytes,

@@ -1,5 +1,7 @@
-"""int8 convolutions on CPUs with 4-way int8 dot products: AArch64 SDOT (ARMv8.2-A dotprod,
-e.g. Cortex-A76) and x86 VPDPBUSD (AVX-512 VNNI).
+"""int8 convolutions on CPUs with int8 dot products: AArch64 SDOT (ARMv8.2-A dotprod, e.g.
+Cortex-A76), x86 VPDPBUSD (AVX-512 VNNI), and on other x86 VPMADDWD (SSE2/AVX2/AVX-512BW:
+pairs of int16 products per 32-bit lane, the input expanded to int16 by the im2col copy and
+the weights stored as int16).
 
 Both instructions add, into each 32-bit lane of an accumulator, the dot product of 4 bytes of
 one operand with 4 bytes of the other. After bufferization every int8 x int8 -> int32
@@ -25,7 +27,7 @@ import numpy as np
 from dgc.passes.dsp_kernels import _Fusion, _Text, _base_address, _for
 
 PIXELS = 4  # pixels per register block
-VECTORS = 4  # filter vectors per register block
+VECTORS = 4  # filter vectors per register block (with 32 vector registers; 2 with 16)
 
 
 class DotConv:
@@ -42,15 +44,17 @@ class DotConv:
         self.sh, self.sw = (int(s) for s in np.array(ir.DenseElementsAttr(op.attributes["strides"])))
         self.xst = xst
         self.k = self.kh * self.kw * self.c
-        self.kp = -(-self.k // 4) * 4
+        self.step = 2 if self.kind == "pmaddwd" else 4  # k values per 32-bit lane per instruction
+        self.kp = -(-self.k // self.step) * self.step
         if xst[3] == 1 and xst[2] == self.c:
             self.runs, self.run_len = self.kh, self.kw * self.c
         else:
             self.runs, self.run_len = self.kh * self.kw, self.c
-        self.direct = xst[3] == 1 and self.run_len % 4 == 0
-        self.block_f = VECTORS * self.lanes
+        self.direct = self.step == 4 and xst[3] == 1 and self.run_len % 4 == 0
+        self.vectors = VECTORS if target.vector_regs >= 32 else VECTORS // 2  # 16 registers: 8 accumulators
+        self.block_f = self.vectors * self.lanes
         self.fpad = -(-self.f // self.lanes) * self.lanes
-        wk = np.zeros((self.fpad, self.kp), np.int8)
+        wk = np.zeros((self.fpad, self.kp), np.int8 if self.step == 4 else np.int16)
         wk[:self.f, :self.k] = w.reshape(self.k, self.f).T
         self.packed = self._pack(wk)
         comp = np.zeros(self.fpad, np.int64)
@@ -61,9 +65,9 @@ class DotConv:
         self.vector = fusion.vector_ok()  # whole vectors of channels: init and epilogue on vectors
 
     def _pack(self, wk: np.ndarray) -> np.ndarray:
-        """Per block of filters (VECTORS * lanes, fewer for the last), per step g: the block's
+        """Per block of filters (vectors * lanes, fewer for the last), per step g: the block's
         vectors in turn, lane l = filter, 4 bytes = w[4g .. 4g+3] -> one int32 per lane."""
-        words = np.ascontiguousarray(wk).view(np.int32)  # [fpad, kp/4]
+        words = np.ascontiguousarray(wk).view(np.int32)  # [fpad, kp/step]
         out = [words[f0:f0 + self.block_f].T.reshape(-1) for f0 in range(0, self.fpad, self.block_f)]
         return np.concatenate(out).astype(np.int32)
 
@@ -79,6 +83,14 @@ class DotConv:
             xb = t(f"vector.bitcast {x} : {vt} to {bt}")
             return t(f'llvm.call_intrinsic "llvm.aarch64.neon.sdot.v{self.lanes}i32.v{4 * self.lanes}i8"'
                      f"({acc}, {wb}, {xb}) : ({vt}, {bt}, {bt}) -> {vt}")
+        if self.kind == "pmaddwd":  # pairs of int16: x0*w0 + x1*w1 per lane
+            ht = f"vector<{2 * self.lanes}xi16>"
+            intr = {4: "llvm.x86.sse2.pmadd.wd", 8: "llvm.x86.avx2.pmadd.wd",
+                    16: "llvm.x86.avx512.pmaddw.d.512"}[self.lanes]
+            xh = t(f"vector.bitcast {x} : {vt} to {ht}")
+            wh = t(f"vector.bitcast {w} : {vt} to {ht}")
+            m = t(f'llvm.call_intrinsic "{intr}"({xh}, {wh}) : ({ht}, {ht}) -> {vt}')
+            return t(f"arith.addi {acc}, {m} : {vt}")
         bt = f"vector<{4 * self.lanes}xi8>"  # LLVM 22: byte vectors
         xb = t(f"vector.bitcast {x} : {vt} to {bt}")
         wb = t(f"vector.bitcast {w} : {vt} to {bt}")
@@ -92,17 +104,62 @@ class DotConv:
         return t(f"vector.broadcast {v} : i32 to {self._vt()}")
 
     def im2col(self, t: _Text, px: str, dst: str) -> None:
-        """Window at byte address `px` -> kp bytes at pointer `dst` (padding bytes: 0)."""
+        """Window at byte address `px` -> kp values at pointer `dst` (int8, or int16 for
+        pmaddwd; padding: 0)."""
         p = t.ptr(px)
+        et, size = ("i8", 1) if self.step == 4 else ("i16", 2)
+        if self.xst[3] == 1 and self.run_len % 8 == 0:  # runs of 8 bytes -> 8 values at a time
+            chunks = self.run_len // 8
+
+            def run_body(r, _):
+                if self.runs == self.kh:
+                    roff = t.mul(r, self.xst[1])
+                else:
+                    kh = t(f"arith.divui {r}, {t.c(self.kw)} : index")
+                    kw = t(f"arith.remui {r}, {t.c(self.kw)} : index")
+                    roff = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
+                src = t.ptr(t(f"arith.addi {px}, {roff} : index"))
+                d = t.gep(dst, t.mul(r, self.run_len * size))
+
+                def cbody(j, _):
+                    v = t.load_vec(t.gep(src, t.mul(j, 8)), "vector<8xi8>")
+                    if size == 2:
+                        v = t(f"arith.extsi {v} : vector<8xi8> to vector<8xi16>")
+                    t.raw(f"llvm.store {v}, {t.gep(d, t.mul(j, 8 * size))} {{alignment = 1 : i64}} : "
+                          f"vector<8x{et}>, !llvm.ptr")
+                    return []
+                _for(t, 0, chunks, [], cbody)
+                return []
+            _for(t, 0, self.runs, [], run_body)
+            return  # kp == k: runs of 8 leave no padding
+        if self.k > 256:  # one value at a time, position decoded at run time
+            def kbody(k, _):
+                kh = t(f"arith.divui {k}, {t.c(self.kw * self.c)} : index")
+                rest = t(f"arith.remui {k}, {t.c(self.kw * self.c)} : index")
+                kw = t(f"arith.divui {rest}, {t.c(self.c)} : index")
+                c = t(f"arith.remui {rest}, {t.c(self.c)} : index")
+                off = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
+                off = t(f"arith.addi {off}, {t.mul(c, self.xst[3])} : index")
+                b = t(f"llvm.load {t.gep(p, off)} : !llvm.ptr -> i8")
+                if size == 2:
+                    b = t(f"arith.extsi {b} : i8 to i16")
+                t.raw(f"llvm.store {b}, {t.gep(dst, t.mul(k, size))} : {et}, !llvm.ptr")
+                return []
+            _for(t, 0, self.k, [], kbody)
+            for k in range(self.k, self.kp):
+                t.raw(f"llvm.store {t.c(0, et)}, {t.gep(dst, size * k)} : {et}, !llvm.ptr")
+            return
         for k in range(self.kp):
             if k < self.k:
                 kh, rest = divmod(k, self.kw * self.c)
                 kw, c = divmod(rest, self.c)
                 off = kh * self.xst[1] + kw * self.xst[2] + c * self.xst[3]
                 b = t(f"llvm.load {t.gep(p, off)} : !llvm.ptr -> i8")
+                if size == 2:
+                    b = t(f"arith.extsi {b} : i8 to i16")
             else:
-                b = t.c(0, "i8")
-            t.raw(f"llvm.store {b}, {t.gep(dst, k)} : i8, !llvm.ptr")
+                b = t.c(0, et)
+            t.raw(f"llvm.store {b}, {t.gep(dst, size * k)} : {et}, !llvm.ptr")
 
     def block(self, t: _Text, n: str, pix: list, f0, nv: int, valid: int, wbase: str, name: str) -> None:
         """len(pix) pixels x nv filter vectors from filter f0 (`valid` real filters when f0 is
@@ -168,7 +225,7 @@ class DotConv:
                 a = step(a, wp, xs, [0] * len(xs))
                 return a + [t.gep(wp, wstep)] + [t.gep(x, 4) for x in xs]
             xps = [px for (px, _, _) in pix]
-            res = _for(t, 0, self.kp // 4, accs + [wp0] + xps, g_body, types + ["!llvm.ptr"] * len(xps))[:nacc]
+            res = _for(t, 0, self.kp // self.step, accs + [wp0] + xps, g_body, types + ["!llvm.ptr"] * len(xps))[:nacc]
         for i, (_, oh, ow) in enumerate(pix):
             for v in range(nv):
                 if full(v):
@@ -184,14 +241,15 @@ class DotConv:
     def body(self, t: _Text, name: str) -> None:
         pixels = self.oh * self.ow
         full_blocks, rest_f = divmod(self.f, self.block_f)
-        words_per_block = self.block_f * (self.kp // 4)
+        words_per_block = self.block_f * (self.kp // self.step)
         t.w_ptr = t.ptr(t(f"memref.extract_aligned_pointer_as_index %wg : {self.wtype} -> index"))
         t.comp_ptr = t.ptr(t(f"memref.extract_aligned_pointer_as_index %comp : {self.ctype} -> index"))
         scratch = None
         if not self.direct:
-            t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{PIXELS * self.kp}xi8>")
-            sp = t.ptr(t("memref.extract_aligned_pointer_as_index %s : " f"memref<{PIXELS * self.kp}xi8> -> index"))
-            scratch = [t.gep(sp, i * self.kp) for i in range(PIXELS)]
+            row = self.kp * (4 // self.step)  # bytes per pixel
+            t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{PIXELS * row}xi8>")
+            sp = t.ptr(t("memref.extract_aligned_pointer_as_index %s : " f"memref<{PIXELS * row}xi8> -> index"))
+            scratch = [t.gep(sp, i * row) for i in range(PIXELS)]
 
         def pixel(x0, n, p, i):
             oh = t(f"arith.divui {p}, {t.c(self.ow)} : index")
@@ -206,7 +264,7 @@ class DotConv:
 
         def filters(n, pix):
             def fbody(fb, _):
-                self.block(t, n, pix, t.mul(fb, self.block_f), VECTORS, self.block_f,
+                self.block(t, n, pix, t.mul(fb, self.block_f), self.vectors, self.block_f,
                            t.mul(fb, words_per_block), name)
                 return []
             if full_blocks:

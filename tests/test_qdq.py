@@ -227,10 +227,10 @@ def test_dsp_kernels_on_cortex_m7(tmp_path):
 
 
 def test_int8_dot_kernels(tmp_path):
-    """Cores with 4-way int8 dot products: every int8 conv of the edge model becomes SDOT
-    (cortex-a76) or VPDPBUSD (icelake) loops, and the cortex-a76 code agrees with
-    onnxruntime within one output step (the host runs the VNNI code in
-    test_qdq_zoo_model_on_host when it has VNNI); plain aarch64 has neither."""
+    """Cores with int8 dot products: every int8 conv of the edge model becomes SDOT
+    (cortex-a76), VPDPBUSD (icelake) or VPMADDWD (other x86) loops; the cortex-a76, SSE2 and
+    AVX2 code agrees with onnxruntime within one output step (the host runs the VNNI code in
+    test_qdq_zoo_model_on_host when it has VNNI); plain aarch64 has none of them."""
     from dgc.quantize import quantize
 
     model = _edge_model()
@@ -240,7 +240,10 @@ def test_int8_dot_kernels(tmp_path):
     assert res.asm.count("sdot") >= 2
     assert "sdot" not in dgc.compile(q, "aarch64", name="e", emit=("obj", "asm")).asm
     assert dgc.compile(q, "icelake", name="e", emit=("obj", "asm")).asm.count("vpdpbusd") >= 2
+    assert dgc.compile(q, "x86-64-v3", name="e", emit=("obj", "asm")).asm.count("vpmaddwd") >= 2
     assert _steps_off(q, "cortex-a76", tmp_path, seeds=(0, 1)) <= 1.0
+    for target in ("x86-64", "x86-64-v3"):  # VPMADDWD on SSE2 and AVX2 registers, natively
+        assert _steps_off(q, target, tmp_path, seeds=(0,)) <= 1.0
 
 
 def test_mve_kernels_on_cortex_m55(tmp_path):
