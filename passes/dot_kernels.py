@@ -24,32 +24,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from dgc.passes.dsp_kernels import _Fusion, _Text, _base_address, _for
+from dgc.passes.dsp_kernels import _ConvGeometry, _Fusion, _Text, _for
 
 PIXELS = 4  # pixels per register block
 VECTORS = 4  # filter vectors per register block (with 32 vector registers; 2 with 16)
 
 
-class DotConv:
-    """conv_2d_nhwc_hwcf, int8, on a target with `int8_dot` in ("sdot", "vnni")."""
+class DotConv(_ConvGeometry):
+    """conv_2d_nhwc_hwcf, int8, on a target with `int8_dot` in ("sdot", "vnni", "pmaddwd")."""
 
     def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, target):
-        from dgc.ir import ir
-
-        self.op, self.fusion, self.kind = op, fusion, target.int8_dot
+        super().__init__(op, w, xst, fusion)
+        self.kind = target.int8_dot
         self.lanes = target.vector_bits // 32
-        _, self.ih, self.iw, self.c = ir.MemRefType(op.operands[0].type).shape
-        self.kh, self.kw, _, self.f = w.shape
-        self.n, self.oh, self.ow, _ = ir.MemRefType(op.operands[2].type).shape
-        self.sh, self.sw = (int(s) for s in np.array(ir.DenseElementsAttr(op.attributes["strides"])))
-        self.xst = xst
-        self.k = self.kh * self.kw * self.c
         self.step = 2 if self.kind == "pmaddwd" else 4  # k values per 32-bit lane per instruction
         self.kp = -(-self.k // self.step) * self.step
-        if xst[3] == 1 and xst[2] == self.c:
-            self.runs, self.run_len = self.kh, self.kw * self.c
-        else:
-            self.runs, self.run_len = self.kh * self.kw, self.c
         self.direct = self.step == 4 and xst[3] == 1 and self.run_len % 4 == 0
         self.vectors = VECTORS if target.vector_regs >= 32 else VECTORS // 2  # 16 registers: 8 accumulators
         self.block_f = self.vectors * self.lanes
@@ -103,64 +92,6 @@ class DotConv:
             v = t(f"arith.xori {v}, {t.c(-0x7F7F7F80, 'i32')} : i32")
         return t(f"vector.broadcast {v} : i32 to {self._vt()}")
 
-    def im2col(self, t: _Text, px: str, dst: str) -> None:
-        """Window at byte address `px` -> kp values at pointer `dst` (int8, or int16 for
-        pmaddwd; padding: 0)."""
-        p = t.ptr(px)
-        et, size = ("i8", 1) if self.step == 4 else ("i16", 2)
-        if self.xst[3] == 1 and self.run_len % 8 == 0:  # runs of 8 bytes -> 8 values at a time
-            chunks = self.run_len // 8
-
-            def run_body(r, _):
-                if self.runs == self.kh:
-                    roff = t.mul(r, self.xst[1])
-                else:
-                    kh = t(f"arith.divui {r}, {t.c(self.kw)} : index")
-                    kw = t(f"arith.remui {r}, {t.c(self.kw)} : index")
-                    roff = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
-                src = t.ptr(t(f"arith.addi {px}, {roff} : index"))
-                d = t.gep(dst, t.mul(r, self.run_len * size))
-
-                def cbody(j, _):
-                    v = t.load_vec(t.gep(src, t.mul(j, 8)), "vector<8xi8>")
-                    if size == 2:
-                        v = t(f"arith.extsi {v} : vector<8xi8> to vector<8xi16>")
-                    t.raw(f"llvm.store {v}, {t.gep(d, t.mul(j, 8 * size))} {{alignment = 1 : i64}} : "
-                          f"vector<8x{et}>, !llvm.ptr")
-                    return []
-                _for(t, 0, chunks, [], cbody)
-                return []
-            _for(t, 0, self.runs, [], run_body)
-            return  # kp == k: runs of 8 leave no padding
-        if self.k > 256:  # one value at a time, position decoded at run time
-            def kbody(k, _):
-                kh = t(f"arith.divui {k}, {t.c(self.kw * self.c)} : index")
-                rest = t(f"arith.remui {k}, {t.c(self.kw * self.c)} : index")
-                kw = t(f"arith.divui {rest}, {t.c(self.c)} : index")
-                c = t(f"arith.remui {rest}, {t.c(self.c)} : index")
-                off = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
-                off = t(f"arith.addi {off}, {t.mul(c, self.xst[3])} : index")
-                b = t(f"llvm.load {t.gep(p, off)} : !llvm.ptr -> i8")
-                if size == 2:
-                    b = t(f"arith.extsi {b} : i8 to i16")
-                t.raw(f"llvm.store {b}, {t.gep(dst, t.mul(k, size))} : {et}, !llvm.ptr")
-                return []
-            _for(t, 0, self.k, [], kbody)
-            for k in range(self.k, self.kp):
-                t.raw(f"llvm.store {t.c(0, et)}, {t.gep(dst, size * k)} : {et}, !llvm.ptr")
-            return
-        for k in range(self.kp):
-            if k < self.k:
-                kh, rest = divmod(k, self.kw * self.c)
-                kw, c = divmod(rest, self.c)
-                off = kh * self.xst[1] + kw * self.xst[2] + c * self.xst[3]
-                b = t(f"llvm.load {t.gep(p, off)} : !llvm.ptr -> i8")
-                if size == 2:
-                    b = t(f"arith.extsi {b} : i8 to i16")
-            else:
-                b = t.c(0, et)
-            t.raw(f"llvm.store {b}, {t.gep(dst, size * k)} : {et}, !llvm.ptr")
-
     def block(self, t: _Text, n: str, pix: list, f0, nv: int, valid: int, wbase: str, name: str) -> None:
         """len(pix) pixels x nv filter vectors from filter f0 (`valid` real filters when f0 is
         static, else all); pix: (x pointer or address, oh, ow)."""
@@ -204,12 +135,7 @@ class DotConv:
 
             def run_body(r, args):
                 a, wp = list(args[:nacc]), args[nacc]
-                if self.runs == self.kh:
-                    roff = t.mul(r, self.xst[1])
-                else:
-                    kh = t(f"arith.divui {r}, {t.c(self.kw)} : index")
-                    kw = t(f"arith.remui {r}, {t.c(self.kw)} : index")
-                    roff = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
+                roff = self.run_offset(t, r)
                 xps = [t.ptr(t(f"arith.addi {px}, {roff} : index")) for (px, _, _) in pix]
 
                 def word_body(j, args2):
@@ -239,7 +165,6 @@ class DotConv:
                     self.fusion.finish(t, e, [n, oh, ow, t.add(fv(v), ln)], name)
 
     def body(self, t: _Text, name: str) -> None:
-        pixels = self.oh * self.ow
         full_blocks, rest_f = divmod(self.f, self.block_f)
         words_per_block = self.block_f * (self.kp // self.step)
         t.w_ptr = t.ptr(t(f"memref.extract_aligned_pointer_as_index %wg : {self.wtype} -> index"))
@@ -250,17 +175,6 @@ class DotConv:
             t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{PIXELS * row}xi8>")
             sp = t.ptr(t("memref.extract_aligned_pointer_as_index %s : " f"memref<{PIXELS * row}xi8> -> index"))
             scratch = [t.gep(sp, i * row) for i in range(PIXELS)]
-
-        def pixel(x0, n, p, i):
-            oh = t(f"arith.divui {p}, {t.c(self.ow)} : index")
-            ow = t(f"arith.remui {p}, {t.c(self.ow)} : index")
-            a = t.add(x0, t.mul(n, self.xst[0]))
-            a = t.add(a, t.mul(oh, self.sh * self.xst[1]))
-            a = t.add(a, t.mul(ow, self.sw * self.xst[2]))
-            if self.direct:
-                return a, oh, ow
-            self.im2col(t, a, scratch[i])
-            return scratch[i], oh, ow
 
         def filters(n, pix):
             def fbody(fb, _):
@@ -274,17 +188,11 @@ class DotConv:
                 self.block(t, n, pix, full_blocks * self.block_f, nv, rest_f,
                            t.c(full_blocks * words_per_block), name)
 
-        def nbody(n, _):
-            x0 = _base_address(t)
-
-            def pblock(pb, _):
-                p0 = t.mul(pb, PIXELS)
-                filters(n, [pixel(x0, n, t.add(p0, i), i) for i in range(PIXELS)])
-                return []
-            if pixels // PIXELS:
-                _for(t, 0, pixels // PIXELS, [], pblock)
-            if pixels % PIXELS:
-                p0 = (pixels // PIXELS) * PIXELS
-                filters(n, [pixel(x0, n, t.c(p0 + i), i) for i in range(pixels % PIXELS)])
-            return []
-        _for(t, 0, self.n, [], nbody)
+        def windows(n, pix):  # read in place, or copied (int16 for pmaddwd) first
+            if not self.direct:
+                et = "i8" if self.step == 4 else "i16"
+                for i, (a, _, _) in enumerate(pix):
+                    self.im2col(t, a, scratch[i], 8, et, self.kp)
+                pix = [(scratch[i], oh, ow) for i, (_, oh, ow) in enumerate(pix)]
+            filters(n, pix)
+        self.pixel_blocks(t, PIXELS, windows)

@@ -257,20 +257,33 @@ class _Fusion:
         k = len(ops) - 1
         t.raw(f"memref.store {r}, %e{k}[{', '.join(_apply(t, maps[k], idx))}] : {ops[k].type}")
 
-    def declaration(self, name: str, rank: int) -> str:
+    def declaration(self, name: str, rank: int, lanes: int = 0) -> str:
+        """The payload function's declaration: @<name>_epi(payload args..., indices) on
+        scalars, or @<name>_epiv(payload args...) on vector<lanes x T> when `lanes`."""
         if self.epi is None:
             return ""
         body = self.epi.regions[0].blocks[0]
-        types = [str(a.type) for a in body.arguments] + ["index"] * rank
-        rtype = str(list(body.operations)[-1].operands[0].type)
-        return f"  func.func private @{name}_epi({', '.join(types)}) -> {rtype}\n"
+        wrap = (lambda ty: f"vector<{lanes}x{ty}>") if lanes else str  # noqa: E731
+        types = [wrap(a.type) for a in body.arguments] + ([] if lanes else ["index"] * rank)
+        rtype = wrap(list(body.operations)[-1].operands[0].type)
+        return f"  func.func private @{name}_epi{'v' if lanes else ''}({', '.join(types)}) -> {rtype}\n"
 
-    def define(self, fn) -> None:
-        """Give the declared @<name>_epi the epilogue's payload as its body (ops cloned)."""
+    def define(self, fn, lanes: int = 0) -> None:
+        """Give the declared payload function (see `declaration`) the epilogue's payload as its
+        body: its ops re-created on the function's arguments, on vectors when `lanes`."""
         body = self.epi.regions[0].blocks[0]
         entry = fn.add_entry_block()
         n = len(body.arguments)
         mapping = dict(zip(body.arguments, list(entry.arguments)[:n]))
+
+        def ty(t):
+            return ir.VectorType.get([lanes], t) if lanes else t
+
+        def const(c):  # a payload constant; a splat on vectors
+            if not lanes:
+                return c.clone().results[0]
+            rt = ty(c.results[0].type)
+            return arith_d.ConstantOp(rt, ir.DenseElementsAttr.get_splat(rt, c.attributes["value"])).result
 
         def look(v):
             if v in mapping:
@@ -279,19 +292,24 @@ class _Fusion:
             if c is None or c.name != "arith.constant":
                 raise _NotFused(f"epilogue reads {v}")
             with ir.InsertionPoint.at_block_begin(entry):
-                mapping[v] = c.clone().results[0]
+                mapping[v] = const(c)
             return mapping[v]
         with ir.InsertionPoint(entry):
             for o in body.operations:
                 o = o.operation
                 if o.name == "linalg.yield":
                     func_d.ReturnOp([look(o.operands[0])])
-                elif o.name == "linalg.index":
+                elif o.name == "linalg.index" and not lanes:
                     mapping[o.results[0]] = entry.arguments[n + ir.IntegerAttr(o.attributes["dim"]).value]
+                elif o.name == "arith.constant":
+                    mapping[o.results[0]] = const(o)
+                elif lanes and (o.name.split(".")[0] != "arith" or len(o.regions)):
+                    raise _NotFused(f"epilogue op {o.name}")
                 else:
-                    new = o.clone()
-                    for j, v in enumerate(o.operands):
-                        new.operands[j] = look(v)
+                    attrs = (o.attributes[k] for k in range(len(o.attributes)))
+                    new = ir.Operation.create(o.name, results=[ty(r.type) for r in o.results],
+                                              operands=[look(v) for v in o.operands],
+                                              attributes={a.name: a.attr for a in attrs})
                     mapping.update(zip(o.results, new.results))
 
     # -- whole vectors of output channels (dot_kernels) -----------------------------------------
@@ -356,52 +374,6 @@ class _Fusion:
         dims = ", ".join(f"d{i}" for i in range(len(ir.MemRefType(ops[k].type).shape)))
         t.raw(f"vector.transfer_write {r}, %e{k}[{', '.join(_apply(t, m, idx))}] {{in_bounds = [true], "
               f"permutation_map = affine_map<({dims}) -> (d{pos})>}} : {rtype}, {ops[k].type}")
-
-    def declaration_vec(self, name: str, lanes: int) -> str:
-        if self.epi is None:
-            return ""
-        body = self.epi.regions[0].blocks[0]
-        types = [f"vector<{lanes}x{a.type}>" for a in body.arguments]
-        rtype = f"vector<{lanes}x{list(body.operations)[-1].operands[0].type}>"
-        return f"  func.func private @{name}_epiv({', '.join(types)}) -> {rtype}\n"
-
-    def define_vec(self, fn, lanes: int) -> None:
-        """@<name>_epiv: the epilogue's payload on vector<lanes x T> (ops re-created)."""
-        body = self.epi.regions[0].blocks[0]
-        entry = fn.add_entry_block()
-        mapping = dict(zip(body.arguments, entry.arguments))
-
-        def vec(ty):
-            return ir.VectorType.get([lanes], ty)
-
-        def splat(c):
-            attr = c.attributes["value"]
-            return arith_d.ConstantOp(vec(c.results[0].type), ir.DenseElementsAttr.get_splat(
-                vec(c.results[0].type), attr)).result
-
-        def look(v):
-            if v in mapping:
-                return mapping[v]
-            c = _op(v.owner)
-            if c is None or c.name != "arith.constant":
-                raise _NotFused(f"epilogue reads {v}")
-            with ir.InsertionPoint.at_block_begin(entry):
-                mapping[v] = splat(c)
-            return mapping[v]
-        with ir.InsertionPoint(entry):
-            for o in body.operations:
-                o = o.operation
-                if o.name == "linalg.yield":
-                    func_d.ReturnOp([look(o.operands[0])])
-                elif o.name == "arith.constant":
-                    mapping[o.results[0]] = splat(o)
-                elif o.name.split(".")[0] != "arith" or len(o.regions):
-                    raise _NotFused(f"epilogue op {o.name}")
-                else:
-                    new = ir.Operation.create(o.name, results=[vec(r.type) for r in o.results],
-                                              operands=[look(v) for v in o.operands],
-                                              attributes={a.name: a.attr for a in (o.attributes[i] for i in range(len(o.attributes)))})
-                    mapping.update(zip(o.results, new.results))
 
 
 class _NotFused(Exception):
@@ -525,23 +497,165 @@ def _for(t: _Text, lo, hi, iters: list[str], body, types: list[str] | None = Non
 
 
 
-class _Conv:
-    """conv_2d_nhwc_hwcf, int8: im2col of 2 pixels to int16, then 2x2 (pixels x filters)
-    SMLAD blocks over K."""
+def _base_address(t: _Text) -> str:
+    """The byte address of %x's first element (inside the kernel's loop nest, so the memory
+    planner sees the input live for the whole nest)."""
+    b, off = t.fresh("xb"), t.fresh("xoff")
+    t.raw(f"{b}, {off}, %xsz{t.n}:4, %xst{t.n}:4 = memref.extract_strided_metadata %x : {t.xt} -> "
+          "memref<i8>, index, index, index, index, index, index, index, index, index")
+    p = t(f"memref.extract_aligned_pointer_as_index {b} : memref<i8> -> index")
+    return t(f"arith.addi {p}, {off} : index")
+
+
+def _window_strides(op) -> tuple[int, int]:
+    return tuple(int(v) for v in np.array(ir.DenseElementsAttr(op.attributes["strides"])))
+
+
+class _ConvGeometry:
+    """An int8 NHWC conv with HWCF weights on buffers: shapes, strides and the walk over its
+    windows, shared by every conv kernel (here, dot_kernels, mve_kernels). K = kh*kw*C runs
+    as `runs` contiguous runs of `run_len` bytes: window rows when the input's W stride is
+    C, else one window position's C channels."""
 
     def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion):
-        self.op, self.fusion = op, fusion
+        self.op, self.fusion, self.xst = op, fusion, xst
         _, self.ih, self.iw, self.c = ir.MemRefType(op.operands[0].type).shape
         self.kh, self.kw, _, self.f = w.shape
         self.n, self.oh, self.ow, _ = ir.MemRefType(op.operands[2].type).shape
-        self.sh, self.sw = (int(s) for s in np.array(ir.DenseElementsAttr(op.attributes["strides"])))
-        self.xst = xst
+        self.sh, self.sw = _window_strides(op)
         self.k = self.kh * self.kw * self.c
-        self.kp = -(-self.k // 4) * 4  # K padded: whole words
         if xst[3] == 1 and xst[2] == self.c:
             self.runs, self.run_len = self.kh, self.kw * self.c  # contiguous window rows
         else:
             self.runs, self.run_len = self.kh * self.kw, self.c  # one window position each
+
+    def offset(self, k: int) -> int:
+        """Byte offset of window element k (static) from the window's first byte."""
+        kh, rest = divmod(k, self.kw * self.c)
+        kw, c = divmod(rest, self.c)
+        return kh * self.xst[1] + kw * self.xst[2] + c * self.xst[3]
+
+    def offset_at(self, t: _Text, k: str) -> str:
+        """The same for an index value k (decoded at run time)."""
+        kh = t(f"arith.divui {k}, {t.c(self.kw * self.c)} : index")
+        rest = t(f"arith.remui {k}, {t.c(self.kw * self.c)} : index")
+        kw = t(f"arith.divui {rest}, {t.c(self.c)} : index")
+        c = t(f"arith.remui {rest}, {t.c(self.c)} : index")
+        off = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
+        return t(f"arith.addi {off}, {t.mul(c, self.xst[3])} : index")
+
+    def run_offset(self, t: _Text, r: str) -> str:
+        """Byte offset of run r (an index value) from the window's first byte."""
+        if self.runs == self.kh:
+            return t.mul(r, self.xst[1])
+        kh = t(f"arith.divui {r}, {t.c(self.kw)} : index")
+        kw = t(f"arith.remui {r}, {t.c(self.kw)} : index")
+        return t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
+
+    def im2col(self, t: _Text, px: str, dst: str, chunk: int, et: str = "i8", pad_to: int = 0) -> None:
+        """Window at byte address `px` -> its K values in order at pointer `dst`, int8 or
+        sign-extended to `et`, then zeros up to `pad_to` values: `chunk` bytes per vector copy
+        when the runs are contiguous multiples of it, else byte by byte (unrolled up to 256)."""
+        size = 1 if et == "i8" else 2
+        if self.xst[3] == 1 and self.run_len % chunk == 0:
+            def run_body(r, _):
+                src = t.ptr(t(f"arith.addi {px}, {self.run_offset(t, r)} : index"))
+                d = t.gep(dst, t.mul(r, self.run_len * size))
+
+                def cbody(j, _):
+                    v = t.load_vec(t.gep(src, t.mul(j, chunk)), f"vector<{chunk}xi8>")
+                    if size == 2:
+                        v = t(f"arith.extsi {v} : vector<{chunk}xi8> to vector<{chunk}xi16>")
+                    t.raw(f"llvm.store {v}, {t.gep(d, t.mul(j, chunk * size))} {{alignment = 1 : i64}} : "
+                          f"vector<{chunk}x{et}>, !llvm.ptr")
+                    return []
+                _for(t, 0, self.run_len // chunk, [], cbody)
+                return []
+            _for(t, 0, self.runs, [], run_body)
+        else:
+            p = t.ptr(px)
+
+            def copy(off, k):  # one value: window byte at `off` to position k
+                b = t(f"llvm.load {t.gep(p, off)} : !llvm.ptr -> i8")
+                if size == 2:
+                    b = t(f"arith.extsi {b} : i8 to i16")
+                t.raw(f"llvm.store {b}, {t.gep(dst, k if isinstance(k, int) else t.mul(k, size))} : "
+                      f"{et}, !llvm.ptr")
+            if self.k <= 256:
+                for k in range(self.k):
+                    copy(self.offset(k), size * k)
+            else:
+                def kbody(k, _):
+                    copy(self.offset_at(t, k), k)
+                    return []
+                _for(t, 0, self.k, [], kbody)
+        for k in range(self.k, pad_to):
+            t.raw(f"llvm.store {t.c(0, et)}, {t.gep(dst, size * k)} : {et}, !llvm.ptr")
+
+    def pixel_blocks(self, t: _Text, size: int, block) -> None:
+        """The loop nest over output pixels: per image n, blocks of `size` pixels (then one
+        shorter block for the rest): block(n, [(window byte address, oh, ow), ...])."""
+        pixels = self.oh * self.ow
+
+        def pixel(x0, n, p):
+            oh = t(f"arith.divui {p}, {t.c(self.ow)} : index")
+            ow = t(f"arith.remui {p}, {t.c(self.ow)} : index")
+            a = t.add(x0, t.mul(n, self.xst[0]))
+            a = t.add(a, t.mul(oh, self.sh * self.xst[1]))
+            return t.add(a, t.mul(ow, self.sw * self.xst[2])), oh, ow
+
+        def nbody(n, _):
+            x0 = _base_address(t)
+
+            def pblock(pb, _):
+                p0 = t.mul(pb, size)
+                block(n, [pixel(x0, n, t.add(p0, i)) for i in range(size)])
+                return []
+            if pixels // size:
+                _for(t, 0, pixels // size, [], pblock)
+            if pixels % size:
+                p0 = pixels // size * size
+                block(n, [pixel(x0, n, t.c(p0 + i)) for i in range(pixels % size)])
+            return []
+        _for(t, 0, self.n, [], nbody)
+
+
+class _DepthwiseGeometry:
+    """An int8 depthwise_conv_2d_nhwc_hwcm (multiplier 1) on buffers: shapes, strides and the
+    loop nest over its output pixels, shared by the depthwise kernels."""
+
+    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion):
+        self.op, self.fusion, self.xst = op, fusion, xst
+        self.kh, self.kw, self.c, _ = w.shape
+        self.n, self.oh, self.ow, _, _ = ir.MemRefType(op.operands[2].type).shape
+        self.sh, self.sw = _window_strides(op)
+        self.k = self.kh * self.kw
+
+    def pixels(self, t: _Text, pixel) -> None:
+        """pixel(n, oh, ow, byte address of the window) for every output pixel."""
+        def nbody(n, _):
+            x0 = _base_address(t)
+
+            def hbody(oh, _):
+                def wbody(ow, _):
+                    base = t.add(x0, t.mul(n, self.xst[0]))
+                    base = t.add(base, t.mul(oh, self.sh * self.xst[1]))
+                    pixel(n, oh, ow, t.add(base, t.mul(ow, self.sw * self.xst[2])))
+                    return []
+                _for(t, 0, self.ow, [], wbody)
+                return []
+            _for(t, 0, self.oh, [], hbody)
+            return []
+        _for(t, 0, self.n, [], nbody)
+
+
+class _Conv(_ConvGeometry):
+    """conv_2d_nhwc_hwcf, int8: im2col of 2 pixels to int16, then 2x2 (pixels x filters)
+    SMLAD blocks over K."""
+
+    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion):
+        super().__init__(op, w, xst, fusion)
+        self.kp = -(-self.k // 4) * 4  # K padded: whole words
         self.by_words = xst[3] == 1 and self.run_len % 4 == 0
         wk = np.zeros((self.f, self.kp), np.int8)
         wk[:, :self.k] = w.reshape(self.k, self.f).T
@@ -554,11 +668,6 @@ class _Conv:
         out = [words[f0:f0 + 2].T.reshape(-1) for f0 in range(0, self.f, 2)]
         return np.concatenate(out).astype(np.int32)
 
-    def _offset(self, k: int) -> int:
-        kh, rest = divmod(k, self.kw * self.c)
-        kw, c = divmod(rest, self.c)
-        return kh * self.xst[1] + kw * self.xst[2] + c * self.xst[3]
-
     def expand(self, t: _Text, px: str, s0: int) -> None:
         """Pixel window at byte address `px` -> int16 pairs in scratch words s0 .. s0 + kp/2."""
         st = f"memref<{self.kp}xi32>"
@@ -569,13 +678,7 @@ class _Conv:
             per_run = self.run_len // 4
 
             def run_body(r, _):
-                if self.runs == self.kh:
-                    roff = t.mul(r, self.xst[1])
-                else:
-                    kh = t(f"arith.divui {r}, {t.c(self.kw)} : index")
-                    kw = t(f"arith.remui {r}, {t.c(self.kw)} : index")
-                    roff = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
-                p = t.ptr(t(f"arith.addi {px}, {roff} : index"))
+                p = t.ptr(t(f"arith.addi {px}, {self.run_offset(t, r)} : index"))
                 dst = t.add(t.mul(r, 2 * per_run), s0)
 
                 def word_body(j, _):
@@ -606,7 +709,7 @@ class _Conv:
             put(t.add(word, 1), pack(vals[1], vals[3]))
         if self.k <= 256:  # fully unrolled: every offset static
             for g in range(self.kp // 4):
-                vals = [t.load8(p, self._offset(k)) if k < self.k else t.c(0, "i32")
+                vals = [t.load8(p, self.offset(k)) if k < self.k else t.c(0, "i32")
                         for k in range(4 * g, 4 * g + 4)]
                 group(vals, t.c(s0 + 2 * g))
             return
@@ -614,20 +717,13 @@ class _Conv:
         def gbody(g, _):
             vals = []
             for i in range(4):
-                k = t.add(t.mul(g, 4), i)
-                kh = t(f"arith.divui {k}, {t.c(self.kw * self.c)} : index")
-                rest = t(f"arith.remui {k}, {t.c(self.kw * self.c)} : index")
-                kw = t(f"arith.divui {rest}, {t.c(self.c)} : index")
-                c = t(f"arith.remui {rest}, {t.c(self.c)} : index")
-                off = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
-                off = t(f"arith.addi {off}, {t.mul(c, self.xst[3])} : index")
-                vals.append(t.load8(p, off))
+                vals.append(t.load8(p, self.offset_at(t, t.add(t.mul(g, 4), i))))
             group(vals, t.add(t.mul(g, 2), s0))
             return []
         _for(t, 0, self.k // 4, [], gbody)
         if self.k % 4:
             g = self.k // 4
-            group([t.load8(p, self._offset(k)) if k < self.k else t.c(0, "i32") for k in range(4 * g, 4 * g + 4)],
+            group([t.load8(p, self.offset(k)) if k < self.k else t.c(0, "i32") for k in range(4 * g, 4 * g + 4)],
                   t.c(s0 + 2 * g))
 
     def block(self, t: _Text, n: str, pix: list, f: str, fb: int, wbase: str, name: str) -> None:
@@ -656,16 +752,8 @@ class _Conv:
             self.fusion.finish(t, v, idx, name)
 
     def body(self, t: _Text, name: str) -> None:
-        pixels = self.oh * self.ow
         nfull_f = self.f // 2
         wstride = 2 * (self.kp // 4)  # words per full filter pair
-
-        def pixel(x0, n, p):
-            oh = t(f"arith.divui {p}, {t.c(self.ow)} : index")
-            ow = t(f"arith.remui {p}, {t.c(self.ow)} : index")
-            a = t.add(x0, t.mul(n, self.xst[0]))
-            a = t.add(a, t.mul(oh, self.sh * self.xst[1]))
-            return t.add(a, t.mul(ow, self.sw * self.xst[2])), (oh, ow)
 
         def filters(n, pix):
             def fbody(fp, _):
@@ -676,38 +764,20 @@ class _Conv:
             if self.f % 2:
                 self.block(t, n, pix, t.c(self.f - 1), 1, t.c(nfull_f * wstride), name)
 
-        def nbody(n, _):
-            x0 = _base_address(t)
-
-            def pair(pp, _):
-                p0 = t.mul(pp, 2)
-                (a0, q0), (a1, q1) = pixel(x0, n, p0), pixel(x0, n, t.add(p0, 1))
-                self.expand(t, a0, 0)
-                self.expand(t, a1, self.kp // 2)
-                filters(n, [q0, q1])
-                return []
-            if pixels // 2:
-                _for(t, 0, pixels // 2, [], pair)
-            if pixels % 2:
-                a, q = pixel(x0, n, t.c(pixels - 1))
-                self.expand(t, a, 0)
-                filters(n, [q])
-            return []
+        def pair(n, pix):  # both windows expanded, then every filter block
+            for i, (a, _, _) in enumerate(pix):
+                self.expand(t, a, i * self.kp // 2)
+            filters(n, [(oh, ow) for _, oh, ow in pix])
         t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{self.kp}xi32>")
-        _for(t, 0, self.n, [], nbody)
+        self.pixel_blocks(t, 2, pair)
 
 
-class _Depthwise:
+class _Depthwise(_DepthwiseGeometry):
     """depthwise_conv_2d_nhwc_hwcm (multiplier 1), int8: 4 channels x 2 window positions per
     step, paired with PKHBT/PKHTB, 4 SMLAD."""
 
     def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion):
-        self.op, self.fusion = op, fusion
-        self.kh, self.kw, self.c, _ = w.shape
-        self.n, self.oh, self.ow, _, _ = ir.MemRefType(op.operands[2].type).shape
-        self.sh, self.sw = (int(s) for s in np.array(ir.DenseElementsAttr(op.attributes["strides"])))
-        self.xst = xst
-        self.k = self.kh * self.kw
+        super().__init__(op, w, xst, fusion)
         self.pairs = (self.k + 1) // 2
         self.groups, self.rest = divmod(self.c, 4)
         self.packed = self._pack(w[..., 0].reshape(self.k, self.c))
@@ -735,11 +805,7 @@ class _Depthwise:
         sixteen = t.c(16, "i32")
         zero = t.c(0)
 
-        def pixel(x0, n, oh, ow):
-            base = t.add(x0, t.mul(n, self.xst[0]))
-            base = t.add(base, t.mul(oh, self.sh * self.xst[1]))
-            base = t.add(base, t.mul(ow, self.sw * self.xst[2]))
-
+        def pixel(n, oh, ow, base):
             def gbody(g, _):
                 ch = t.mul(g, 4)
                 px = t.ptr(t(f"arith.addi {base}, {ch} : index"))
@@ -776,28 +842,7 @@ class _Depthwise:
                     a = t(f"arith.addi {a}, {t(f'arith.muli {xv}, {wv} : i32')} : i32")
                 self.fusion.finish(t, a, idx, name)
 
-        def nbody(n, _):
-            x0 = _base_address(t)
-
-            def hbody(oh, _):
-                def wbody(ow, _):
-                    pixel(x0, n, oh, ow)
-                    return []
-                _for(t, 0, self.ow, [], wbody)
-                return []
-            _for(t, 0, self.oh, [], hbody)
-            return []
-        _for(t, 0, self.n, [], nbody)
-
-
-def _base_address(t: _Text) -> str:
-    """The byte address of %x's first element (inside the kernel's loop nest, so the memory
-    planner sees the input live for the whole nest)."""
-    b, off = t.fresh("xb"), t.fresh("xoff")
-    t.raw(f"{b}, {off}, %xsz{t.n}:4, %xst{t.n}:4 = memref.extract_strided_metadata %x : {t.xt} -> "
-          "memref<i8>, index, index, index, index, index, index, index, index, index")
-    p = t(f"memref.extract_aligned_pointer_as_index {b} : memref<i8> -> index")
-    return t(f"arith.addi {p}, {off} : index")
+        self.pixels(t, pixel)
 
 
 def _kernel_text(k, name: str, iw: str) -> str:
@@ -814,7 +859,7 @@ def _kernel_text(k, name: str, iw: str) -> str:
     rank = len(ir.MemRefType(k.op.operands[2].type).shape)
     decls = k.fusion.declaration(name, rank)
     if getattr(k, "vector", False):
-        decls += k.fusion.declaration_vec(name, k.lanes)
+        decls += k.fusion.declaration(name, rank, k.lanes)
     globs = "".join(f'  memref.global "private" constant @{name}_{g} : {ty} = dense<0> {{alignment = 16 : i64}}\n'
                     for g, ty in types.items())  # contents: set in _rewrite
     return (f"module {{\n{globs}{decls}"
@@ -857,7 +902,7 @@ def _rewrite(op, ctx, module, made: int) -> bool:
         try:
             fusion.define(table[name + "_epi"])
             if getattr(kern, "vector", False):
-                fusion.define_vec(table[name + "_epiv"], kern.lanes)
+                fusion.define(table[name + "_epiv"], kern.lanes)
         except _NotFused:
             return False
         PassManager.parse("builtin.module(inline)").run(kmod.operation)  # drops the _epi funcs

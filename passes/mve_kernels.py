@@ -20,81 +20,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from dgc.passes.dsp_kernels import _Fusion, _Text, _base_address, _for
+from dgc.passes.dsp_kernels import _ConvGeometry, _DepthwiseGeometry, _Fusion, _Text, _for
 
 STEP = 16  # int8 lanes of a Q register
 PIXELS, FILTERS = 2, 4
 
 
-class MveConv:
+class MveConv(_ConvGeometry):
     def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion):
-        from dgc.ir import ir
-
-        self.op, self.fusion = op, fusion
-        _, self.ih, self.iw, self.c = ir.MemRefType(op.operands[0].type).shape
-        self.kh, self.kw, _, self.f = w.shape
-        self.n, self.oh, self.ow, _ = ir.MemRefType(op.operands[2].type).shape
-        self.sh, self.sw = (int(s) for s in np.array(ir.DenseElementsAttr(op.attributes["strides"])))
-        self.xst = xst
-        self.k = self.kh * self.kw * self.c
+        super().__init__(op, w, xst, fusion)
         self.kp = -(-self.k // STEP) * STEP
-        if xst[3] == 1 and xst[2] == self.c:
-            self.runs, self.run_len = self.kh, self.kw * self.c
-        else:
-            self.runs, self.run_len = self.kh * self.kw, self.c
-        self.by_vectors = xst[3] == 1 and self.run_len % STEP == 0
         wk = np.zeros((self.f, self.kp), np.int8)
         wk[:, :self.k] = w.reshape(self.k, self.f).T
         self.packed = np.ascontiguousarray(wk).view(np.int32).reshape(-1).copy()  # [f][kp] bytes
         self.globals = {"wg": self.packed}
-
-    def im2col(self, t: _Text, px: str, dst: str) -> None:
-        """Window at byte address `px` -> kp bytes at pointer `dst`."""
-        if self.by_vectors:
-            per_run = self.run_len // STEP
-
-            def run_body(r, _):
-                if self.runs == self.kh:
-                    roff = t.mul(r, self.xst[1])
-                else:
-                    kh = t(f"arith.divui {r}, {t.c(self.kw)} : index")
-                    kw = t(f"arith.remui {r}, {t.c(self.kw)} : index")
-                    roff = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
-                src = t.ptr(t(f"arith.addi {px}, {roff} : index"))
-                d = t.gep(dst, t.mul(r, self.run_len))
-
-                def vbody(j, _):
-                    v = t.load_vec(t.gep(src, t.mul(j, STEP)), f"vector<{STEP}xi8>")
-                    t.raw(f"llvm.store {v}, {t.gep(d, t.mul(j, STEP))} {{alignment = 1 : i64}} : "
-                          f"vector<{STEP}xi8>, !llvm.ptr")
-                    return []
-                _for(t, 0, per_run, [], vbody)
-                return []
-            _for(t, 0, self.runs, [], run_body)
-            return
-        p = t.ptr(px)
-
-        def offset(k):
-            kh, rest = divmod(k, self.kw * self.c)
-            kw, c = divmod(rest, self.c)
-            return kh * self.xst[1] + kw * self.xst[2] + c * self.xst[3]
-        if self.k <= 256:
-            for k in range(self.k):
-                b = t(f"llvm.load {t.gep(p, offset(k))} : !llvm.ptr -> i8")
-                t.raw(f"llvm.store {b}, {t.gep(dst, k)} : i8, !llvm.ptr")
-            return
-
-        def kbody(k, _):
-            kh = t(f"arith.divui {k}, {t.c(self.kw * self.c)} : index")
-            rest = t(f"arith.remui {k}, {t.c(self.kw * self.c)} : index")
-            kw = t(f"arith.divui {rest}, {t.c(self.c)} : index")
-            c = t(f"arith.remui {rest}, {t.c(self.c)} : index")
-            off = t(f"arith.addi {t.mul(kh, self.xst[1])}, {t.mul(kw, self.xst[2])} : index")
-            off = t(f"arith.addi {off}, {t.mul(c, self.xst[3])} : index")
-            b = t(f"llvm.load {t.gep(p, off)} : !llvm.ptr -> i8")
-            t.raw(f"llvm.store {b}, {t.gep(dst, k)} : i8, !llvm.ptr")
-            return []
-        _for(t, 0, self.k, [], kbody)
 
     def block(self, t: _Text, n: str, pix: list, f, fb: int, name: str) -> None:
         """len(pix) pixels x fb filters from filter f; pix: (scratch pointer, oh, ow)."""
@@ -120,7 +59,6 @@ class MveConv:
             self.fusion.finish(t, v, idx, name)
 
     def body(self, t: _Text, name: str) -> None:
-        pixels = self.oh * self.ow
         t.w_ptr = t.ptr(t(f"memref.extract_aligned_pointer_as_index %wg : {self.wtype} -> index"))
         st = f"memref<{PIXELS * self.kp}xi8>"
         t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : {st}")
@@ -130,15 +68,6 @@ class MveConv:
             for i in range(PIXELS):
                 for k in range(self.k, self.kp):
                     t.raw(f"llvm.store {t.c(0, 'i8')}, {t.gep(scratch[i], k)} : i8, !llvm.ptr")
-
-        def pixel(x0, n, p, i):
-            oh = t(f"arith.divui {p}, {t.c(self.ow)} : index")
-            ow = t(f"arith.remui {p}, {t.c(self.ow)} : index")
-            a = t.add(x0, t.mul(n, self.xst[0]))
-            a = t.add(a, t.mul(oh, self.sh * self.xst[1]))
-            a = t.add(a, t.mul(ow, self.sw * self.xst[2]))
-            self.im2col(t, a, scratch[i])
-            return scratch[i], oh, ow
 
         def filters(n, pix):
             full, rest = divmod(self.f, FILTERS)
@@ -151,36 +80,20 @@ class MveConv:
             if rest:
                 self.block(t, n, pix, t.c(full * FILTERS), rest, name)
 
-        def nbody(n, _):
-            x0 = _base_address(t)
-
-            def pblock(pb, _):
-                p0 = t.mul(pb, PIXELS)
-                filters(n, [pixel(x0, n, t.add(p0, i), i) for i in range(PIXELS)])
-                return []
-            if pixels // PIXELS:
-                _for(t, 0, pixels // PIXELS, [], pblock)
-            if pixels % PIXELS:
-                p0 = (pixels // PIXELS) * PIXELS
-                filters(n, [pixel(x0, n, t.c(p0 + i), i) for i in range(pixels % PIXELS)])
-            return []
-        _for(t, 0, self.n, [], nbody)
+        def windows(n, pix):  # both windows copied, then every filter block
+            for i, (a, _, _) in enumerate(pix):
+                self.im2col(t, a, scratch[i], STEP)
+            filters(n, [(scratch[i], oh, ow) for i, (_, oh, ow) in enumerate(pix)])
+        self.pixel_blocks(t, PIXELS, windows)
 
 
-class MveDepthwise:
+class MveDepthwise(_DepthwiseGeometry):
     """depthwise_conv_2d_nhwc_hwcm (multiplier 1), int8: per output pixel, 16 channels at a
     time as vector<16 x i32> accumulators, one widening multiply-add per window position
     (VLDRB.S32 + VMLA on 4-lane pieces); channels beyond a multiple of 16 finish scalar."""
 
     def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion):
-        from dgc.ir import ir
-
-        self.op, self.fusion = op, fusion
-        self.kh, self.kw, self.c, _ = w.shape
-        self.n, self.oh, self.ow, _, _ = ir.MemRefType(op.operands[2].type).shape
-        self.sh, self.sw = (int(s) for s in np.array(ir.DenseElementsAttr(op.attributes["strides"])))
-        self.xst = xst
-        self.k = self.kh * self.kw
+        super().__init__(op, w, xst, fusion)
         self.groups, self.rest = divmod(self.c, STEP)
         wk = w[..., 0].reshape(self.k, self.c)  # [tap, c]
         vec = wk[:, :self.groups * STEP].reshape(self.k, self.groups, STEP).transpose(1, 0, 2)  # [g, tap, 16]
@@ -196,11 +109,7 @@ class MveDepthwise:
         zero = t.c(0)
         t.w_ptr = t.ptr(t(f"memref.extract_aligned_pointer_as_index %wg : {self.wtype} -> index"))
 
-        def pixel(x0, n, oh, ow):
-            base = t.add(x0, t.mul(n, self.xst[0]))
-            base = t.add(base, t.mul(oh, self.sh * self.xst[1]))
-            base = t.add(base, t.mul(ow, self.sw * self.xst[2]))
-
+        def pixel(n, oh, ow, base):
             def gbody(g, _):
                 ch = t.mul(g, STEP)
                 px = t.ptr(t(f"arith.addi {base}, {ch} : index"))
@@ -234,15 +143,4 @@ class MveDepthwise:
                     a = t(f"arith.addi {a}, {t(f'arith.muli {xv}, {wv} : i32')} : i32")
                 self.fusion.finish(t, a, idx, name)
 
-        def nbody(n, _):
-            x0 = _base_address(t)
-
-            def hbody(oh, _):
-                def wbody(ow, _):
-                    pixel(x0, n, oh, ow)
-                    return []
-                _for(t, 0, self.ow, [], wbody)
-                return []
-            _for(t, 0, self.oh, [], hbody)
-            return []
-        _for(t, 0, self.n, [], nbody)
+        self.pixels(t, pixel)
