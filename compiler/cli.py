@@ -109,12 +109,12 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
         click.echo(f"stopped after stage '{res.stopped_after}'", err=True)
 
 
-def _quantized(path, calibration, method, activations, percentile, samples):
+def _quantized(path, calibration, method, activations, percentile, samples, fmt="qdq"):
     from .frontend.load import read_model
     from .quantize import quantize, read_calibration
 
     model = read_model(path)
-    return quantize(model, read_calibration(calibration, model, samples), method, activations, percentile)
+    return quantize(model, read_calibration(calibration, model, samples), method, activations, percentile, fmt)
 
 
 @cli.command("quantize")
@@ -131,8 +131,11 @@ def _quantized(path, calibration, method, activations, percentile, samples):
 @click.option("--activations", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True,
               help="Activation type (weights are always per-channel symmetric int8).")
 @click.option("--samples", type=click.IntRange(1), default=None, help="Use only the first N samples.")
-def quantize_cmd(model, calibration, output, method, percentile, activations, samples):
-    """Quantize float MODEL to int8 QDQ by static post-training calibration.
+@click.option("--format", "fmt", type=click.Choice(["qdq", "qoperator"]), default="qdq", show_default=True,
+              help="qdq: QuantizeLinear/DequantizeLinear around float ops; qoperator: QLinearConv, "
+                   "QLinearMatMul and onnxruntime's com.microsoft QLinear* ops. dgc compiles both.")
+def quantize_cmd(model, calibration, output, method, percentile, activations, samples, fmt):
+    """Quantize float MODEL to int8 (QDQ format) by static post-training calibration.
 
     \b
     Per-channel symmetric int8 weights, per-tensor activations (onnxruntime.quantization).
@@ -141,7 +144,7 @@ def quantize_cmd(model, calibration, output, method, percentile, activations, sa
       dgc quantize model.onnx --calibration s.npz -o model.int8.onnx
       dgc compile model.int8.onnx --target cortex-m7
     """
-    q = _quantized(model, calibration, method, activations, percentile, samples)
+    q = _quantized(model, calibration, method, activations, percentile, samples, fmt)
     _write_atomic(output, q.SerializeToString())
     click.echo(output)
 

@@ -27,6 +27,7 @@ from .errors import ModelError, UsageError
 
 METHODS = ("minmax", "percentile", "entropy")
 TYPES = ("int8", "uint8")
+FORMATS = ("qdq", "qoperator")
 
 
 def _dims(vi) -> list[int | None]:
@@ -87,10 +88,15 @@ def read_calibration(path: str, model: onnx.ModelProto, limit: int | None = None
 
 
 def quantize(model: onnx.ModelProto, samples: list[dict], method: str = "minmax",
-             activations: str = "int8", percentile: float = 99.999) -> onnx.ModelProto:
-    """`model` quantized to QDQ int8 with static calibration on `samples` (feeds dicts)."""
+             activations: str = "int8", percentile: float = 99.999, fmt: str = "qdq") -> onnx.ModelProto:
+    """`model` quantized to int8 with static calibration on `samples` (feeds dicts): in QDQ
+    format (QuantizeLinear/DequantizeLinear around float ops, the default) or QOperator format
+    (`fmt="qoperator"`: QLinearConv, QLinearMatMul and onnxruntime's com.microsoft QLinearAdd,
+    QLinearAveragePool, ... ops)."""
     if method not in METHODS:
         raise UsageError(f"unknown calibration method '{method}'", hint="choose from " + ", ".join(METHODS))
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown quantization format '{fmt}'", hint="choose from " + ", ".join(FORMATS))
     if activations not in TYPES:
         raise UsageError(f"unknown activation type '{activations}'", hint="choose from " + ", ".join(TYPES))
     try:
@@ -118,8 +124,8 @@ def quantize(model: onnx.ModelProto, samples: list[dict], method: str = "minmax"
         onnx.save(model, src)
         try:
             quant_pre_process(src, pre, skip_symbolic_shape=True)
-            quantize_static(pre, out, _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=act, weight_type=QuantType.QInt8, calibrate_method=calib,
+            fmt_ = QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator
+            quantize_static(pre, out, _Reader(), quant_format=fmt_, per_channel=True, activation_type=act, weight_type=QuantType.QInt8, calibrate_method=calib,
                             extra_options={"CalibPercentile": percentile})
         except Exception as err:  # onnxruntime reports bad models and feeds in its own types
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -62,19 +62,36 @@ def row(id, op, *ins, opset=21, ref="ort", outs=1, **attrs):
     return pytest.param(op, ins, attrs, opset, ref, outs, id=id)
 
 
+MS = "com.microsoft"
+
+
+def ms_row(id, op, *ins, out=None, **attrs):
+    """A com.microsoft op (onnxruntime's QOperator contrib ops), compared with onnxruntime. ONNX
+    infers no types for them: the output is declared `out` (by default the first input's dtype)."""
+    out = np.dtype(out or ins[0].value.dtype)
+    return pytest.param(f"{MS}.{op}", ins, attrs, 21, "ort", helper.np_dtype_to_tensor_dtype(out), id=id)
+
+
 def _info(name, a):
     return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
 
 
 def _model(op, ins, attrs, opset, outs):
     names = [f"i{k}" if x is not None else "" for k, x in enumerate(ins)]
-    node = helper.make_node(op, names, [f"y{k}" for k in range(outs)], **attrs)
+    domain, _, op = op.rpartition(".")
+    node = helper.make_node(op, names, [f"y{k}" for k in range(outs if not domain else 1)], domain=domain or None,
+                            **attrs)
     graph_in = [_info(n, x.value) for n, x in zip(names, ins) if isinstance(x, In)]
     inits = [numpy_helper.from_array(np.asarray(x), n) for n, x in zip(names, ins)
              if x is not None and not isinstance(x, In)]
-    graph = helper.make_graph([node], op, graph_in, [helper.make_tensor_value_info(f"y{k}", 0, None)
+    # a contrib row's `outs` is its output type; its shape has named dims (the rank of the first
+    # input's, 2 for QGemm) for dgc to infer
+    elem, shape, outs = (0, None, outs) if domain == "" else (
+        outs, [f"d{k}" for k in range(2 if op == "QGemm" else ins[0].value.ndim)], 1)
+    graph = helper.make_graph([node], op, graph_in, [helper.make_tensor_value_info(f"y{k}", elem, shape)
                                                      for k in range(outs)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(graph, opset_imports=imports)
     model.ir_version = 8  # onnxruntime 1.31 reads IR versions up to 13; onnx writes 14
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)
 
@@ -219,7 +236,56 @@ CONV = [
 ]
 
 
-@pytest.mark.parametrize("op,ins,attrs,opset,ref,outs", QUANTIZE + MATMUL + CONV)
+def _qadd(a, b, za, zb, zc, sa=f(0.02), sb=f(0.03), sc=f(0.045)):
+    return (a, sa, za, b, sb, zb, sc, zc)
+
+
+def _qpool(x, zx, zy, sx=f(0.02), sy=f(0.013)):
+    return (x, sx, zx, sy, zy)
+
+
+# Scales whose ratios put many results exactly on rounding ties (sa/sc = 1/2, sb/sc = 1/4).
+_TIE = dict(sa=f(0.25), sb=f(0.125), sc=f(0.5))
+
+CONTRIB = [
+    ms_row("qadd_u8", "QLinearAdd", *_qadd(In(q((2, 3, 4, 5), np.uint8)), In(q((2, 3, 4, 5), np.uint8)),
+                                           u8(128), u8(97), u8(131))),
+    ms_row("qadd_i8_broadcast", "QLinearAdd", *_qadd(In(q((2, 3, 4, 5), np.int8)), In(q((3, 1, 5), np.int8)),
+                                                     i8(-5), i8(17), i8(-128))),
+    ms_row("qadd_i8_const_b", "QLinearAdd", *_qadd(In(q((4, 16), np.int8)), q((16,), np.int8), i8(0), i8(-3),
+                                                   i8(11), sb=f(0.7))),
+    ms_row("qadd_ties", "QLinearAdd", *_qadd(In(q((6, 40), np.int8)), In(q((6, 40), np.int8)), i8(3), i8(-6),
+                                             i8(1), **_TIE)),
+    ms_row("qavgpool_u8_pads", "QLinearAveragePool", *_qpool(In(q((1, 5, 9, 9), np.uint8)), u8(121), u8(7)),
+           kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+    ms_row("qavgpool_i8_count_pad_ceil", "QLinearAveragePool",
+           *_qpool(In(q((2, 3, 8, 7), np.int8)), i8(-9), i8(4)), kernel_shape=[3, 2], strides=[2, 2],
+           pads=[1, 0, 1, 1], count_include_pad=1, ceil_mode=1),
+    ms_row("qavgpool_i8_ties", "QLinearAveragePool", *_qpool(In(q((1, 4, 8, 8), np.int8)), i8(0), i8(0),
+                                                             sx=f(0.5), sy=f(0.5)), kernel_shape=[2, 2]),
+    ms_row("qavgpool_1d", "QLinearAveragePool", *_qpool(In(q((2, 3, 11), np.uint8)), u8(100), u8(130)),
+           kernel_shape=[4], strides=[3], pads=[1, 2]),
+    ms_row("qavgpool_channels_last", "QLinearAveragePool", *_qpool(In(q((1, 6, 6, 4), np.int8)), i8(3), i8(-2)),
+           kernel_shape=[2, 3], strides=[2, 1], channels_last=1),
+    ms_row("qgap_u8", "QLinearGlobalAveragePool", *_qpool(In(q((2, 8, 5, 5), np.uint8)), u8(128), u8(120))),
+    ms_row("qgap_i8_ties", "QLinearGlobalAveragePool", *_qpool(In(q((1, 16, 2, 2), np.int8)), i8(-1), i8(2),
+                                                               sx=f(0.25), sy=f(0.25))),
+    ms_row("qgap_channels_last", "QLinearGlobalAveragePool",
+           *_qpool(In(q((1, 7, 7, 12), np.int8)), i8(5), i8(-3)), channels_last=1),
+    ms_row("qgemm_u8_i8_bias_quantized", "QGemm", In(q((5, 32), np.uint8)), f(0.02), u8(120),
+           q((10, 32), np.int8), u(0.002, 0.01, 10), np.zeros(10, np.int8),
+           _R.integers(-3000, 3000, 10).astype(np.int32), f(0.04), u8(128), transB=1),
+    ms_row("qgemm_i8_float_out", "QGemm", In(q((4, 24), np.int8)), f(0.02), i8(3), q((24, 6), np.int8),
+           f(0.01), i8(0), _R.integers(-3000, 3000, 6).astype(np.int32), out=np.float32),
+    ms_row("qgemm_alpha_transA", "QGemm", In(q((24, 4), np.int8)), f(0.02), i8(0), q((24, 6), np.int8),
+           f(0.01), i8(0), None, f(0.05), i8(-7), transA=1, alpha=0.5),
+    ms_row("qsoftmax_u8", "QLinearSoftmax", In(q((3, 10), np.uint8)), f(0.1), u8(128), f(1 / 256), u8(0), opset=13),
+    ms_row("qsoftmax_i8_opset12", "QLinearSoftmax", In(q((2, 3, 5), np.int8)), f(0.2), i8(4), f(1 / 256),
+           i8(-128), axis=1, opset=12),  # softmax over the flattened dims from axis on
+]
+
+
+@pytest.mark.parametrize("op,ins,attrs,opset,ref,outs", QUANTIZE + MATMUL + CONV + CONTRIB)
 def test_quant_op_host(op, ins, attrs, opset, ref, outs, tmp_path):
     model = _model(op, ins, attrs, opset, outs)
     inputs = [x.value for x in ins if isinstance(x, In)]
@@ -228,22 +294,26 @@ def test_quant_op_host(op, ins, attrs, opset, ref, outs, tmp_path):
 
 
 def _qdq_conv_model():
-    """x -> Q -> DQ -> Conv (weights: DQ of int8 constants, folded at compile time) -> Relu -> Q ->
-    DQ -> Q: the shape of a statically quantized float model; its output stays uint8."""
+    """x -> Q -> DQ -> Conv (weights: DQ of int8 constants, bias: DQ of int32 at scale x_scale *
+    w_scale, as onnxruntime's quantizer writes them) -> Relu -> Q -> DQ -> Q: the shape of a
+    statically quantized float model; its output stays uint8. (With a float bias onnxruntime
+    quantizes the bias and dgc does not: results then differ by 1 step where dgc is closer.)"""
     w8 = q((4, 3, 3, 3), np.int8)
     ws = u(0.005, 0.02, 4)
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
         helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
         helper.make_node("DequantizeLinear", ["w8", "ws", "wz"], ["wd"], axis=0),
-        helper.make_node("Conv", ["xd", "wd", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("DequantizeLinear", ["b32", "bs"], ["bd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd", "bd"], ["c"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c"], ["r"]),
         helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["rq"]),
         helper.make_node("DequantizeLinear", ["rq", "ys", "yz"], ["rd"]),
         helper.make_node("QuantizeLinear", ["rd", "ys", "yz"], ["y"]),
     ]
     inits = {"xs": f(0.02), "xz": u8(128), "w8": w8, "ws": ws, "wz": np.zeros(4, np.int8),
-             "b": u(-0.1, 0.1, 4), "ys": f(0.01), "yz": u8(0)}
+             "b32": _R.integers(-2000, 2000, 4).astype(np.int32), "bs": (f(0.02) * ws).astype(np.float32),
+             "ys": f(0.01), "yz": u8(0)}
     x = u(-2, 2, (1, 3, 8, 8))
     graph = helper.make_graph(nodes, "qdq", [_info("x", x)], [_info("y", np.zeros((1, 4, 8, 8), np.uint8))],
                               [numpy_helper.from_array(v, k) for k, v in inits.items()])

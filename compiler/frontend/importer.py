@@ -14,7 +14,7 @@ from ..ir import func_d, ir, tensor_d, tensor_type
 from . import ops  # noqa: F401  (registers the lowerings)
 from .emitter import Emitter, shape_of
 from .load import LoadedModel
-from .registry import NotConstant, Tensor, Unsupported, lookup
+from .registry import DEFAULT_DOMAINS, NotConstant, Tensor, Unsupported, lookup, op_key
 
 SUPPORTED_DTYPES = {"float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool",
                     "uint16", "uint32", "uint64", "float64"}
@@ -23,9 +23,9 @@ SUPPORTED_DTYPES = {"float32", "float16", "int8", "uint8", "int16", "int32", "in
 def check_supported(lm: LoadedModel) -> None:
     bad = []
     for node in lm.model.graph.node:
-        if node.domain not in ("", "ai.onnx") or lookup(node.op_type, lm.opset) is None:
-            dom = f"{node.domain}." if node.domain not in ("", "ai.onnx") else ""
-            bad.append(f'"{node.name or node.output[0]}" ({dom}{node.op_type}, opset {lm.opset})')
+        if _lowering(lm, node) is None:
+            bad.append(f'"{node.name or node.output[0]}" ({op_key(node.op_type, node.domain)}, '
+                       f'opset {_version(lm, node.domain)})')
     for name in list(lm.inputs) + list(lm.outputs):
         dt = lm.dtypes.get(name)
         if dt is None or np.dtype(dt).name not in SUPPORTED_DTYPES:
@@ -70,7 +70,7 @@ class Importer:
         return bool(shapes) and all(s is not None and 0 in s for s in shapes)
 
     def lower_node(self, node) -> None:
-        fn = lookup(node.op_type, self.lm.opset)
+        fn = _lowering(self.lm, node)
         attrs = {a.name: _attr_value(a) for a in node.attribute}
         cx = NodeContext(self, node)
         with ir.Location.name(node.name or node.output[0]):
@@ -97,7 +97,8 @@ class Importer:
 
     def _failed(self, node, why: str) -> None:
         """Record the problem and stand in placeholders, so every problem is reported at once."""
-        self.errors.append(f'"{node.name or node.output[0]}" ({node.op_type}, opset {self.lm.opset}): {why}')
+        self.errors.append(f'"{node.name or node.output[0]}" ({op_key(node.op_type, node.domain)}, '
+                           f'opset {_version(self.lm, node.domain)}): {why}')
         for out in node.output:
             if out and out in self.lm.shapes and out in self.lm.dtypes:
                 self.values[out] = tensor_d.EmptyOp(list(self.lm.shapes[out]),
@@ -150,6 +151,17 @@ class NodeContext:
 
     def out_type(self, i: int = 0) -> ir.RankedTensorType:
         return tensor_type(self.out_shape(i), self.out_dtype(i))
+
+
+def _version(lm: LoadedModel, domain: str) -> int:
+    """The model's opset of `domain` (the default domain's after conversion)."""
+    if domain in DEFAULT_DOMAINS:
+        return lm.opset
+    return next((o.version for o in lm.model.opset_import if o.domain == domain), 1)
+
+
+def _lowering(lm: LoadedModel, node):
+    return lookup(node.op_type, _version(lm, node.domain), node.domain)
 
 
 def _empty(shape, dtype) -> ir.Value:

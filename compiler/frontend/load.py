@@ -20,6 +20,7 @@ from onnx import helper, numpy_helper, shape_inference
 from dgc.passes import graph_rewrites, qdq
 
 from ..errors import ModelError, UsageError
+from . import contrib
 
 CANONICAL_OPSET = 17
 # Ops never folded at compile time even when their inputs are constant.
@@ -137,6 +138,16 @@ def _pin_shapes(model: onnx.ModelProto, pinned: dict[str, tuple[int, ...]]) -> N
 
 
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference, plus the output types of com.microsoft ops (`contrib`)."""
+    for _ in range(len(model.graph.node) + 1):
+        model = _infer_onnx(model)
+        shapes, dtypes = _value_types(model.graph)
+        if not contrib.declare_outputs(model, shapes, dtypes):
+            break
+    return model
+
+
+def _infer_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as e:

@@ -1,6 +1,8 @@
 """The lowering registry: `@lowers("Gemm", since=11)` registers one ONNX op lowering.
 
 Dispatch picks the newest registration whose `since` is not newer than the model's opset.
+Ops of other domains register with `domain=` (e.g. com.microsoft's QLinearAdd, as onnxruntime's
+quantizer writes them); `since` is then a version of that domain.
 A handler's signature is the op spec: inputs positional (as `Tensor`), ONNX attributes
 keyword-only with the spec's defaults. It returns one `ir.Value`/numpy array or a list.
 """
@@ -17,19 +19,28 @@ from ..ir import ir
 _REGISTRY: dict[str, list[tuple[int, Callable]]] = {}
 
 
-def lowers(*op_types: str, since: int = 1, notes: str = ""):
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def op_key(op_type: str, domain: str = "") -> str:
+    """The registry key: the op type, prefixed by its domain outside the default one."""
+    return op_type if domain in DEFAULT_DOMAINS else f"{domain}.{op_type}"
+
+
+def lowers(*op_types: str, since: int = 1, notes: str = "", domain: str = ""):
     def register(fn):
         for op in op_types:
-            _REGISTRY.setdefault(op, []).append((since, fn))
-            _REGISTRY[op].sort(key=lambda p: p[0])
+            key = op_key(op, domain)
+            _REGISTRY.setdefault(key, []).append((since, fn))
+            _REGISTRY[key].sort(key=lambda p: p[0])
         fn.notes = notes
         return fn
     return register
 
 
-def lookup(op_type: str, opset: int) -> Callable | None:
+def lookup(op_type: str, opset: int, domain: str = "") -> Callable | None:
     found = None
-    for since, fn in _REGISTRY.get(op_type, []):
+    for since, fn in _REGISTRY.get(op_key(op_type, domain), []):
         if since <= opset:
             found = fn
     return found

@@ -1,3 +1,4 @@
 """ONNX op lowerings, one module per op family; importing registers them."""
 
-from . import convtranspose, einsum, elementwise, layout, lrn, nn, quant, reduce, resize, rnn, tensor, topk  # noqa: F401
+from . import (convtranspose, einsum, elementwise, layout, lrn, nn, qlinear, quant, reduce, resize, rnn,  # noqa: F401
+               tensor, topk)
