@@ -16,7 +16,13 @@ per-channel axis other than the output channel, alpha/beta != 1, the float resul
 elsewhere) is left as it is.
 
 MaxPool and the reshaping ops between a DequantizeLinear and a QuantizeLinear of the same
-scale and zero point run on the int8 values directly (exact: they only move or select).
+scale and zero point run on the int8 values directly (exact: they only move or select), and so
+does a Concat whose inputs all share the output's quantization.
+
+DQ -> Add -> Q, DQ -> AveragePool -> Q and DQ -> GlobalAveragePool -> Q (per-tensor constant
+quantization, one int8/uint8 type throughout) become onnxruntime's com.microsoft QLinearAdd,
+QLinearAveragePool and QLinearGlobalAveragePool - the ops onnxruntime's own QDQ fusion runs -
+which dgc computes in integers only (`frontend/ops/qlinear.py`).
 
 Contract: `run(model, consts)` runs before constant folding (which would turn DQ(w_q) into a
 float weight); it rewrites `model.graph.node` in place, keeping topological order, node names
@@ -34,6 +40,8 @@ _INT8 = (np.int8, np.uint8)
 # ops that only move or select values (max is monotonic): between a DequantizeLinear and a
 # QuantizeLinear with the same scale and zero point they run on the integers unchanged
 _ORDER_PRESERVING = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+_INTEGER_OPS = ("Add", "AveragePool", "GlobalAveragePool", "Concat")
+CONTRIB = "com.microsoft"
 
 
 def run(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
@@ -48,6 +56,14 @@ def run(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
     replaced: dict[int, list] = {}  # id(node) -> nodes standing in its place
     dropped: set[int] = set()
     for node in nodes:
+        if node.op_type in _INTEGER_OPS and node.domain in _DEFAULT:
+            new, q = _integer_op(node, producer, users, outputs, consts)
+            if new is not None:
+                replaced[id(node)] = [new]
+                dropped.add(id(q))
+                if new.domain == CONTRIB:
+                    _import_contrib(model)
+            continue
         if node.op_type in _ORDER_PRESERVING and node.domain in _DEFAULT:
             new, q = _order_preserving(node, producer, users, outputs, consts)
             if new is not None:
@@ -82,6 +98,50 @@ def run(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> None:
     g.node.extend(kept)
     have = {i.name for i in g.initializer}
     g.initializer.extend(numpy_helper.from_array(v, n) for n, v in consts.items() if n not in have)
+
+
+def _import_contrib(model) -> None:
+    if not any(o.domain == CONTRIB for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(CONTRIB, 1))
+
+
+def _per_tensor(d, dtype=None) -> bool:
+    """A DequantizeLinear match with a scalar scale and explicit scalar zero point (of `dtype`)."""
+    return d is not None and d["scale_value"].size == 1 and d["zp"] is not None and d["zp"].size == 1 \
+        and d["zp"].dtype in _INT8 and (dtype is None or d["zp"].dtype == dtype)
+
+
+def _integer_op(node, producer, users, outputs, consts):
+    """DQ -> Add / AveragePool / GlobalAveragePool / Concat -> Q in integers: (new node, the Q
+    it replaces) or (None, None)."""
+    q = _sole_q(node, users, outputs, consts)
+    if q is None or len(node.output) != 1:
+        return None, None
+    n_in = len(node.input) if node.op_type in ("Add", "Concat") else 1
+    ins = [_dq(name, producer, consts, const_input=False) for name in node.input[:n_in]]
+    if not ins or not all(_per_tensor(d, q["zp"].dtype) for d in ins):
+        return None, None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    out = [q["node"].output[0]]
+    y = [q["node"].input[1], q["node"].input[2]]
+    if node.op_type == "Concat":  # exact when every input has the output's quantization
+        if any(np.float32(d["scale_value"]) != np.float32(q["scale"]) or int(d["zp"]) != int(q["zp"]) for d in ins):
+            return None, None
+        new = helper.make_node("Concat", [d["q"] for d in ins], out, name=node.name)
+    elif node.op_type == "Add":
+        a, b = ins
+        new = helper.make_node("QLinearAdd", [a["q"], a["scale"], a["zp_name"], b["q"], b["scale"], b["zp_name"], *y],
+                               out, name=node.name, domain=CONTRIB)
+    else:
+        if any(d != 1 for d in attrs.pop("dilations", [])):
+            return None, None  # QLinearAveragePool has no dilations
+        op = "Q" + "Linear" + node.op_type
+        x = ins[0]
+        new = helper.make_node(op, [x["q"], x["scale"], x["zp_name"], *y], out, name=node.name, domain=CONTRIB)
+        new.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+        return new, q["node"]
+    new.attribute.extend(node.attribute)
+    return new, q["node"]
 
 
 def _order_preserving(node, producer, users, outputs, consts):

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
 
 import dgc
 from conftest import check_on_target, require_tools, run_model
@@ -51,7 +52,7 @@ def _steps_off(model, target, tmp_path, seeds=(0, 1, 2)) -> float:
 def test_qdq_zoo_model_on_host(name, tmp_path):
     model = _qdq(name)
     ops = [n.op_type for n in load(model).model.graph.node]
-    assert "QLinearConv" in ops and "Conv" not in ops and "Gemm" not in ops, ops
+    assert "QLinearConv" in ops and not {"Conv", "Gemm", "Add", "AveragePool", "GlobalAveragePool"} & set(ops), ops
     assert _steps_off(model, "host", tmp_path) <= 1.0
 
 
@@ -278,3 +279,88 @@ def test_mve_kernels_on_cortex_m55(tmp_path):
     assert "linalg.conv" not in next((tmp_path / "ir").glob("*-dsp.mlir")).read_text()
     assert res.asm.count("vmlava.s8") + res.asm.count("vmladava.s8") >= 4
     assert _steps_off(q, "cortex-m55", tmp_path, seeds=(0, 1)) <= 1.0
+
+
+# ---- adds, average pools and concats between DQ and Q run in integers -----------------------------
+
+def _qdq_op(op, shapes, scales, zps, out_scale, out_zp, dtype=np.int8, const_b=False, **attrs):
+    """int8 inputs -> DQ -> op -> Q -> int8 output (the op's float form, as a QDQ model has it)."""
+    rng = np.random.default_rng(11)
+    info = np.iinfo(dtype)
+    inits, nodes, graph_in, feeds, dq_out = [], [], [], {}, []
+    for k, (shape, s, z) in enumerate(zip(shapes, scales, zps)):
+        x = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+        inits += [numpy_helper.from_array(np.array(s, np.float32), f"s{k}"), numpy_helper.from_array(np.array(z, dtype), f"z{k}")]
+        if const_b and k == 1:
+            inits.append(numpy_helper.from_array(x, f"x{k}"))
+        else:
+            graph_in.append(helper.make_tensor_value_info(f"x{k}", helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), shape))
+            feeds[f"x{k}"] = x
+        nodes.append(helper.make_node("DequantizeLinear", [f"x{k}", f"s{k}", f"z{k}"], [f"d{k}"], name=f"dq{k}"))
+        dq_out.append(f"d{k}")
+    inits += [numpy_helper.from_array(np.array(out_scale, np.float32), "ys"), numpy_helper.from_array(np.array(out_zp, dtype), "yz")]
+    nodes += [helper.make_node(op, dq_out, ["f"], name="op", **attrs), helper.make_node("QuantizeLinear", ["f", "ys", "yz"], ["y"], name="q")]
+    g = helper.make_graph(nodes, "g", graph_in, [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    m.ir_version = 9
+    return onnx.shape_inference.infer_shapes(m, strict_mode=True), feeds
+
+
+@pytest.mark.parametrize("op, shapes, scales, zps, out, attrs, fused_as", [
+    ("Add", [(2, 8, 5, 5), (2, 8, 5, 5)], [0.05, 0.03], [3, -7], (0.06, -2), {}, "QLinearAdd"),
+    ("Add", [(1, 4, 6, 6), (4, 1, 1)], [0.02, 0.1], [0, 10], (0.08, 5), {}, "QLinearAdd"),
+    ("AveragePool", [(1, 6, 9, 9)], [0.04], [-3], (0.03, 1), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+     "QLinearAveragePool"),
+    ("AveragePool", [(1, 6, 9, 9)], [0.04], [-3], (0.03, 1), dict(kernel_shape=[2, 2], dilations=[2, 2]), None),
+    ("GlobalAveragePool", [(2, 16, 7, 7)], [0.05], [-10], (0.02, 4), {}, "QLinearGlobalAveragePool"),
+    ("Concat", [(1, 3, 4, 4), (1, 5, 4, 4)], [0.05, 0.05], [2, 2], (0.05, 2), dict(axis=1), "Concat"),
+    ("Concat", [(1, 3, 4, 4), (1, 5, 4, 4)], [0.05, 0.04], [2, 2], (0.05, 2), dict(axis=1), None),
+], ids=["add", "add_broadcast", "avgpool", "avgpool_dilated_stays_float", "global_avgpool", "concat",
+        "concat_mixed_scales_stays_float"])
+@pytest.mark.parametrize("target", ["host", "cortex-m0plus"])
+def test_qdq_integer_ops(op, shapes, scales, zps, out, attrs, fused_as, target, tmp_path):
+    """Fused into integer ops where their quantization allows it (else left in float); either way
+    within one step of onnxruntime, which fuses the same patterns into its QLinear kernels."""
+    model, feeds = _qdq_op(op, shapes, scales, zps, *out, **attrs)
+    ops = [n.op_type for n in load(model).model.graph.node]
+    if fused_as:
+        assert ops == [fused_as], ops
+    else:
+        assert op in ops and "DequantizeLinear" in ops, ops
+    require_tools(target)
+    res = dgc.compile(model, target, name="q")
+    (tmp_path / "q.o").write_bytes(res.object)
+    inputs = [feeds[t.name] for t in res.spec.inputs]
+    got = run_model(res.spec, str(tmp_path / "q.o"), res.target, inputs, str(tmp_path))[0].astype(np.int32)
+    # against the exact result (float64) rounded: equal, except within 1e-4 of a rounding tie
+    # where float32 arithmetic (onnxruntime's, and the float fallback's) may round either way
+    exact = _exact(model, feeds, out)
+    near_tie = np.abs(np.abs(exact - np.floor(exact)) - 0.5) < 1e-4
+    info = np.iinfo(np.int8)
+    diff = np.abs(got - np.clip(np.round(exact), info.min, info.max))
+    assert diff.max() <= 1 and not np.any((diff > 0) & ~near_tie), exact[(diff > 0) & ~near_tie][:5]
+    if "dilations" not in attrs:  # onnxruntime fuses a dilated pool into a QLinearAveragePool it then rejects
+        want = reference(model, res.spec, inputs)[0].astype(np.int32)
+        assert np.abs(got - want).max() <= 1
+
+
+def _exact(model, feeds, out):
+    """The QDQ op's result in float64 before rounding: (op(DQ(x)) / y_scale + y_zero_point)."""
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.name == "op")
+    xs = [(np.asarray(feeds.get(f"x{k}", consts.get(f"x{k}"))).astype(np.float64) - consts[f"z{k}"])
+          * np.float64(consts[f"s{k}"]) for k in range(len(node.input))]
+    g = helper.make_graph([node], "f64", [helper.make_tensor_value_info(f"d{k}", TensorProto.DOUBLE, x.shape)
+                                          for k, x in enumerate(xs)], [helper.make_tensor_value_info("f", 0, None)])
+    r = ReferenceEvaluator(helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)]))
+    return r.run(None, {f"d{k}": x for k, x in enumerate(xs)})[0] / np.float64(np.float32(out[0])) + out[1]
+
+
+def test_qdq_add_with_constant_operand_and_uint8(tmp_path):
+    model, feeds = _qdq_op("Add", [(3, 16), (16,)], [0.02, 0.7], [128, 100], 0.5, 120, dtype=np.uint8, const_b=True)
+    assert [n.op_type for n in load(model).model.graph.node] == ["QLinearAdd"]
+    res = dgc.compile(model, "host", name="q")
+    (tmp_path / "q.o").write_bytes(res.object)
+    got = run_model(res.spec, str(tmp_path / "q.o"), res.target, [feeds["x0"]], str(tmp_path))[0]
+    want = reference(model, res.spec, [feeds["x0"]])[0]
+    assert np.abs(got.astype(np.int32) - want.astype(np.int32)).max() <= 1
