@@ -43,6 +43,39 @@ def optimize(ll_path: str, out_path: str, target, opt_level: int) -> None:
     run_tool([tool_path("opt"), f"-O{opt_level}", "-unroll-threshold=50", *_target_flags(target),
               ll_path, "-S", "-o", out_path],
              what="opt failed")
+    if "mve.fp" in (target.features or ""):
+        fence_vector_int_to_fp(out_path)
+
+
+_INT_TO_FP = re.compile(r'^(\s*)(%[-\w.$"]+) = ([us]itofp (?:nneg )?<(\d+) x i\d+> .* to <\d+ x (float|half)>)(.*)$')
+
+
+def fence_vector_int_to_fp(path: str) -> None:
+    """Put an `llvm.arithmetic.fence` after each vector int -> float conversion.
+
+    Works around an LLVM 22 ARM backend bug: with MVE, `fmul (uitofp <N x i32> x), 2**-k` can
+    become a fixed-point VCVT whose #k operand is left in a register, and llc aborts in the
+    assembly printer ("MCOperand::getImm: not an immediate"; seen on an int8 softmax ->
+    DequantizeLinear(scale 1/256) tail). The fence only stops that fusion: the conversion and
+    the multiply stay two instructions."""
+    with open(path) as f:
+        lines = f.read().split("\n")
+    out, fenced = [], False
+    for line in lines:
+        m = _INT_TO_FP.match(line)
+        if not m:
+            out.append(line)
+            continue
+        indent, name, conv, n, elem, rest = m.groups()
+        ty = f"<{n} x {elem}>"
+        raw = f'%"dgc.unfenced.{name[1:].strip(chr(34))}"'
+        out.append(f"{indent}{raw} = {conv}{rest}")
+        out.append(f"{indent}{name} = call {ty} @llvm.arithmetic.fence.v{n}{'f32' if elem == 'float' else 'f16'}"
+                   f"({ty} {raw})")
+        fenced = True
+    if fenced:
+        with open(path, "w") as f:
+            f.write("\n".join(out))
 
 
 def _c_string(data: bytes) -> bytes:

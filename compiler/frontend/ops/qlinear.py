@@ -3,11 +3,12 @@ QLinearGlobalAveragePool, QGemm, QLinearSoftmax.
 
 onnxruntime's quantizer writes them in the QOperator format, and dgc's QDQ fusion
 (`passes/qdq.py`) turns DQ -> Add/AveragePool/GlobalAveragePool -> Q into them. Adds and pools
-run in integers only: the exact int32 sums of (x - zero point) are multiplied by the float32
-scale ratio onnxruntime uses, written exactly as an integer multiplier and a power of two
-(int64 products), then rounded half to even like onnxruntime's float rounding. The result
-equals onnxruntime's except where its float32 arithmetic rounds a value lying within ~2^-16
-of a rounding tie across it. Where onnxruntime adds the output zero point before rounding
+run in integers only: (x - zero point), or the exact int32 window sums of it, is multiplied by
+the float32 scale ratio onnxruntime uses written as an integer multiplier and a power of two
+(int32 products for adds, see `add_multipliers`; int64 for pools, where the multiplier is
+exact), then rounded half to even like onnxruntime's float rounding. The result equals
+onnxruntime's except within ~2^-12 (adds) or ~2^-16 (pools) of a rounding tie, where float32
+arithmetic itself rounds either way. Where onnxruntime adds the output zero point before rounding
 (QLinearAdd, windowed QLinearAveragePool) or after (global pools), so does dgc: the two differ
 at exact ties.
 
@@ -16,6 +17,7 @@ QLinearSoftmax dequantizes, runs the float softmax and quantizes (as onnxruntime
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -28,12 +30,12 @@ from .nn import _softmax, fit_window, spatial_pads
 from .quant import (_FLOAT_TYPES, _INT8, _as_int8, _checked, _f32, _int, _int_matmul, _multiplier,
                     _place_matrix, _requantize, _saturate)
 
-def _i64():
-    return ir.IntegerType.get_signless(64)
+def _c(bits: int, v: int):
+    return arith_d.constant(ir.IntegerType.get_signless(bits), int(v))
 
 
 def _c64(v: int):
-    return arith_d.constant(_i64(), int(v))
+    return _c(64, v)
 
 
 def _const_scalar(t, what: str, kind=float):
@@ -61,18 +63,19 @@ def exact_fixed(scale: np.float32, max_shift: int = 40):
     return mult, shift
 
 
-def _round_shift(acc, shift: int, zp: int, zp_first: bool, dtype):
-    """acc * 2**-shift (i64) rounded half to even, plus zp (added before rounding when
+def _round_shift(acc, shift: int, zp: int, zp_first: bool, dtype, bits: int = 64):
+    """acc * 2**-shift (an i`bits` value) rounded half to even, plus zp (added before rounding when
     `zp_first`, after it otherwise), saturated to `dtype` (int8/uint8)."""
+    c = functools.partial(_c, bits)
     if zp_first and zp:
-        acc = arith_d.addi(acc, _c64(zp << shift))
-    odd = arith_d.andi(arith_d.shrsi(acc, _c64(shift)), _c64(1))
-    y = arith_d.shrsi(arith_d.addi(arith_d.addi(acc, _c64((1 << (shift - 1)) - 1)), odd), _c64(shift))
+        acc = arith_d.addi(acc, c(zp << shift))
+    odd = arith_d.andi(arith_d.shrsi(acc, c(shift)), c(1))
+    y = arith_d.shrsi(arith_d.addi(arith_d.addi(acc, c((1 << (shift - 1)) - 1)), odd), c(shift))
     if not zp_first and zp:
-        y = arith_d.addi(y, _c64(zp))
+        y = arith_d.addi(y, c(zp))
     info = np.iinfo(dtype)
-    y = arith_d.maxsi(y, _c64(int(info.min)))
-    y = arith_d.minsi(y, _c64(int(info.max)))
+    y = arith_d.maxsi(y, c(int(info.min)))
+    y = arith_d.minsi(y, c(int(info.max)))
     return arith_d.trunci(ir.IntegerType.get_signless(8), y)
 
 
@@ -88,19 +91,30 @@ def qlinear_add(cx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale,
     sa, sb, sc = (_const_scalar(t, "scale") for t in (a_scale, b_scale, c_scale))
     za, zb, zc = (_const_scalar(t, "zero point", int) for t in (a_zero_point, b_zero_point, c_zero_point))
     ratios = [np.float32(sa / sc), np.float32(sb / sc)]  # float32 divisions, as onnxruntime's
-    top = max(float(r) for r in ratios)
-    if not all(math.isfinite(float(r)) and r >= 0 for r in ratios) or top >= 2.0**20:
+    if not all(math.isfinite(float(r)) and r >= 0 for r in ratios) or max(ratios) >= 2.0**20:
         raise Unsupported(f"QLinearAdd scale ratios {[float(r) for r in ratios]} are out of range")
-    # one shift for both terms: the larger multiplier gets 31 bits, products stay below 2**40
-    shift = min(50, 30 - math.floor(math.log2(top))) if top > 0 else 1
-    ma, mb = (int(round(float(r) * 2.0**shift)) for r in ratios)
+    ma, mb, shift = add_multipliers(*ratios, zc)
     unsigned = dtype.kind == "u"
 
     def body(x, y):
-        acc = arith_d.addi(arith_d.muli(arith_d.subi(_int(x, 64, unsigned), _c64(za)), _c64(ma)),
-                           arith_d.muli(arith_d.subi(_int(y, 64, unsigned), _c64(zb)), _c64(mb)))
-        return _round_shift(acc, shift, zc, True, dtype)
+        acc = arith_d.addi(arith_d.muli(arith_d.subi(_int(x, 32, unsigned), _c(32, za)), _c(32, ma)),
+                           arith_d.muli(arith_d.subi(_int(y, 32, unsigned), _c(32, zb)), _c(32, mb)))
+        return _round_shift(acc, shift, zc, True, dtype, bits=32)
     return generic_map(cx.e, [a.value, b.value], element_type(dtype), body)
+
+
+def add_multipliers(ra: np.float32, rb: np.float32, zc: int):
+    """(Ma, Mb, shift): ra ~ Ma * 2**-shift and rb ~ Mb * 2**-shift with the largest shift that
+    keeps 255 * (Ma + Mb) + |zc| * 2**shift + 2**shift, the worst |accumulator| of a QLinearAdd,
+    inside int32 - 32-bit products, which every core multiplies in one instruction and MVE/NEON
+    4 at a time. A ratio with at most ~21 significant bits is exact; otherwise a result can move
+    by one step only within ~2**-12 of a rounding tie (where onnxruntime's float32 also wobbles)."""
+    ra, rb = float(ra), float(rb)
+    budget = 2**31 - 1
+    shift = 1
+    while shift < 40 and 255 * (ra + rb) * 2.0 ** (shift + 1) + (abs(zc) + 2) * 2.0 ** (shift + 1) + 512 < budget:
+        shift += 1
+    return int(round(ra * 2.0**shift)), int(round(rb * 2.0**shift)), shift
 
 
 # -- QLinearAveragePool / QLinearGlobalAveragePool ---------------------------------------------------
