@@ -69,7 +69,8 @@ def _qoperator(name):
 
 @pytest.mark.parametrize("name, target", [
     *[(n, "host") for n in ("lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025")],
-    ("resnet8", "cortex-m7"), ("ds_cnn", "cortex-m7"), ("resnet8", "cortex-m0plus"), ("lenet5", "aarch64")])
+    ("resnet8", "cortex-m7"), ("ds_cnn", "cortex-m7"), ("resnet8", "cortex-m0plus"), ("lenet5", "aarch64"),
+    ("resnet8", "cortex-m55")])  # cortex-m55: llc aborted on its softmax -> DQ tail before backend.fence_vector_int_to_fp
 def test_qoperator_zoo_model(name, target, tmp_path):
     """The QOperator form of the same quantization (QLinearConv, com.microsoft QGemm, QLinearAdd,
     QLinearAveragePool, QLinearGlobalAveragePool, QLinearSoftmax) runs in integers as well and
