@@ -340,8 +340,9 @@ def ops(markdown):
         for r in rows:
             click.echo(f"| {r[0]} | {r[1]} | {r[2]} |")
     else:
+        width = max(len(r[0]) for r in rows)
         for r in rows:
-            click.echo(f"{r[0]:<24} since {r[1]:<10} {r[2]}")
+            click.echo(f"{r[0]:<{width}} since {r[1]:<10} {r[2]}")
 
 
 @cli.command()

@@ -81,7 +81,7 @@ def _round_shift(acc, shift: int, zp: int, zp_first: bool, dtype, bits: int = 64
 
 # -- QLinearAdd -------------------------------------------------------------------------------------
 
-@lowers("QLinearAdd", domain=DOMAIN, notes="int8/uint8, per-tensor constant scales; integer-only (int64 products)")
+@lowers("QLinearAdd", domain=DOMAIN, notes="int8/uint8, per-tensor constant scales; integer-only (int32 fixed point)")
 def qlinear_add(cx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point=None):
     """c = saturate(roundeven((a - za) * sa/sc + (b - zb) * sb/sc + zc))."""
     dtype = _checked(cx.out_dtype(), _INT8, "QLinearAdd output")
