@@ -42,6 +42,8 @@ class StageContext:
     blobs: dict  # dense_resource key -> numpy array (from the importer)
     weights: dict = dataclasses.field(default_factory=dict)  # symbol -> (bytes, align)
     arena_size: int = 0
+    arena_lower_bound: int = 0  # the most bytes live at once (memory-plan); arena_size >= it
+    buffers: list = dataclasses.field(default_factory=list)  # memory_plan.Buffer per arena buffer
     node_types: dict = dataclasses.field(default_factory=dict)  # ONNX node name -> op type
     schedule_overrides: list = dataclasses.field(default_factory=list)  # --schedule entries
     schedule: list = dataclasses.field(default_factory=list)  # OpSchedule chosen per op
@@ -60,6 +62,8 @@ class CompileResult:
     timings: dict = dataclasses.field(default_factory=dict)
     stopped_after: str | None = None
     schedule: str | None = None  # JSON of the schedule the schedule stage chose (--dump-schedule)
+    arena_lower_bound: int = 0  # the most buffer bytes live at once: no plan of this op order needs less
+    buffers: list = dataclasses.field(default_factory=list)  # memory_plan.Buffer: the arena's contents
 
     @property
     def arena_size(self) -> int:
@@ -241,6 +245,8 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
             dump(stage.name, module)
             if stage.name == "schedule":
                 res.schedule = dump_schedule(ctx.schedule, tgt)
+            if stage.name == "memory-plan":
+                res.arena_lower_bound, res.buffers = ctx.arena_lower_bound, ctx.buffers
             if stop_after == stage.name:
                 res.stopped_after = stage.name
                 res.spec = _spec(lm, name, ctx.arena_size, ())

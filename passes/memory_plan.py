@@ -10,12 +10,27 @@ size is stored in `ctx.arena_size`.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import numpy as np
 
 from dgc.errors import PipelineError
 from dgc.ir import arith_d, func_d, ir, memref_d, ops_named
 
 ALIGN = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Buffer:
+    """One planned arena buffer: bytes (aligned), offset, lifetime as [first, last] top-level op
+    positions of the model function, and the ONNX node that made it (its location)."""
+
+    size: int
+    offset: int
+    start: int
+    end: int
+    node: str
 _VIEW_OPS = {"memref.subview", "memref.expand_shape", "memref.collapse_shape", "memref.cast",
              "memref.reinterpret_cast", "memref.transpose", "memref.view"}
 _ESCAPES = {"memref.extract_strided_metadata", "memref.extract_aligned_pointer_as_index"}
@@ -80,18 +95,55 @@ def _nbytes(mtype) -> int:
     return -(-size // ALIGN) * ALIGN
 
 
-def plan_offsets(buffers: list[tuple[int, int, int]]) -> tuple[list[int], int]:
+def plan_offsets(buffers: list[tuple[int, int, int]], tries: int = 3000) -> tuple[list[int], int]:
     """buffers: (size, start, end) -> (offsets, arena size). Best-fit placement in a few
-    orders (largest first, earliest first, longest-lived first); the smallest arena wins,
-    ties to the earlier order, so the result is deterministic."""
-    keys = (lambda b: (-b[0], b[1]), lambda b: (b[1], -b[0]), lambda b: (b[1] - b[2], -b[0], b[1]))
+    orders (largest first, earliest first, longest-lived first, most overlapping first); unless
+    one already reaches the lower bound, a local search then swaps pairs of the best order
+    (seeded, so the result is deterministic) for up to `tries` placements. Smallest wins."""
+    bound = lower_bound(buffers)
+    overlap = [sum(b[0] for b in buffers if not (b[2] < a[1] or a[2] < b[1])) for a in buffers]
+    keys = (lambda i: (-buffers[i][0], buffers[i][1]), lambda i: (buffers[i][1], -buffers[i][0]),
+            lambda i: (buffers[i][1] - buffers[i][2], -buffers[i][0], buffers[i][1]),
+            lambda i: (-overlap[i], -buffers[i][0], buffers[i][1]))
     best = None
     for key in keys:
-        order = sorted(range(len(buffers)), key=lambda i: (key(buffers[i]), i))
+        order = sorted(range(len(buffers)), key=lambda i: (key(i), i))
         offsets, total = _place(buffers, order)
         if best is None or total < best[1]:
-            best = (offsets, total)
-    return best
+            best = (offsets, total, order)
+    rng = np.random.default_rng(0)
+    n = len(buffers)
+    for _ in range(tries if n > 2 else 0):
+        if best[1] <= bound:
+            break
+        order = list(best[2])
+        i, j = rng.integers(0, n, 2)
+        order[i], order[j] = order[j], order[i]
+        offsets, total = _place(buffers, order)
+        if total < best[1]:
+            best = (offsets, total, order)
+    return best[0], best[1]
+
+
+def node_name(loc) -> str:
+    """The ONNX node name in an op's location (the importer's NameLoc), or ''."""
+    text = str(loc)
+    m = re.search(r'loc\("([^"]*)"', text)
+    return m.group(1) if m else ""
+
+
+def lower_bound(buffers: list[tuple[int, int, int]]) -> int:
+    """The largest sum of sizes of buffers live at one top-level op (lifetimes inclusive): no
+    placement of these buffers in this op order needs less."""
+    events: dict[int, int] = {}
+    for size, start, end in buffers:
+        events[start] = events.get(start, 0) + size
+        events[end + 1] = events.get(end + 1, 0) - size
+    live = peak = 0
+    for t in sorted(events):
+        live += events[t]
+        peak = max(peak, live)
+    return peak
 
 
 def _place(buffers, order) -> tuple[list[int], int]:
@@ -147,6 +199,9 @@ def run(module, ctx) -> None:
     buffers = [(_nbytes(a.result.type), *_lifetime(a, body_ops)) for a in allocs]
     offsets, total = plan_offsets(buffers)
     ctx.arena_size = total
+    ctx.arena_lower_bound = lower_bound(buffers)
+    ctx.buffers = [Buffer(size, off, start, end, node_name(a.location))
+                   for a, (size, start, end), off in zip(allocs, buffers, offsets)]
     i8 = ir.IntegerType.get_signless(8)
     arena_t = ir.MemRefType.get([max(total, 1)], i8)
     arena = body.add_argument(arena_t, fn.location)
