@@ -106,7 +106,7 @@ def splice_weights(ll_path: str, out_path: str, weights: dict[str, tuple[bytes, 
 def codegen(ll_path: str, out_path: str, target, opt_level: int, filetype: str = "obj") -> None:
     argv = [tool_path("llc"), f"-O{opt_level}", *_target_flags(target),
             f"-relocation-model={target.relocation_model}", f"-filetype={filetype}",
-            "-function-sections", "-data-sections", ll_path, "-o", out_path]
+            "-function-sections", "-data-sections", "-stack-size-section", ll_path, "-o", out_path]
     if target.triple.startswith(("thumb", "arm")):
         argv.insert(-2, f"-float-abi={target.float_abi}")
     run_tool(argv, what="llc failed")

@@ -19,7 +19,7 @@ import numpy as np
 
 from dgc.pipelines.stage import Stage
 
-from . import backend
+from . import backend, stack
 from .errors import PipelineError, UsageError
 from .frontend.importer import import_model
 from .frontend.load import load
@@ -64,6 +64,7 @@ class CompileResult:
     schedule: str | None = None  # JSON of the schedule the schedule stage chose (--dump-schedule)
     arena_lower_bound: int = 0  # the most buffer bytes live at once: no plan of this op order needs less
     buffers: list = dataclasses.field(default_factory=list)  # memory_plan.Buffer: the arena's contents
+    stack: object = None  # stack.StackBound of the entry point (after "obj")
 
     @property
     def arena_size(self) -> int:
@@ -164,12 +165,13 @@ def _boundary_qparams(lm, tensor: str, is_input: bool) -> tuple[float | None, in
     return found.pop() if len(found) == 1 else (None, None)
 
 
-def _spec(lm, name, arena, extern) -> ModelSpec:
+def _spec(lm, name, arena, extern, stack_size: int = 0) -> ModelSpec:
     def tensors(names, is_input=False):
         return tuple(TensorSpec(n, tuple(lm.shapes[n]), np.dtype(lm.dtypes[n]).name,
                                 *_boundary_qparams(lm, n, is_input)) for n in names)
 
-    return ModelSpec(name, tensors(lm.inputs, True), tensors(lm.outputs), arena, extern_symbols=tuple(extern))
+    return ModelSpec(name, tensors(lm.inputs, True), tensors(lm.outputs), arena, extern_symbols=tuple(extern),
+                     stack_size=stack_size)
 
 
 def compile(model, target="host", name: str | None = None, *, opt_level: int = 3,
@@ -265,6 +267,8 @@ def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir):
         opt_ll = os.path.join(workdir, f"{name}.opt.ll")
         _timed(res, "opt", backend.optimize, ll, opt_ll, tgt, opt_level)
         ll = opt_ll
+    with open(ll) as f:
+        stack.check_no_dynamic_alloca(f.read())
     full = os.path.join(workdir, f"{name}.full.ll")
     _timed(res, "splice", backend.splice_weights, ll, full, ctx.weights)
     if "llvm" in emit:
@@ -287,5 +291,6 @@ def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir):
     extra = [d for d in defined if d != f"{name}_run"]
     if extra:
         raise PipelineError(f"object exports unexpected global symbols {extra}", where="stage obj")
-    res.spec = _spec(lm, name, ctx.arena_size, undefined)
+    res.stack = _timed(res, "stack", stack.compute, obj, f"{name}_run", tgt.triple)
+    res.spec = _spec(lm, name, ctx.arena_size, undefined, res.stack.bound)
     res.header = render_header(res.spec)

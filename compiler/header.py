@@ -51,6 +51,8 @@ def render_header(spec: ModelSpec) -> str:
         "",
         f"#define {up}_ARENA_SIZE {spec.arena_size}u /* bytes of scratch the caller provides */",
         f"#define {up}_ARENA_ALIGN {spec.arena_align}u /* required alignment of the arena */",
+        *([f"#define {up}_STACK_SIZE {spec.stack_size}u /* most stack bytes {spec.entry} uses, "
+           "runtime helpers included (computed) */"] if spec.stack_size else []),
         f"#define {up}_NUM_INPUTS {len(spec.inputs)}",
         f"#define {up}_NUM_OUTPUTS {len(spec.outputs)}",
         "",

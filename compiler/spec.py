@@ -59,6 +59,7 @@ class ModelSpec:
     arena_size: int
     arena_align: int = 16
     extern_symbols: tuple[str, ...] = ()  # undefined symbols the object needs (memcpy...)
+    stack_size: int = 0  # bytes: the deepest stack use of the entry point (dgc.stack), 0 = unknown
 
     @property
     def entry(self) -> str:
@@ -74,4 +75,4 @@ class ModelSpec:
             TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], t.get("scale"), t.get("zero_point"))
             for t in d[key])
         return ModelSpec(d["name"], tensors("inputs"), tensors("outputs"), d["arena_size"],
-                         d.get("arena_align", 16), tuple(d.get("extern_symbols", ())))
+                         d.get("arena_align", 16), tuple(d.get("extern_symbols", ())), d.get("stack_size", 0))
