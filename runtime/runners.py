@@ -156,9 +156,15 @@ def _write_sources(specs, inputs, workdir) -> None:
     _remove_stale(specs, workdir)
 
 
+def stack_use(workdir: str) -> list[int]:
+    """Bytes of stack each model's run used in the last Cortex-M harness run in `workdir`
+    (measured by painting the stack; see harness.py)."""
+    return [int(v) for v in np.fromfile(os.path.join(workdir, harness.STACK_FILE), dtype=np.int32)]
+
+
 def _remove_stale(specs, workdir) -> None:
     """Outputs of an earlier run must not pass for this run's."""
-    names = [harness.STATUS_FILE]
+    names = [harness.STATUS_FILE, harness.STACK_FILE]
     names += [harness.output_file(s, i) for s in specs for i in range(len(s.outputs))]
     for name in names:
         if os.path.exists(path := os.path.join(workdir, name)):

@@ -1,6 +1,7 @@
 """Static arena planning: the planned arena is valid (buffers live at the same time never
 share bytes) and as small as the lower bound - the most buffer bytes live at one op of the
-model function - on every zoo model; the plan is deterministic.
+model function - on every zoo model; the plan is deterministic. The computed stack bound
+covers the stack a run really uses on Cortex-M, tightly.
 
 The lower bound is recomputed here from the buffer list the compiler reports, independently
 of the planner's own computation, and placements are checked pairwise.
@@ -14,8 +15,10 @@ import numpy as np
 import pytest
 
 import dgc
+from conftest import require_tools, run_model
 from dgc.passes.memory_plan import ALIGN, lower_bound, plan_offsets
-from dgc.zoo import build, quantized
+from dgc.runtime.runners import stack_use
+from dgc.zoo import build, quantized, random_inputs
 
 CHAINS = ["lenet5", "ds_cnn", "mobilenet_v1_025", "fc_autoencoder"]
 BRANCHY = ["resnet8", "mobilenet_v2"]
@@ -79,3 +82,30 @@ def test_planner_on_random_lifetimes():
         at_bound += total == bound
         assert plan_offsets(bufs) == (offsets, total)  # deterministic
     assert at_bound >= 180, at_bound
+
+
+# ---- stack -------------------------------------------------------------------------------------
+
+def _measured_stack(model, target, tmp_path):
+    require_tools(target)
+    res = dgc.compile(model, target, name="m")
+    (tmp_path / "m.o").write_bytes(res.object)
+    feeds = random_inputs(model, seed=0)
+    run_model(res.spec, str(tmp_path / "m.o"), res.target, [feeds[t.name] for t in res.spec.inputs], str(tmp_path))
+    return res, stack_use(str(tmp_path))[0]
+
+
+@pytest.mark.parametrize("target, name", [
+    *[("cortex-m7", n) for n in CHAINS + ["resnet8", "lenet5_qdq", "ds_cnn_qdq", "resnet8_qdq",
+                                          "mobilenet_v1_025_qdq"]],
+    ("cortex-m0plus", "ds_cnn"), ("cortex-m0plus", "resnet8_qdq"), ("cortex-m55", "resnet8_qdq"),
+    pytest.param("cortex-m7", "mobilenet_v2_qdq", marks=pytest.mark.slow)])  # float: 20 MB, more than the board
+def test_stack_bound_covers_measured_high_water_mark(target, name, tmp_path):
+    """The header's <NAME>_STACK_SIZE (llc frame sizes over the object's call graph, plus an
+    allowance per runtime helper) is >= the stack the run really used in QEMU (painted and
+    scanned by the harness) and tight: within 64 bytes or 10%."""
+    res, used = _measured_stack(_model(name), target, tmp_path)
+    bound = res.spec.stack_size
+    assert f"#define M_STACK_SIZE {bound}u" in res.header
+    assert bound >= used > 0, (bound, used)
+    assert bound - used <= max(64, used // 10), (bound, used, res.stack.path)
