@@ -62,6 +62,7 @@ from onnx import helper, shape_inference
 import dgc
 from dgc import zoo
 from dgc.errors import DgcError
+from dgc.macs import model_macs, shapes_of
 from dgc.runtime.runners import _aligned_empty, _link_shared
 from dgc.verifier import compare
 
@@ -72,41 +73,9 @@ ARENA_ALIGN = 64
 
 # ---- FLOPs ------------------------------------------------------------------------------
 
-def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    g = model.graph
-    out = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
-           for vi in (*g.input, *g.value_info, *g.output)}
-    out.update({t.name: tuple(t.dims) for t in g.initializer})
-    return out
-
-
-def _conv_macs(node, s):  # per output element: C/group * kernel; weight is M x C/group x k...
-    return math.prod(s[node.output[0]]) * math.prod(s[node.input[1]][1:])
-
-
-def _conv_transpose_macs(node, s):  # per input element: M/group * kernel; weight C x M/group x k...
-    return math.prod(s[node.input[0]]) * math.prod(s[node.input[1]][1:])
-
-
-def _gemm_macs(node, s):
-    a = s[node.input[0]]
-    trans_a = any(at.name == "transA" and at.i for at in node.attribute)
-    return math.prod(s[node.output[0]]) * (a[0] if trans_a else a[1])
-
-
-def _matmul_macs(node, s):  # the output shape carries the broadcast batch dimensions
-    return math.prod(s[node.output[0]]) * s[node.input[0]][-1]
-
-
-_MACS = {"Conv": _conv_macs, "ConvTranspose": _conv_transpose_macs, "Gemm": _gemm_macs,
-         "MatMul": _matmul_macs}
-
-
 def model_flops(model: onnx.ModelProto) -> int:
     """2 x multiply-accumulates of the Conv, ConvTranspose, Gemm and MatMul nodes."""
-    model = shape_inference.infer_shapes(model, data_prop=True)
-    s = _shapes(model)
-    return 2 * sum(_MACS[n.op_type](n, s) for n in model.graph.node if n.op_type in _MACS)
+    return 2 * model_macs(model)
 
 
 # ---- the two runners --------------------------------------------------------------------
@@ -243,7 +212,7 @@ def bench_model(name: str, model: onnx.ModelProto, cfg: Settings) -> dict:
 def conv_configs(model: onnx.ModelProto) -> list[tuple[onnx.ModelProto, int]]:
     """One single-node model per distinct Conv configuration of `model`, with its count."""
     model = shape_inference.infer_shapes(model, data_prop=True)
-    g, s = model.graph, _shapes(model)
+    g, s = model.graph, shapes_of(model)
     infos = {vi.name: vi for vi in (*g.input, *g.value_info, *g.output)}
     weights = {t.name: t for t in g.initializer}
     found: dict[tuple, list] = {}

@@ -69,8 +69,14 @@ _TARGET_HELP = "Target name (see `dgc targets`), e.g. cortex-m7, aarch64, x86-64
               help="Calibration samples for --quantize: .npz with one array per input, e.g. samples.npz.")
 @click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
               show_default=True, help="How --quantize picks activation ranges.")
+@click.option("--ram-limit", default="default", show_default=True,
+              help="Fail (exit code 8) when arena + stack exceed this many bytes, e.g. --ram-limit 320K; "
+                   "'default' is the target's typical part (see `dgc targets`), 'none' turns the check off.")
+@click.option("--flash-limit", default="default", show_default=True,
+              help="Fail (exit code 8) when code + read-only data exceed this many bytes, e.g. --flash-limit 1M; "
+                   "'default' is the target's typical part, 'none' turns the check off.")
 def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, print_ir_after, stop_after,
-            keep_constants, schedule, dump_schedule, quant, calibration, calibration_method):
+            keep_constants, schedule, dump_schedule, quant, calibration, calibration_method, ram_limit, flash_limit):
     """Compile MODEL (.onnx) to an object file and a C header.
 
     \b
@@ -96,7 +102,8 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
         model = _quantized(model, calibration, calibration_method, "int8", 99.999, None)
     res = compile_model(model, target, name, opt_level=opt, input_shapes=parse_input_shapes(input_shapes),
                         emit=kinds, dump_ir=dump_ir, print_ir_after=_split(print_ir_after),
-                        stop_after=stop_after, keep_constants=keep_constants, schedule=schedule)
+                        stop_after=stop_after, keep_constants=keep_constants, schedule=schedule,
+                        ram_limit=ram_limit, flash_limit=flash_limit)
     written = _write_outputs(res, out_dir, kinds)
     if dump_schedule:
         if res.schedule is None:
@@ -190,9 +197,14 @@ def _write_outputs(res, out_dir, kinds) -> list[str]:
     return [final for _, final in staged]
 
 
+def _size(n: int) -> str:
+    return f"{n >> 20}M" if n % (1 << 20) == 0 else f"{n >> 10}K"
+
+
 @cli.command()
 def targets():
-    """List the targets: name, triple, CPU, features, FPU/DSP/MVE, how it runs.
+    """List the targets: name, triple, CPU, features, FPU/DSP/MVE, default RAM/flash budget
+    (--ram-limit/--flash-limit default: a typical part with the core), how it runs.
 
     \b
     Example:
@@ -200,12 +212,13 @@ def targets():
     """
     from .targets import all_targets
 
-    rows = [("name", "triple", "cpu", "features", "fpu", "int8 MACs", "runs on")]
+    rows = [("name", "triple", "cpu", "features", "fpu", "int8 MACs", "RAM/flash limit", "runs on")]
     for t in all_targets():
         runs = {"host": "native", "qemu-user": t.board, "qemu-system": f"qemu-system-arm -M {t.board}",
                 "none": "compile-only"}[t.runner]
         int8 = "vmladava" if t.mve else "smlad" if t.dsp else (t.int8_dot or "-")
-        rows.append((t.name, t.triple, t.cpu, t.features or "-", t.fpu or "soft", int8, runs))
+        budget = f"{_size(t.ram_bytes)}/{_size(t.flash_bytes)}" if t.ram_bytes else "-"
+        rows.append((t.name, t.triple, t.cpu, t.features or "-", t.fpu or "soft", int8, budget, runs))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -316,6 +329,53 @@ def verify(model, target, seed, input_shapes, opt):
     click.echo(f"{'PASS' if ok else 'FAIL'}: {res.name} on {res.target.name} "
                f"(arena {res.arena_size} bytes, object {len(res.object)} bytes)")
     sys.exit(0 if ok else 1)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-t", "--target", default="host", show_default=True, help=_TARGET_HELP)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the report as JSON (schema dgc-report/1, see README), e.g. --json report.json.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Write one self-contained HTML page with plots, e.g. --html report.html.")
+@click.option("--name", default=None, help="C prefix, as for compile (default: the model file's stem).")
+@click.option("--input-shape", "input_shapes", multiple=True, help="NAME=D0xD1x..., as for compile.")
+@click.option("-O", "opt", type=click.IntRange(0, 3), default=3, show_default=True, help="Optimization level.")
+def report(model, target, json_path, html_path, name, input_shapes, opt):
+    """Compile MODEL for TARGET and report flash, RAM, MACs and the arena plan per layer.
+
+    Prints a summary; --json and --html write the full report. The target's default budget is
+    reported (fits: yes/NO) rather than enforced.
+
+    \b
+    Example:
+      dgc report model.onnx --target cortex-m7 --json report.json --html report.html
+    """
+    import json
+
+    from . import report as rpt
+    from .driver import compile as compile_model
+    from .frontend.load import parse_input_shapes
+
+    res = compile_model(model, target, name, opt_level=opt, input_shapes=parse_input_shapes(input_shapes),
+                        ram_limit=None, flash_limit=None)
+    rep = rpt.build(res)
+    outputs = []
+    if json_path:
+        outputs.append((json_path, json.dumps(rep, indent=1) + "\n"))
+    if html_path:
+        outputs.append((html_path, rpt.render_html(rep)))
+    for path, text in outputs:
+        _write_atomic(path, text.encode())
+    tot = rep["totals"]
+    fits = {None: "", True: " (fits)", False: " (does NOT fit)"}
+    click.echo(f"{rep['model']} on {rep['target']['name']}: {tot['macs']:,} MACs")
+    click.echo(f"  flash {tot['flash']:,} B (code {tot['text']:,} + read-only {tot['rodata']:,})"
+               f"{fits[tot['fits_flash']]}")
+    click.echo(f"  RAM   {tot['ram']:,} B (arena {tot['arena']:,}, lower bound {tot['arena_lower_bound']:,}; "
+               f"stack {tot['stack']:,}){fits[tot['fits_ram']]}")
+    for path, _ in outputs:
+        click.echo(path)
 
 
 @cli.command()

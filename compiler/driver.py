@@ -19,7 +19,7 @@ import numpy as np
 
 from dgc.pipelines.stage import Stage
 
-from . import backend, stack
+from . import backend, footprint, stack
 from .errors import PipelineError, UsageError
 from .frontend.importer import import_model
 from .frontend.load import load
@@ -44,6 +44,8 @@ class StageContext:
     arena_size: int = 0
     arena_lower_bound: int = 0  # the most bytes live at once (memory-plan); arena_size >= it
     buffers: list = dataclasses.field(default_factory=list)  # memory_plan.Buffer per arena buffer
+    fused_into: dict = dataclasses.field(default_factory=dict)  # ONNX node -> node whose loops compute it
+    op_nodes: list = dataclasses.field(default_factory=list)  # ONNX node of each top-level op (memory-plan)
     node_types: dict = dataclasses.field(default_factory=dict)  # ONNX node name -> op type
     schedule_overrides: list = dataclasses.field(default_factory=list)  # --schedule entries
     schedule: list = dataclasses.field(default_factory=list)  # OpSchedule chosen per op
@@ -65,6 +67,10 @@ class CompileResult:
     arena_lower_bound: int = 0  # the most buffer bytes live at once: no plan of this op order needs less
     buffers: list = dataclasses.field(default_factory=list)  # memory_plan.Buffer: the arena's contents
     stack: object = None  # stack.StackBound of the entry point (after "obj")
+    footprint: dict = dataclasses.field(default_factory=dict)  # bytes: flash, text, rodata, data, bss, arena, stack, ram
+    loaded: object = None  # frontend.load.LoadedModel: the graph as compiled (after rewrites and folding)
+    fused_into: dict = dataclasses.field(default_factory=dict)  # ONNX node -> node whose loops compute it
+    op_nodes: list = dataclasses.field(default_factory=list)  # ONNX node of each op position of the buffers' lifetimes
 
     @property
     def arena_size(self) -> int:
@@ -177,17 +183,21 @@ def _spec(lm, name, arena, extern, stack_size: int = 0) -> ModelSpec:
 def compile(model, target="host", name: str | None = None, *, opt_level: int = 3,
             input_shapes: dict | None = None, emit=("obj", "header"), dump_ir: str | None = None,
             print_ir_after=(), stop_after: str | None = None, keep_constants: bool = False,
-            workdir: str | None = None, schedule=None) -> CompileResult:
+            workdir: str | None = None, schedule=None, ram_limit=footprint.DEFAULT,
+            flash_limit=footprint.DEFAULT) -> CompileResult:
     """Compile an ONNX model (path, bytes or ModelProto) for `target`.
 
     `schedule`: overrides of the schedule stage's choices, a path to a JSON file (as written
     by `--dump-schedule`) or the list of entries; `res.schedule` is the JSON of what was used.
+    `ram_limit` / `flash_limit`: bytes (or '512K', '2M'), None for no limit, or "default" for
+    the target's part (`Target.ram_bytes` / `flash_bytes`); over budget raises FootprintError.
     """
     from dgc.passes.schedule import read_schedule_file, validate_entries
 
     from dgc.pipelines import for_target
 
     tgt = target if isinstance(target, Target) else get_target(target)
+    limits = (footprint.parse_size(ram_limit, "--ram-limit"), footprint.parse_size(flash_limit, "--flash-limit"))
     if name is None:
         name = os.path.splitext(os.path.basename(model))[0] if isinstance(model, (str, os.PathLike)) else "model"
     name = c_identifier(name)
@@ -208,7 +218,7 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
     try:
         _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep_constants,
                  _Dumper(dump_ir, print_ir_after, keep_constants), workdir, res, for_target(tgt),
-                 overrides)
+                 overrides, limits)
     finally:
         if own_tmp:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -223,7 +233,7 @@ def _timed(res, key, fn, *args):
 
 
 def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, dump, workdir, res, stages,
-             overrides):
+             overrides, limits):
     from dgc.passes.schedule import dump as dump_schedule
 
     with ir.Context(), ir.Location.unknown():
@@ -249,6 +259,7 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
                 res.schedule = dump_schedule(ctx.schedule, tgt)
             if stage.name == "memory-plan":
                 res.arena_lower_bound, res.buffers = ctx.arena_lower_bound, ctx.buffers
+                res.fused_into, res.op_nodes = dict(ctx.fused_into), list(ctx.op_nodes)
             if stop_after == stage.name:
                 res.stopped_after = stage.name
                 res.spec = _spec(lm, name, ctx.arena_size, ())
@@ -256,10 +267,10 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
         mlir_path = os.path.join(workdir, f"{name}.llvm.mlir")
         with open(mlir_path, "w") as f:
             f.write(module.operation.get_asm())
-    _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir)
+    _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir, limits)
 
 
-def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir):
+def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir, limits):
     name = res.name
     ll = os.path.join(workdir, f"{name}.ll")
     _timed(res, "llvm-ir", backend.translate, mlir_path, ll)
@@ -291,6 +302,13 @@ def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir):
     extra = [d for d in defined if d != f"{name}_run"]
     if extra:
         raise PipelineError(f"object exports unexpected global symbols {extra}", where="stage obj")
-    res.stack = _timed(res, "stack", stack.compute, obj, f"{name}_run", tgt.triple)
+    doc = stack.read_object(obj)
+    res.stack = _timed(res, "stack", stack.compute, doc, f"{name}_run", tgt.triple)
+    sec = footprint.sections(doc)
+    res.footprint = dict(flash=sec.flash, text=sec.text, rodata=sec.rodata, data=sec.data, bss=sec.bss,
+                         arena=ctx.arena_size, stack=res.stack.bound,
+                         ram=ctx.arena_size + res.stack.bound + sec.data + sec.bss)
+    res.loaded = lm
+    footprint.check(res, lm.consts, tgt, *limits)
     res.spec = _spec(lm, name, ctx.arena_size, undefined, res.stack.bound)
     res.header = render_header(res.spec)

@@ -47,6 +47,11 @@ class ModelRunError(DgcError):
     exit_code = 7
 
 
+class FootprintError(DgcError):
+    """The compiled model does not fit the RAM or flash budget (--ram-limit / --flash-limit)."""
+    exit_code = 8
+
+
 class ToolError(DgcError):
     """An external tool (mlir-translate, llc, gcc, qemu) failed."""
     exit_code = 6

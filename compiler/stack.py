@@ -53,10 +53,15 @@ def _family(triple: str) -> str:
         else "x86"
 
 
-def compute(obj_path: str, entry: str, triple: str) -> StackBound:
+def read_object(obj_path: str) -> dict:
+    """llvm-readobj's JSON of an ELF object: sections, symbols, relocations, stack sizes."""
     out = run_tool([tool_path("llvm-readobj"), "--elf-output-style=JSON", "--sections", "--symbols",
                     "--relocations", "--stack-sizes", obj_path], what="llvm-readobj failed").stdout
-    doc = json.loads(out)[0]
+    return json.loads(out)[0]
+
+
+def compute(doc: dict, entry: str, triple: str) -> StackBound:
+    """The stack bound of `entry` in the object described by `doc` (`read_object`)."""
     sections = {s["Section"]["Index"]: s["Section"] for s in doc.get("Sections", [])}
     funcs_in: dict[int, list[str]] = {}
     undefined = set()

@@ -35,6 +35,10 @@ class Target:
     gcc_flags: tuple[str, ...] = ()
     host_flags: tuple[str, ...] = ()  # /proc/cpuinfo flags needed to run natively
     description: str = ""
+    # default --ram-limit / --flash-limit: a typical part with this core (0 = no limit)
+    ram_bytes: int = 0
+    flash_bytes: int = 0
+    part: str = ""
 
     @property
     def relocation_model(self) -> str:
@@ -88,25 +92,32 @@ _TABLE = [
     Target("cortex-a7", cpu="cortex-a7", description="ARMv7-A Cortex-A7, hard float, NEON",
            **_A32),
     _m("cortex-m0plus", "thumbv6m-none-eabi", "mps2-an385", "", (),
-       description="ARMv6-M, soft float (runs on the Cortex-M3 board)"),
+       description="ARMv6-M, soft float (runs on the Cortex-M3 board)",
+       ram_bytes=264 << 10, flash_bytes=2 << 20, part="RP2040-class: 264 KiB RAM, 2 MiB flash"),
     _m("cortex-m3", "thumbv7m-none-eabi", "mps2-an385", "", (),
-       description="ARMv7-M, soft float"),
+       description="ARMv7-M, soft float",
+       ram_bytes=128 << 10, flash_bytes=1 << 20, part="STM32F2-class: 128 KiB RAM, 1 MiB flash"),
     _m("cortex-m4", "thumbv7em-none-eabihf", "mps2-an386", "fpv4-sp-d16",
        ("-mfpu=fpv4-sp-d16",), features="+vfp4d16sp", dsp=True,
-       description="ARMv7E-M, single-precision FPU, DSP"),
+       description="ARMv7E-M, single-precision FPU, DSP",
+       ram_bytes=256 << 10, flash_bytes=2 << 20, part="STM32F4-class: 256 KiB RAM, 2 MiB flash"),
     _m("cortex-m7", "thumbv7em-none-eabihf", "mps2-an500", "fpv5-d16",
        ("-mfpu=fpv5-d16",), features="+fp-armv8d16", dsp=True,
-       description="ARMv7E-M, double-precision FPU, DSP"),
+       description="ARMv7E-M, double-precision FPU, DSP",
+       ram_bytes=1 << 20, flash_bytes=2 << 20, part="STM32H7-class: 1 MiB RAM, 2 MiB flash"),
     _m("cortex-m33", "thumbv8m.main-none-eabihf", "mps2-an505", "fpv5-sp-d16",
        ("-mfpu=fpv5-sp-d16",), features="+fp-armv8d16sp", dsp=True,
-       description="ARMv8-M mainline, single-precision FPU, DSP"),
+       description="ARMv8-M mainline, single-precision FPU, DSP",
+       ram_bytes=768 << 10, flash_bytes=2 << 20, part="STM32U5-class: 768 KiB RAM, 2 MiB flash"),
     _m("cortex-m55", "thumbv8.1m.main-none-eabihf", "mps3-an547", "fpv5-d16+mve.fp",
        ("-mfpu=auto",), features="+mve.fp", dsp=True, mve=True,
-       description="ARMv8.1-M, Helium (MVE) with float"),
+       description="ARMv8.1-M, Helium (MVE) with float",
+       ram_bytes=2 << 20, flash_bytes=4 << 20, part="Corstone-300-class: 2 MiB RAM, 4 MiB flash"),
     dataclasses.replace(
         _m("cortex-m85", "thumbv8.1m.main-none-eabihf", "", "fpv5-d16+mve.fp",
            ("-mfpu=auto",), features="+mve.fp", dsp=True, mve=True,
-           description="ARMv8.1-M, Helium; compile-only (QEMU 7.2 has no M85)"),
+           description="ARMv8.1-M, Helium; compile-only (QEMU 7.2 has no M85)",
+           ram_bytes=2 << 20, flash_bytes=4 << 20, part="Corstone-310-class: 2 MiB RAM, 4 MiB flash"),
         runner="none"),
 ]
 

@@ -79,7 +79,9 @@ def verify(model, target, *, seed: int = 0, opt_level: int = 3, input_shapes=Non
     from dgc.runtime.runners import run_model
 
     proto = read_model(model)
-    res = compile(proto, target, name=name or "model", opt_level=opt_level, input_shapes=input_shapes)
+    # numerics only: the model runs on the emulator's board whatever the target's default budget
+    res = compile(proto, target, name=name or "model", opt_level=opt_level, input_shapes=input_shapes,
+                  ram_limit=None, flash_limit=None)
     inputs = random_inputs(res.spec, seed)
     with tempfile.TemporaryDirectory(prefix="dgc-verify-") as tmp:
         wd = workdir or tmp

@@ -195,6 +195,7 @@ def run(module, ctx) -> None:
     _flatten_empty_args(fn)
     body = fn.regions[0].blocks[0]
     body_ops = {op.operation: i for i, op in enumerate(body.operations)}
+    ctx.op_nodes = [node_name(op.location) for op in body.operations]
     allocs = ops_named(fn, {"memref.alloc", "memref.alloca"})
     buffers = [(_nbytes(a.result.type), *_lifetime(a, body_ops)) for a in allocs]
     offsets, total = plan_offsets(buffers)

@@ -331,6 +331,15 @@ def _check_decompose(s: OpSchedule) -> None:
 
 # ---- choosing schedules ---------------------------------------------------------------
 
+def _record_fusion(ctx, root, partners) -> None:
+    """ctx.fused_into[node] = the ONNX node whose loops compute it (for `dgc report`)."""
+    into = _node_of(root)
+    for p in partners:
+        node = _node_of(p) if p is not None else ""
+        if node and into and node != into:
+            ctx.fused_into.setdefault(node, into)
+
+
 def _node_of(op) -> str:
     m = re.search(r'loc\("([^"]*)"', str(op.location))
     return m.group(1) if m else ""
@@ -389,6 +398,7 @@ def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
         for op in ops_named(module.operation, dsp_kernels.NAMES):  # fused into their kernels
             if dsp_kernels.handles(op, ctx.target):
                 taken.extend(dsp_kernels.partners(op))
+                _record_fusion(ctx, op, dsp_kernels.partners(op))
     for op in named:
         if any(op == t for t in taken):
             continue
@@ -668,6 +678,8 @@ def run(module, ctx) -> None:
     to_hwcf(module, ctx)
     groups = choose(module, ctx, ctx.schedule_overrides)
     ctx.schedule = [g.sched for g in groups]
+    for g in groups:
+        _record_fusion(ctx, g.anchor, [g.consumer, g.init])
     if not groups:
         return
     _tag(groups)

@@ -10,12 +10,18 @@ of the planner's own computation, and placements are checked pairwise.
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
 
 import numpy as np
+import onnx
 import pytest
 
 import dgc
 from conftest import require_tools, run_model
+from dgc.errors import FootprintError
+from dgc.footprint import parse_size
 from dgc.passes.memory_plan import ALIGN, lower_bound, plan_offsets
 from dgc.runtime.runners import stack_use
 from dgc.zoo import build, quantized, random_inputs
@@ -53,7 +59,7 @@ def _model(name):
 @pytest.mark.parametrize("target", ["cortex-m7", "host"])
 @pytest.mark.parametrize("name", CHAINS + BRANCHY + [n + "_qdq" for n in ("ds_cnn", "resnet8")])
 def test_arena_meets_lower_bound(name, target):
-    res = dgc.compile(_model(name), target, name="m")
+    res = dgc.compile(_model(name), target, name="m", ram_limit=None, flash_limit=None)
     bound = _check_plan(res)
     if name.removesuffix("_qdq") in CHAINS:
         assert res.arena_size == bound
@@ -88,7 +94,7 @@ def test_planner_on_random_lifetimes():
 
 def _measured_stack(model, target, tmp_path):
     require_tools(target)
-    res = dgc.compile(model, target, name="m")
+    res = dgc.compile(model, target, name="m", ram_limit=None, flash_limit=None)
     (tmp_path / "m.o").write_bytes(res.object)
     feeds = random_inputs(model, seed=0)
     run_model(res.spec, str(tmp_path / "m.o"), res.target, [feeds[t.name] for t in res.spec.inputs], str(tmp_path))
@@ -109,3 +115,67 @@ def test_stack_bound_covers_measured_high_water_mark(target, name, tmp_path):
     assert f"#define M_STACK_SIZE {bound}u" in res.header
     assert bound >= used > 0, (bound, used)
     assert bound - used <= max(64, used // 10), (bound, used, res.stack.path)
+
+
+# ---- budgets -----------------------------------------------------------------------------------
+
+def _dgc(*args):
+    return subprocess.run([sys.executable, "-m", "dgc", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def ds_cnn_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "ds_cnn.onnx"
+    onnx.save(build("ds_cnn"), path)
+    return path
+
+
+def test_ram_limit_too_small_is_a_clean_error(ds_cnn_file, tmp_path):
+    """Exit code 8, one line naming the need, the limit and the largest tensors live at the
+    peak, nothing written."""
+    res = dgc.compile(str(ds_cnn_file), "cortex-m7", name="m")
+    r = _dgc("compile", ds_cnn_file, "--target", "cortex-m7", "-o", tmp_path / "out", "--ram-limit", "64K")
+    assert r.returncode == 8, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"arena {res.arena_size / 1024:,.1f} KiB" in lines[0] and "65,536 B" not in lines[0]
+    assert "64.0 KiB of --ram-limit" in lines[0] and "largest tensors live together at the peak: '" in lines[0]
+    bufs = res.buffers
+    peak = max(range(max(b.end for b in bufs) + 1), key=lambda t: sum(b.size for b in bufs if b.start <= t <= b.end))
+    biggest = max((b for b in bufs if b.start <= peak <= b.end), key=lambda b: b.size)
+    assert f"peak: '{biggest.node}' {biggest.size / 1024:,.1f} KiB" in lines[0]
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+    # enough RAM: compiles
+    r = _dgc("compile", ds_cnn_file, "--target", "cortex-m7", "-o", tmp_path / "ok",
+             "--ram-limit", str(res.footprint["ram"]))
+    assert r.returncode == 0, r.stderr
+
+
+def test_flash_limit_names_largest_weights(ds_cnn_file, tmp_path):
+    r = _dgc("compile", ds_cnn_file, "--target", "cortex-m0plus", "-o", tmp_path, "--flash-limit", "50K")
+    assert r.returncode == 8 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    model = build("ds_cnn")
+    biggest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    assert f"largest weights: '{biggest.name}'" in r.stderr and "50.0 KiB of --flash-limit" in r.stderr
+    assert not list(tmp_path.glob("*.o")) and not list(tmp_path.glob("*.h"))
+
+
+def test_target_default_budget_applies_and_can_be_lifted():
+    """mobilenet_v2 (float: 6 MB arena, 14 MB weights) does not fit the cortex-m7 default
+    (STM32H7-class, 1 MiB RAM / 2 MiB flash); `none` lifts the check; sizes parse."""
+    with pytest.raises(FootprintError, match=r"the cortex-m7 default \(STM32H7-class"):
+        dgc.compile(_model("mobilenet_v2"), "cortex-m7", name="m")
+    res = dgc.compile(_model("mobilenet_v2"), "cortex-m7", name="m", ram_limit=None, flash_limit="none")
+    assert res.footprint["ram"] > 1 << 20 and res.footprint["flash"] > 2 << 20
+    assert [parse_size(t, "x") for t in ("512K", "1M", "1.5MiB", "65536", "none")] == \
+        [512 << 10, 1 << 20, 3 << 19, 65536, None]
+
+
+def test_footprint_measured_from_the_object():
+    """flash = the object's allocated sections (weights int8 in .rodata for a QDQ model)."""
+    res = dgc.compile(_model("ds_cnn_qdq"), "cortex-m7", name="m")
+    fp = res.footprint
+    assert fp["flash"] == fp["text"] + fp["rodata"] + fp["data"] and fp["data"] == fp["bss"] == 0
+    weights = sum(int(np.prod(t.dims)) for t in build("ds_cnn").graph.initializer if len(t.dims) > 1)
+    assert weights <= fp["rodata"] < weights * 1.5 + 16384  # int8 weights (+ biases, multipliers)
+    assert len(res.object) > fp["flash"] and fp["ram"] == res.arena_size + res.spec.stack_size

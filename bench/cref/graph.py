@@ -70,16 +70,6 @@ def attrs(node: onnx.NodeProto) -> dict:
 
 def count_macs(model: onnx.ModelProto) -> int:
     """Multiply-accumulates of the Conv, Gemm and MatMul nodes (one per weight use)."""
-    g = Graph(model)
-    total = 0
-    for node in g.nodes:
-        if node.op_type == "Conv":
-            w = g.shape(node.input[1])
-            total += g.size(node.output[0]) * int(np.prod(w[1:]))
-        elif node.op_type == "Gemm":
-            a = g.shape(node.input[0])
-            k = a[0] if attrs(node).get("transA", 0) else a[1]
-            total += g.size(node.output[0]) * k
-        elif node.op_type == "MatMul":
-            total += g.size(node.output[0]) * g.shape(node.input[0])[-1]
-    return total
+    from dgc.macs import model_macs
+
+    return model_macs(model)
