@@ -85,8 +85,10 @@ def _c_string(data: bytes) -> bytes:
     return out.tobytes()
 
 
-def splice_weights(ll_path: str, out_path: str, weights: dict[str, tuple[bytes, int]]) -> None:
-    """Replace each `@w = external constant ...` declaration by its bytes, internal."""
+def splice_weights(ll_path: str, out_path: str, weights: dict[str, tuple[bytes, int]], section: str = "") -> None:
+    """Replace each `@w = external constant ...` declaration by its bytes, internal (in `section`
+    when given, else llc's default .rodata.<name>)."""
+    placed = b', section "%s"' % section.encode() if section else b""
     pending = dict(weights)
     decl = re.compile(rb'^@"?([\w.$]+)"? = external (?:\w+ )*?(?:global|constant) .*$')
     with open(ll_path, "rb") as src, open(out_path, "wb") as dst:
@@ -97,7 +99,7 @@ def splice_weights(ll_path: str, out_path: str, weights: dict[str, tuple[bytes, 
                 data, align = pending.pop(name)
                 dst.write(b"@%s = internal unnamed_addr constant [%d x i8] c\"" % (name.encode(), len(data)))
                 dst.write(_c_string(data))
-                dst.write(b"\", align %d\n" % align)
+                dst.write(b"\"%s, align %d\n" % (placed, align))
             else:
                 dst.write(line)
     # weights left in `pending` were dropped by opt as unreferenced: nothing to write

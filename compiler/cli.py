@@ -75,8 +75,13 @@ _TARGET_HELP = "Target name (see `dgc targets`), e.g. cortex-m7, aarch64, x86-64
 @click.option("--flash-limit", default="default", show_default=True,
               help="Fail (exit code 8) when code + read-only data exceed this many bytes, e.g. --flash-limit 1M; "
                    "'default' is the target's typical part, 'none' turns the check off.")
+@click.option("--weights-section", default="", help="Put the weights in this ELF section (default .rodata.*), "
+              "e.g. --weights-section .ext_flash, to place them with your linker script; the header names it.")
+@click.option("--arena-section", default="", help="Section for arenas defined with the header's "
+              "<NAME>_ARENA_DEFINE(var), e.g. --arena-section .bss.sram2 for a chosen RAM bank.")
 def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, print_ir_after, stop_after,
-            keep_constants, schedule, dump_schedule, quant, calibration, calibration_method, ram_limit, flash_limit):
+            keep_constants, schedule, dump_schedule, quant, calibration, calibration_method, ram_limit, flash_limit,
+            weights_section, arena_section):
     """Compile MODEL (.onnx) to an object file and a C header.
 
     \b
@@ -103,7 +108,8 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
     res = compile_model(model, target, name, opt_level=opt, input_shapes=parse_input_shapes(input_shapes),
                         emit=kinds, dump_ir=dump_ir, print_ir_after=_split(print_ir_after),
                         stop_after=stop_after, keep_constants=keep_constants, schedule=schedule,
-                        ram_limit=ram_limit, flash_limit=flash_limit)
+                        ram_limit=ram_limit, flash_limit=flash_limit, weights_section=weights_section,
+                        arena_section=arena_section)
     written = _write_outputs(res, out_dir, kinds)
     if dump_schedule:
         if res.schedule is None:

@@ -171,6 +171,13 @@ def _boundary_qparams(lm, tensor: str, is_input: bool) -> tuple[float | None, in
     return found.pop() if len(found) == 1 else (None, None)
 
 
+def _section_name(name: str, option: str) -> str:
+    if name and not re.fullmatch(r"\.?[A-Za-z_][A-Za-z0-9_.$]*", name):
+        raise UsageError(f"{option} '{name}' is not a section name",
+                         hint="use letters, digits, '_', '.' and '$', e.g. .ext_flash or .bss.sram2")
+    return name or ""
+
+
 def _spec(lm, name, arena, extern, stack_size: int = 0) -> ModelSpec:
     def tensors(names, is_input=False):
         return tuple(TensorSpec(n, tuple(lm.shapes[n]), np.dtype(lm.dtypes[n]).name,
@@ -184,13 +191,15 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
             input_shapes: dict | None = None, emit=("obj", "header"), dump_ir: str | None = None,
             print_ir_after=(), stop_after: str | None = None, keep_constants: bool = False,
             workdir: str | None = None, schedule=None, ram_limit=footprint.DEFAULT,
-            flash_limit=footprint.DEFAULT) -> CompileResult:
+            flash_limit=footprint.DEFAULT, weights_section: str = "", arena_section: str = "") -> CompileResult:
     """Compile an ONNX model (path, bytes or ModelProto) for `target`.
 
     `schedule`: overrides of the schedule stage's choices, a path to a JSON file (as written
     by `--dump-schedule`) or the list of entries; `res.schedule` is the JSON of what was used.
     `ram_limit` / `flash_limit`: bytes (or '512K', '2M'), None for no limit, or "default" for
     the target's part (`Target.ram_bytes` / `flash_bytes`); over budget raises FootprintError.
+    `weights_section`: the ELF section for the weights (e.g. ".ext_flash"; default .rodata.*);
+    `arena_section`: the section the header's <NAME>_ARENA_DEFINE puts an arena in.
     """
     from dgc.passes.schedule import read_schedule_file, validate_entries
 
@@ -198,6 +207,7 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
 
     tgt = target if isinstance(target, Target) else get_target(target)
     limits = (footprint.parse_size(ram_limit, "--ram-limit"), footprint.parse_size(flash_limit, "--flash-limit"))
+    sections = (_section_name(weights_section, "--weights-section"), _section_name(arena_section, "--arena-section"))
     if name is None:
         name = os.path.splitext(os.path.basename(model))[0] if isinstance(model, (str, os.PathLike)) else "model"
     name = c_identifier(name)
@@ -218,7 +228,7 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
     try:
         _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep_constants,
                  _Dumper(dump_ir, print_ir_after, keep_constants), workdir, res, for_target(tgt),
-                 overrides, limits)
+                 overrides, limits, sections)
     finally:
         if own_tmp:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -233,7 +243,7 @@ def _timed(res, key, fn, *args):
 
 
 def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, dump, workdir, res, stages,
-             overrides, limits):
+             overrides, limits, sections):
     from dgc.passes.schedule import dump as dump_schedule
 
     with ir.Context(), ir.Location.unknown():
@@ -267,10 +277,10 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
         mlir_path = os.path.join(workdir, f"{name}.llvm.mlir")
         with open(mlir_path, "w") as f:
             f.write(module.operation.get_asm())
-    _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir, limits)
+    _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir, limits, sections)
 
 
-def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir, limits):
+def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir, limits, sections):
     name = res.name
     ll = os.path.join(workdir, f"{name}.ll")
     _timed(res, "llvm-ir", backend.translate, mlir_path, ll)
@@ -281,7 +291,7 @@ def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir, 
     with open(ll) as f:
         stack.check_no_dynamic_alloca(f.read())
     full = os.path.join(workdir, f"{name}.full.ll")
-    _timed(res, "splice", backend.splice_weights, ll, full, ctx.weights)
+    _timed(res, "splice", backend.splice_weights, ll, full, ctx.weights, sections[0])
     if "llvm" in emit:
         with open(full) as f:
             res.llvm_ir = f.read()
@@ -310,5 +320,6 @@ def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir, 
                          ram=ctx.arena_size + res.stack.bound + sec.data + sec.bss)
     res.loaded = lm
     footprint.check(res, lm.consts, tgt, *limits)
-    res.spec = _spec(lm, name, ctx.arena_size, undefined, res.stack.bound)
+    res.spec = dataclasses.replace(_spec(lm, name, ctx.arena_size, undefined, res.stack.bound),
+                                   weights_section=sections[0], arena_section=sections[1])
     res.header = render_header(res.spec)

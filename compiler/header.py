@@ -53,6 +53,15 @@ def render_header(spec: ModelSpec) -> str:
         f"#define {up}_ARENA_ALIGN {spec.arena_align}u /* required alignment of the arena */",
         *([f"#define {up}_STACK_SIZE {spec.stack_size}u /* most stack bytes {spec.entry} uses, "
            "runtime helpers included (computed) */"] if spec.stack_size else []),
+        *([f'#define {up}_WEIGHTS_SECTION "{spec.weights_section}" /* the weights: place this section '
+           "(read-only) in your linker script, e.g. in external flash */"] if spec.weights_section else []),
+        *([f'#define {up}_ARENA_SECTION "{spec.arena_section}" /* where {up}_ARENA_DEFINE puts the arena */']
+          if spec.arena_section else []),
+        f"/* {up}_ARENA_DEFINE(var): a static arena of the right size and alignment"
+        + (f" in section {up}_ARENA_SECTION (name it .bss.* or mark it NOLOAD: it needs no flash)" if spec.arena_section
+           else "") + " */",
+        f"#define {up}_ARENA_DEFINE(var) static uint8_t var[{up}_ARENA_SIZE ? {up}_ARENA_SIZE : 1u] "
+        f"__attribute__((aligned({up}_ARENA_ALIGN){f', section({up}_ARENA_SECTION)' if spec.arena_section else ''}))",
         f"#define {up}_NUM_INPUTS {len(spec.inputs)}",
         f"#define {up}_NUM_OUTPUTS {len(spec.outputs)}",
         "",

@@ -60,6 +60,8 @@ class ModelSpec:
     arena_align: int = 16
     extern_symbols: tuple[str, ...] = ()  # undefined symbols the object needs (memcpy...)
     stack_size: int = 0  # bytes: the deepest stack use of the entry point (dgc.stack), 0 = unknown
+    weights_section: str = ""  # --weights-section: the section holding the weights ("" = .rodata.*)
+    arena_section: str = ""  # --arena-section: where <NAME>_ARENA_DEFINE puts an arena
 
     @property
     def entry(self) -> str:
@@ -75,4 +77,5 @@ class ModelSpec:
             TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], t.get("scale"), t.get("zero_point"))
             for t in d[key])
         return ModelSpec(d["name"], tensors("inputs"), tensors("outputs"), d["arena_size"],
-                         d.get("arena_align", 16), tuple(d.get("extern_symbols", ())), d.get("stack_size", 0))
+                         d.get("arena_align", 16), tuple(d.get("extern_symbols", ())), d.get("stack_size", 0),
+                         d.get("weights_section", ""), d.get("arena_section", ""))

@@ -19,6 +19,7 @@ import onnx
 import pytest
 
 import dgc
+import dgc.verifier
 from conftest import require_tools, run_model
 from dgc.errors import FootprintError
 from dgc.footprint import parse_size
@@ -179,3 +180,42 @@ def test_footprint_measured_from_the_object():
     weights = sum(int(np.prod(t.dims)) for t in build("ds_cnn").graph.initializer if len(t.dims) > 1)
     assert weights <= fp["rodata"] < weights * 1.5 + 16384  # int8 weights (+ biases, multipliers)
     assert len(res.object) > fp["flash"] and fp["ram"] == res.arena_size + res.spec.stack_size
+
+
+# ---- placement -------------------------------------------------------------------------------
+
+def test_weights_and_arena_sections(tmp_path):
+    """--weights-section puts every weight in one named section (the firmware still runs and
+    matches onnxruntime with it linked as an orphan section); --arena-section makes the
+    header's <NAME>_ARENA_DEFINE place an arena there, as NOBITS of the right size."""
+    require_tools("cortex-m7")
+    model = _model("ds_cnn_qdq")
+    res = dgc.compile(model, "cortex-m7", name="kws", weights_section=".ext_flash", arena_section=".bss.sram2")
+    plain = dgc.compile(model, "cortex-m7", name="kws")
+    assert '#define KWS_WEIGHTS_SECTION ".ext_flash"' in res.header
+    assert '#define KWS_ARENA_SECTION ".bss.sram2"' in res.header
+    (tmp_path / "kws.o").write_bytes(res.object)
+    size = subprocess.run(["arm-none-eabi-size", "-A", tmp_path / "kws.o"], capture_output=True, text=True,
+                          check=True).stdout
+    sections = {ln.split()[0]: int(ln.split()[1]) for ln in size.splitlines()[2:] if len(ln.split()) == 3}
+    # the weights moved: what .rodata.* held before is (up to small tables) now in .ext_flash
+    assert sections[".ext_flash"] >= 0.95 * plain.footprint["rodata"]
+    assert res.footprint["flash"] == plain.footprint["flash"]
+    feeds = random_inputs(model, seed=0)
+    inputs = [feeds[t.name] for t in res.spec.inputs]
+    got = run_model(res.spec, str(tmp_path / "kws.o"), res.target, inputs, str(tmp_path))
+    want = dgc.verifier.reference(model, res.spec, inputs)
+    assert np.abs(got[0] - want[0]).max() <= 1 / 256  # one step of the int8 softmax output
+    (tmp_path / "kws.h").write_text(res.header)
+    (tmp_path / "a.c").write_text('#include "kws.h"\nKWS_ARENA_DEFINE(arena);\n'
+                                  "void *get(void) { return arena; }\n")
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-O2", "-c", "a.c", "-o", "a.o"],
+                   cwd=tmp_path, check=True)
+    syms = subprocess.run(["arm-none-eabi-objdump", "-t", "-h", "a.o"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True).stdout
+    line = next(ln for ln in syms.splitlines() if ln.rstrip().endswith(" arena"))
+    assert ".bss.sram2" in line and int(line.split()[-2], 16) == res.arena_size
+    header = next(ln for ln in syms.splitlines() if " .bss.sram2 " in ln)
+    assert "CONTENTS" not in syms.split(header)[1].splitlines()[1]  # NOBITS: no flash for the arena
+    bad = _dgc("compile", "x.onnx", "--weights-section", "bad name")
+    assert bad.returncode == 2 and "is not a section name" in bad.stderr
