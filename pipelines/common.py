@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dgc.passes import copies, layout, llvm_finalize, math_stage, memory_plan, out_params, padding, schedule
+from dgc.passes import copies, layout, llvm_finalize, math_stage, memory_plan, out_params, padding, schedule, untie
 
 from .stage import Stage
 
@@ -48,6 +48,10 @@ def vectors_stage() -> Stage:
 def padding_stage() -> Stage:
     return Stage("padding", "padded inputs: borders filled, interiors written in place",
                  fn=padding.run)
+
+
+def untie_stage() -> Stage:
+    return Stage("untie", "one initial value per destination (CSE-merged inits cloned)", fn=untie.run)
 
 
 def bufferize_stage() -> Stage:
@@ -99,6 +103,7 @@ def finalize_stage() -> Stage:
 
 
 def standard(index_bits: int) -> list[Stage]:
-    return [layout_stage(), tosa_stage(), linalg_stage(), math_approx_stage(), schedule_stage(), padding_stage(), bufferize_stage(),
+    return [layout_stage(), tosa_stage(), linalg_stage(), math_approx_stage(), schedule_stage(), padding_stage(), untie_stage(),
+            bufferize_stage(),
             vectors_stage(), out_params_stage(), copies_stage(),
             memory_plan_stage(), loops_stage(), llvm_stage(index_bits), finalize_stage()]
