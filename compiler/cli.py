@@ -93,7 +93,8 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
       dgc compile model.onnx --dump-schedule s.json   (edit, then --schedule s.json)
       dgc compile model.onnx --quantize int8 --calibration samples.npz --target cortex-m4
     """
-    from .driver import c_identifier, compile as compile_model
+    from .contain import compile_contained
+    from .driver import c_identifier
     from .frontend.load import parse_input_shapes
 
     kinds = _split(emit)
@@ -105,8 +106,8 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
                              hint="add --calibration samples.npz (one array per model input)")
         name = name or c_identifier(os.path.splitext(os.path.basename(model))[0])
         model = _quantized(model, calibration, calibration_method, "int8", 99.999, None)
-    res = compile_model(model, target, name, opt_level=opt, input_shapes=parse_input_shapes(input_shapes),
-                        emit=kinds, dump_ir=dump_ir, print_ir_after=_split(print_ir_after),
+    res = compile_contained(model, target, name, opt_level=opt, input_shapes=parse_input_shapes(input_shapes),
+                            emit=kinds, dump_ir=dump_ir, print_ir_after=_split(print_ir_after),
                         stop_after=stop_after, keep_constants=keep_constants, schedule=schedule,
                         ram_limit=ram_limit, flash_limit=flash_limit, weights_section=weights_section,
                         arena_section=arena_section)
@@ -360,11 +361,11 @@ def report(model, target, json_path, html_path, name, input_shapes, opt):
     import json
 
     from . import report as rpt
-    from .driver import compile as compile_model
+    from .contain import compile_contained
     from .frontend.load import parse_input_shapes
 
-    res = compile_model(model, target, name, opt_level=opt, input_shapes=parse_input_shapes(input_shapes),
-                        ram_limit=None, flash_limit=None)
+    res = compile_contained(model, target, name, opt_level=opt, input_shapes=parse_input_shapes(input_shapes),
+                            ram_limit=None, flash_limit=None)
     rep = rpt.build(res)
     outputs = []
     if json_path:
@@ -455,9 +456,12 @@ def main(argv=None):
         click.echo(f"dgc: error: {e.format_message()}", err=True)
         sys.exit(2)
     except DgcError as e:
-        if _DEBUG:
+        if _DEBUG and getattr(e, "child_traceback", None):
+            click.echo(e.child_traceback, err=True)
+        elif _DEBUG:
             raise
-        click.echo(f"dgc: error: {e.line()}", err=True)
+        kind = "internal error" if e.exit_code == 70 and not e.line().startswith("internal compiler error") else "error"
+        click.echo(f"dgc: {kind}: {e.line()}", err=True)
         if _DEBUG and getattr(e, "stderr", None):
             click.echo(e.stderr, err=True)
         sys.exit(e.exit_code)

@@ -114,7 +114,16 @@ class _Dumper:
         self.count += 1
 
 
+OBSERVER = None  # callable(stage name, module) told before each stage (dgc.contain sets it)
+
+
+def _observe(stage: str, module) -> None:
+    if OBSERVER is not None:
+        OBSERVER(stage, module)
+
+
 def _run_stage(stage, module, ctx, workdir):
+    _observe(stage.name, module)
     try:
         if stage.fn is not None:
             stage.fn(module, ctx)
@@ -247,7 +256,9 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
     from dgc.passes.schedule import dump as dump_schedule
 
     with ir.Context(), ir.Location.unknown():
+        _observe("load", None)
         lm = _timed(res, "load", load, model, input_shapes)
+        _observe("import", None)
         module, emitter = _timed(res, "import", import_model, lm, name)
         try:
             module.operation.verify()

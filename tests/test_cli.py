@@ -220,3 +220,28 @@ def test_quantize_then_compile(lenet, tmp_path):
         assert not os.path.exists(tmp_path / "e")
     r = dgc("quantize", lenet, "--calibration", tmp_path / "bad.npz", "-o", tmp_path / "x.onnx")
     assert r.returncode == 2 and "no array named" in r.stderr and not os.path.exists(tmp_path / "x.onnx")
+
+
+@pytest.mark.parametrize("stage, replay", [("bufferize", True), ("schedule", False)])
+def test_crash_in_a_stage_is_contained(lenet, tmp_path, stage, replay):
+    """An abort() inside the compiler (injected where `stage` starts, as an MLIR assertion
+    would) is reported as an internal compiler error naming the stage, with the stage's input
+    IR saved and a replay command; exit code 70, one line, no traceback, nothing written."""
+    env = {**os.environ, "DGC_TEST_CRASH_STAGE": stage}
+    r = subprocess.run([sys.executable, "-m", "dgc", "compile", str(lenet), "--target", "cortex-m7", "-o",
+                        str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    assert r.returncode == 70, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("dgc: error: internal compiler error (signal SIGABRT)")
+    assert f"(stage {stage})" in lines[0]
+    saved = re.search(r"input IR saved to (\S+\.mlir);", lines[0]).group(1)
+    assert os.path.getsize(saved) > 1000
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+    if replay:  # the printed command runs the stage's passes on the saved IR
+        cmd = re.search(r"reproduce with: (mlir-opt .*)$", lines[0]).group(1)
+        from dgc.tools import tool_path
+        cmd = cmd.replace("mlir-opt", tool_path("mlir-opt"), 1)
+        assert subprocess.run(cmd + " -o /dev/null", shell=True).returncode == 0
+    else:
+        assert "reproduce with: the same dgc command" in lines[0]
