@@ -326,7 +326,9 @@ def verify(model, target, seed, input_shapes, opt):
     from .frontend.load import parse_input_shapes
     from .verifier import verify as verify_model
 
-    name = os.path.splitext(os.path.basename(model))[0]
+    from .driver import c_identifier
+
+    name = c_identifier(os.path.splitext(os.path.basename(model))[0])
     res, cmp = verify_model(model, target, seed=seed, opt_level=opt, name=name,
                             input_shapes=parse_input_shapes(input_shapes))
     ok = all(c.ok for c in cmp)

@@ -77,9 +77,27 @@ class CompileResult:
         return self.spec.arena_size if self.spec else 0
 
 
+C_KEYWORDS = frozenset("""auto break case char const continue default do double else enum extern float for goto
+if inline int long register restrict return short signed sizeof static struct switch typedef union unsigned
+void volatile while _Alignas _Alignof _Atomic _Bool _Complex _Generic _Imaginary _Noreturn _Static_assert
+_Thread_local alignas alignof bool constexpr false nullptr static_assert thread_local true typeof
+typeof_unqual _BitInt _Decimal32 _Decimal64 _Decimal128""".split())
+
+
 def c_identifier(text: str) -> str:
+    """A file stem made into a usable C prefix (the default --name)."""
     ident = re.sub(r"\W", "_", text).strip("_") or "model"
-    return ident if not ident[0].isdigit() else f"m_{ident}"
+    ident = ident if not ident[0].isdigit() else f"m_{ident}"
+    return ident if ident not in C_KEYWORDS and not ident.startswith("__") else f"m_{ident}"
+
+
+def check_name(name: str) -> None:
+    """An explicit --name must be usable as given: a C identifier, not a keyword or reserved."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
+        raise UsageError(f"--name '{name}' is not a C identifier",
+                         hint="use letters, digits and '_', not starting with a digit, e.g. --name kws")
+    if name in C_KEYWORDS or name.startswith("__") or re.match(r"_[A-Z]", name):
+        raise UsageError(f"--name '{name}' is a C keyword or reserved identifier", hint="pick another, e.g. --name kws")
 
 
 def stage_names(target: Target) -> list[str]:
@@ -219,7 +237,9 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
     sections = (_section_name(weights_section, "--weights-section"), _section_name(arena_section, "--arena-section"))
     if name is None:
         name = os.path.splitext(os.path.basename(model))[0] if isinstance(model, (str, os.PathLike)) else "model"
-    name = c_identifier(name)
+        name = c_identifier(name)
+    else:
+        check_name(name)
     if opt_level not in (0, 1, 2, 3):
         raise UsageError(f"bad optimization level {opt_level}", hint="use 0, 1, 2 or 3")
     names = stage_names(tgt)

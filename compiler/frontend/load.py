@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 import onnx
@@ -60,9 +61,82 @@ def read_model(source) -> onnx.ModelProto:
     if model is None or not model.graph.node and not model.graph.output:
         raise ModelError(f"'{where}' is not an ONNX model",
                          hint="pass a .onnx file (protobuf ModelProto)")
-    if any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer):
-        onnx.load_external_data_for_model(model, os.path.dirname(os.path.abspath(where)))
+    _check_sizes(model.graph.initializer, "initializer")
+    external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        if where == "<bytes>" or isinstance(source, onnx.ModelProto):
+            raise ModelError("the model keeps weights in external data files, but was given without its path",
+                             hint="pass the .onnx file path so its directory can be read")
+        base = os.path.dirname(os.path.abspath(where))
+        for t in external:
+            _check_external(t, base)
+        try:
+            onnx.load_external_data_for_model(model, base)
+        except Exception as e:  # noqa: BLE001 - onnx raises many kinds here
+            raise ModelError("cannot read the model's external data", where=where,
+                             hint=str(e).splitlines()[0][:200] if str(e) else type(e).__name__) from None
     return model
+
+
+MAX_ELEMENTS = 1 << 31  # per tensor: beyond any target's arena or flash, and 32-bit indexing
+
+
+def _check_shapes(shapes: dict) -> None:
+    """Inferred shapes: a value promising more than MAX_ELEMENTS is an error before folding
+    (e.g. ConstantOfShape) could allocate it."""
+    for name, shape in shapes.items():
+        if shape is None:
+            continue
+        n = 1
+        for d in shape:
+            n *= max(int(d), 0)
+        if n > MAX_ELEMENTS:
+            raise ModelError(f"tensor '{name}' would have {n:.3g} elements (shape {list(shape)}), more than dgc "
+                             f"supports ({MAX_ELEMENTS:,})", hint="the model is corrupt or far too large for a device")
+
+
+def _check_sizes(tensors, what: str) -> None:
+    """Tensors whose dims promise more than MAX_ELEMENTS (or negative dims) are errors before
+    anything is allocated for them."""
+    for t in tensors:
+        dims = [int(d) for d in t.dims]
+        if any(d < 0 for d in dims):
+            raise ModelError(f"{what} '{t.name}' has a negative dimension {dims}")
+        n = 1
+        for d in dims:
+            n *= d
+        if n > MAX_ELEMENTS:
+            raise ModelError(f"{what} '{t.name}' has {n:.3g} elements (shape {dims}), more than dgc supports "
+                             f"({MAX_ELEMENTS:,})", hint="the model is corrupt or far too large for a device")
+
+
+def _check_external(t, base: str) -> None:
+    """External data may only come from a regular file inside the model's directory."""
+    info = {e.key: e.value for e in t.external_data}
+    loc = info.get("location", "")
+    bad = None
+    if not loc:
+        bad = "names no file"
+    elif os.path.isabs(loc) or loc.startswith(("\\", "/")) or re.match(r"^[A-Za-z]:", loc):
+        bad = f"uses the absolute path '{loc}'"
+    elif ".." in re.split(r"[\\/]", loc):
+        bad = f"leaves the model's directory ('{loc}')"
+    else:
+        real = os.path.realpath(os.path.join(base, loc))
+        if os.path.commonpath([real, os.path.realpath(base)]) != os.path.realpath(base):
+            bad = f"resolves outside the model's directory ('{loc}' -> {real})"
+        elif not os.path.isfile(real):
+            bad = f"names a missing file '{loc}'"
+        else:
+            try:
+                offset, length = int(info.get("offset", 0) or 0), int(info.get("length", 0) or 0)
+            except ValueError:
+                offset, length = -1, 0
+            if offset < 0 or length < 0 or offset + length > os.path.getsize(real):
+                bad = f"asks for bytes {offset}..{offset + length} of '{loc}', which is shorter"
+    if bad:
+        raise ModelError(f"initializer '{t.name}' external data {bad}",
+                         hint="external data must be files inside the model's directory")
 
 
 def parse_input_shapes(specs: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
@@ -243,6 +317,7 @@ def load(source, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Load
     for _ in range(32):  # each round folds what the previous one made computable
         model = _infer(model)
         shapes, _ = _value_types(model.graph)
+        _check_shapes(shapes)
         if not _fold_once(model, consts, shapes):
             break
     graph_rewrites.run(model, consts)  # e.g. BatchNormalization into the Conv before it
