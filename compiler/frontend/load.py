@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper, shape_inference
 
 from dgc.passes import graph_rewrites, qdq
 
-from ..errors import ModelError, UsageError
+from ..errors import ModelError, UnsupportedError, UsageError
 from . import contrib
 
 CANONICAL_OPSET = 17
@@ -308,6 +308,18 @@ def load(source, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Load
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         raise ModelError("the model is not valid ONNX", hint=str(e).splitlines()[0][:300]) from None
+    if not model.graph.output:
+        raise ModelError("the model has no outputs", hint="a graph must list at least one output")
+    newest = onnx.defs.onnx_opset_version()
+    if _opset_of(model) > newest:
+        raise UnsupportedError(f"the model's opset {_opset_of(model)} is newer than any ONNX release dgc knows "
+                               f"(onnx {onnx.__version__}: opset {newest})",
+                               hint="export the model with an older opset, or update dgc")
+    for vi in (*model.graph.input, *model.graph.output, *model.graph.value_info):
+        dims = vi.type.tensor_type.shape.dim if vi.type.HasField("tensor_type") else []
+        if any(d.HasField("dim_value") and d.dim_value < 0 for d in dims):
+            raise ModelError(f"tensor '{vi.name}' has a negative dimension "
+                             f"{[d.dim_value if d.HasField('dim_value') else d.dim_param for d in dims]}")
     model = _convert_opset(model)
     _pin_shapes(model, input_shapes or {})
     init_names = {i.name for i in model.graph.initializer}
