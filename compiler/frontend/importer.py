@@ -86,6 +86,11 @@ class Importer:
                 return self._failed(node, f"input '{nc.args[0]}' must be a compile-time constant")
             except (Unsupported, TypeError) as u:
                 return self._failed(node, str(u))
+            except (ValueError, IndexError, KeyError, ZeroDivisionError, ir.MLIRError) as e:
+                # shapes, ranks or attributes the op's definition does not allow (a malformed
+                # model that ONNX's checker and shape inference let through)
+                msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+                return self._failed(node, f"inputs or attributes do not fit the op ({type(e).__name__}: {msg})")
         res = res if isinstance(res, (list, tuple)) else [res]
         for out, v in zip(node.output, res):
             if not out or v is None:
@@ -101,8 +106,11 @@ class Importer:
                            f'opset {_version(self.lm, node.domain)}): {why}')
         for out in node.output:
             if out and out in self.lm.shapes and out in self.lm.dtypes:
-                self.values[out] = tensor_d.EmptyOp(list(self.lm.shapes[out]),
-                                                    _boundary_type(self.lm, out).element_type).result
+                try:
+                    self.values[out] = tensor_d.EmptyOp(list(self.lm.shapes[out]),
+                                                        _boundary_type(self.lm, out).element_type).result
+                except ir.MLIRError:  # no placeholder for a type MLIR rejects: later nodes fail too
+                    pass
 
     def build(self) -> ir.Module:
         lm = self.lm

@@ -78,6 +78,15 @@ def read_model(source) -> onnx.ModelProto:
     return model
 
 
+def _array(t) -> np.ndarray:
+    """An initializer as numpy; its data must match its dims and type."""
+    try:
+        return numpy_helper.to_array(t)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelError(f"initializer '{t.name}' data does not match its shape {list(t.dims)} and type",
+                         hint=str(e).splitlines()[0][:160] if str(e) else type(e).__name__) from None
+
+
 MAX_ELEMENTS = 1 << 31  # per tensor: beyond any target's arena or flash, and 32-bit indexing
 
 
@@ -87,9 +96,12 @@ def _check_shapes(shapes: dict) -> None:
     for name, shape in shapes.items():
         if shape is None:
             continue
+        if any(int(d) < 0 for d in shape):
+            raise ModelError(f"tensor '{name}' gets a negative dimension {list(shape)} from shape inference",
+                             hint="the attributes (pads, strides, kernel) of the op producing it do not fit its input")
         n = 1
         for d in shape:
-            n *= max(int(d), 0)
+            n *= int(d)
         if n > MAX_ELEMENTS:
             raise ModelError(f"tensor '{name}' would have {n:.3g} elements (shape {list(shape)}), more than dgc "
                              f"supports ({MAX_ELEMENTS:,})", hint="the model is corrupt or far too large for a device")
@@ -308,6 +320,8 @@ def load(source, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Load
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         raise ModelError("the model is not valid ONNX", hint=str(e).splitlines()[0][:300]) from None
+    except (UnicodeError, ValueError) as e:  # e.g. a name that is not UTF-8
+        raise ModelError("the model is not valid ONNX", hint=f"{type(e).__name__}: {str(e)[:200]}") from None
     if not model.graph.output:
         raise ModelError("the model has no outputs", hint="a graph must list at least one output")
     newest = onnx.defs.onnx_opset_version()
@@ -324,15 +338,19 @@ def load(source, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Load
     _pin_shapes(model, input_shapes or {})
     init_names = {i.name for i in model.graph.initializer}
     inputs = [i.name for i in model.graph.input if i.name not in init_names]
-    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    qdq.run(model, consts)  # DQ -> Conv/Gemm -> Q to QLinearConv, before DQ(weights) folds to float
-    for _ in range(32):  # each round folds what the previous one made computable
-        model = _infer(model)
-        shapes, _ = _value_types(model.graph)
-        _check_shapes(shapes)
-        if not _fold_once(model, consts, shapes):
-            break
-    graph_rewrites.run(model, consts)  # e.g. BatchNormalization into the Conv before it
+    consts = {i.name: _array(i) for i in model.graph.initializer}
+    try:
+        qdq.run(model, consts)  # DQ -> Conv/Gemm -> Q to QLinearConv, before DQ(weights) folds to float
+        for _ in range(32):  # each round folds what the previous one made computable
+            model = _infer(model)
+            shapes, _ = _value_types(model.graph)
+            _check_shapes(shapes)
+            if not _fold_once(model, consts, shapes):
+                break
+        graph_rewrites.run(model, consts)  # e.g. BatchNormalization into the Conv before it
+    except (ValueError, IndexError, KeyError, ZeroDivisionError) as e:  # numpy on inconsistent constants
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise ModelError("the model's constants do not fit its ops", hint=f"{type(e).__name__}: {msg}") from None
     shapes, dtypes = _value_types(model.graph)
     for name, value in consts.items():
         shapes[name], dtypes[name] = tuple(value.shape), value.dtype
