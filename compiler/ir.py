@@ -30,6 +30,11 @@ _NP_TO_MLIR = {
 }
 
 
+def as_operation(x):
+    """The generic ir.Operation behind an op view (what `value.owner` / `use.owner` return)."""
+    return x.operation if hasattr(x, "operation") else x
+
+
 def element_type(dtype) -> "ir.Type":
     """MLIR element type of a numpy dtype (needs an active Context)."""
     return _NP_TO_MLIR[np.dtype(dtype).name]()

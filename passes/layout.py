@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from dgc.frontend.emitter import Emitter, np_dtype_of
-from dgc.ir import ir
+from dgc.ir import as_operation, ir
 
 _ELEMENTWISE = frozenset("tosa." + n for n in (
     "add sub mul maximum minimum pow intdiv bitwise_and bitwise_or bitwise_xor bitwise_not "
@@ -65,8 +65,7 @@ def _propagate(block, e) -> None:
 
 # -- facts about ops and values ---------------------------------------------------------------
 
-def _op(x):
-    return x.operation if hasattr(x, "operation") else x
+_op = as_operation
 
 
 def _producer(v):

@@ -16,7 +16,7 @@ import re
 import numpy as np
 
 from dgc.errors import PipelineError
-from dgc.ir import arith_d, func_d, ir, memref_d, ops_named
+from dgc.ir import arith_d, as_operation, func_d, ir, memref_d, ops_named
 
 ALIGN = 16
 
@@ -57,7 +57,7 @@ def _address_uses(op, body_ops: dict) -> list[int]:
         if o.name in _DATA_ACCESS:
             continue
         for r in o.results:
-            work.extend(u.owner.operation if hasattr(u.owner, "operation") else u.owner for u in r.uses)
+            work.extend(as_operation(u.owner) for u in r.uses)
     return out
 
 

@@ -16,7 +16,7 @@ chains) are cloned.
 
 from __future__ import annotations
 
-from dgc.ir import ir, ops_named, tensor_d
+from dgc.ir import as_operation, ir, ops_named, tensor_d
 
 def run(module, ctx) -> None:
     changed = True
@@ -52,7 +52,7 @@ def _in_place(forall) -> None:
     for x in _outside_values(forall, body):
         if x.type != init.type or not isinstance(_owner(x), ir.Operation):
             continue  # function arguments (the caller's inputs) are never written
-        uses = [_owner_of_use(u) for u in x.uses]
+        uses = [as_operation(u.owner) for u in x.uses]
         if not uses or not all(_inside(u, forall) and u.name == "tensor.extract_slice" and _subset(u, 0) == where
                                for u in uses):
             continue
@@ -68,10 +68,10 @@ def _subset(op, skip: int):
     `skip` + 1 tensor operands."""
     dyn = tuple(op.operands[skip + 1:]) if op.name == "tensor.parallel_insert_slice" else tuple(op.operands[1:])
     attrs = tuple(str(op.attributes[k]) for k in ("static_offsets", "static_sizes", "static_strides"))
-    return tuple(id_of(v) for v in dyn), attrs
+    return tuple(_id(v) for v in dyn), attrs
 
 
-def id_of(value):
+def _id(value):
     return value.get_name() if hasattr(value, "get_name") else str(value)
 
 
@@ -88,15 +88,14 @@ def _outside_values(forall, body) -> list:
     seen, out = set(), []
     for op in ops_named(forall, {"tensor.extract_slice"}):
         v = op.operands[0]
-        if isinstance(v.type, ir.RankedTensorType) and not _inside(_owner(v), forall) and id_of(v) not in seen:
-            seen.add(id_of(v))
+        if isinstance(v.type, ir.RankedTensorType) and not _inside(_owner(v), forall) and _id(v) not in seen:
+            seen.add(_id(v))
             out.append(v)
     return out
 
 
 def _owner(value):
-    o = value.owner
-    return o.operation if hasattr(o, "operation") else o
+    return as_operation(value.owner)
 
 
 def _root_chain(value):
@@ -178,7 +177,7 @@ def _init_chain(op) -> bool:
 def _untie(op) -> bool:
     """Every use of `op`'s result as a destination but the first gets its own clone of `op`."""
     value = op.results[0]
-    uses = [(_owner_of_use(u), u.operand_number) for u in value.uses]
+    uses = [(as_operation(u.owner), u.operand_number) for u in value.uses]
     dests = [(user, n) for user, n in uses if _is_destination(user, n)]
     if len(uses) < 2 or not dests:
         return False
@@ -191,8 +190,3 @@ def _untie(op) -> bool:
         user.operands[n] = clone.results[0]
         changed = True
     return changed
-
-
-def _owner_of_use(use):
-    o = use.owner
-    return o.operation if hasattr(o, "operation") else o

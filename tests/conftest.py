@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -54,3 +56,9 @@ def check_on_target(model, target: str, tmp_path, seed: int = 0, **compile_kw):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def run_dgc(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """`python -m dgc ARGS...` as a user runs it: exit code, stdout and stderr as text."""
+    return subprocess.run([sys.executable, "-m", "dgc", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env)

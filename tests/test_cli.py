@@ -5,18 +5,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import zoo_model
+from conftest import run_dgc, zoo_model
 
 
-def dgc(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dgc", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)
+dgc = run_dgc
 
 
 @pytest.fixture(scope="module")
@@ -228,8 +225,7 @@ def test_crash_in_a_stage_is_contained(lenet, tmp_path, stage, replay):
     would) is reported as an internal compiler error naming the stage, with the stage's input
     IR saved and a replay command; exit code 70, one line, no traceback, nothing written."""
     env = {**os.environ, "DGC_TEST_CRASH_STAGE": stage}
-    r = subprocess.run([sys.executable, "-m", "dgc", "compile", str(lenet), "--target", "cortex-m7", "-o",
-                        str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    r = dgc("compile", lenet, "--target", "cortex-m7", "-o", tmp_path / "out", env=env)
     assert r.returncode == 70, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -20,7 +19,7 @@ import pytest
 
 import dgc
 import dgc.verifier
-from conftest import require_tools, run_model
+from conftest import run_dgc, require_tools, run_model
 from dgc.errors import FootprintError
 from dgc.footprint import parse_size
 from dgc.passes.memory_plan import ALIGN, lower_bound, plan_offsets
@@ -120,8 +119,7 @@ def test_stack_bound_covers_measured_high_water_mark(target, name, tmp_path):
 
 # ---- budgets -----------------------------------------------------------------------------------
 
-def _dgc(*args):
-    return subprocess.run([sys.executable, "-m", "dgc", *map(str, args)], capture_output=True, text=True)
+_dgc = run_dgc
 
 
 @pytest.fixture(scope="module")

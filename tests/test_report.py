@@ -9,18 +9,17 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
 from onnx import shape_inference
 
+from conftest import run_dgc
 from dgc.zoo import build, quantized
 
 
-def _dgc(*args):
-    return subprocess.run([sys.executable, "-m", "dgc", *map(str, args)], capture_output=True, text=True)
+_dgc = run_dgc
 
 
 def _macs(model) -> int:
