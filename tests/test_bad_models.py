@@ -46,6 +46,9 @@ def _bytes_cases():
         rng = np.random.default_rng(seed)
         out.append((f"random_bytes_{seed}", rng.integers(0, 256, int(rng.integers(1, 5000)), dtype=np.uint8).tobytes(),
                     BAD_MODEL))
+    tiny = _tiny().SerializeToString()
+    assert b"\x1a\x04conv" in tiny  # NodeProto.name (field 3) = "conv"
+    out.append(("non_utf8_node_name", tiny.replace(b"\x1a\x04conv", b"\x1a\x04con\xd7", 1), BAD_MODEL))
     out += [("empty_file", b"", BAD_MODEL), ("text_file", b"hello, I am not ONNX\n", BAD_MODEL),
             ("png_header", b"\x89PNG\r\n\x1a\n" + bytes(100), BAD_MODEL)]
     return out

@@ -61,6 +61,7 @@ def read_model(source) -> onnx.ModelProto:
     if model is None or not model.graph.node and not model.graph.output:
         raise ModelError(f"'{where}' is not an ONNX model",
                          hint="pass a .onnx file (protobuf ModelProto)")
+    _check_names(model.graph)
     _check_sizes(model.graph.initializer, "initializer")
     external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     if external:
@@ -105,6 +106,17 @@ def _check_shapes(shapes: dict) -> None:
         if n > MAX_ELEMENTS:
             raise ModelError(f"tensor '{name}' would have {n:.3g} elements (shape {list(shape)}), more than dgc "
                              f"supports ({MAX_ELEMENTS:,})", hint="the model is corrupt or far too large for a device")
+
+
+def _check_names(graph) -> None:
+    """Every name must be text: protobuf hands back bytes for a string field that is not UTF-8."""
+    named = [("node", n.name) for n in graph.node] + [("op type", n.op_type) for n in graph.node]
+    named += [("tensor", v) for n in graph.node for v in (*n.input, *n.output)]
+    named += [("tensor", v.name) for v in (*graph.input, *graph.output, *graph.value_info, *graph.initializer)]
+    for what, name in named:
+        if not isinstance(name, str):
+            raise ModelError(f"a {what} name is not valid UTF-8 ({bytes(name)[:40]!r})",
+                             hint="the model file is corrupt")
 
 
 def _check_sizes(tensors, what: str) -> None:
