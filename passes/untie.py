@@ -48,12 +48,12 @@ def _in_place(forall) -> None:
     inserts = list(term.regions[0].blocks[0].operations)
     if len(inserts) != 1 or inserts[0].name != "tensor.parallel_insert_slice":
         return
-    where = _subset(inserts[0], 1)
+    where = _subset(inserts[0])
     for x in _outside_values(forall, body):
         if x.type != init.type or not isinstance(_owner(x), ir.Operation):
             continue  # function arguments (the caller's inputs) are never written
         uses = [as_operation(u.owner) for u in x.uses]
-        if not uses or not all(_inside(u, forall) and u.name == "tensor.extract_slice" and _subset(u, 0) == where
+        if not uses or not all(_inside(u, forall) and u.name == "tensor.extract_slice" and _subset(u) == where
                                for u in uses):
             continue
         for u in uses:
@@ -63,10 +63,10 @@ def _in_place(forall) -> None:
         return
 
 
-def _subset(op, skip: int):
-    """(dynamic offset/size/stride operands, static attributes) of a slice op, after its first
-    `skip` + 1 tensor operands."""
-    dyn = tuple(op.operands[skip + 1:]) if op.name == "tensor.parallel_insert_slice" else tuple(op.operands[1:])
+def _subset(op):
+    """(dynamic offset/size/stride operands, static attributes) of an extract_slice (after its
+    source) or a parallel_insert_slice (after its source and destination)."""
+    dyn = tuple(op.operands[2 if op.name == "tensor.parallel_insert_slice" else 1:])
     attrs = tuple(str(op.attributes[k]) for k in ("static_offsets", "static_sizes", "static_strides"))
     return tuple(_id(v) for v in dyn), attrs
 

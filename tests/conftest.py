@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 
 import dgc
@@ -62,3 +63,10 @@ def run_dgc(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
     """`python -m dgc ARGS...` as a user runs it: exit code, stdout and stderr as text."""
     return subprocess.run([sys.executable, "-m", "dgc", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env)
+
+
+def save_zoo_model(tmp_path_factory, name: str, filename: str | None = None):
+    """Zoo model `name` written to a fresh directory as FILENAME (default NAME.onnx): its path."""
+    path = tmp_path_factory.mktemp("m") / (filename or f"{name}.onnx")
+    onnx.save(zoo_model(name), path)
+    return path

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import run_dgc, zoo_model
+from conftest import run_dgc, save_zoo_model, zoo_model
 
 
 dgc = run_dgc
@@ -18,9 +18,7 @@ dgc = run_dgc
 
 @pytest.fixture(scope="module")
 def lenet(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "lenet-5.onnx"
-    onnx.save(zoo_model("lenet5"), path)
-    return path
+    return save_zoo_model(tmp_path_factory, "lenet5", "lenet-5.onnx")
 
 
 def test_compile_default_name_and_files(lenet, tmp_path):

@@ -14,12 +14,11 @@ import os
 import subprocess
 
 import numpy as np
-import onnx
 import pytest
 
 import dgc
 import dgc.verifier
-from conftest import run_dgc, require_tools, run_model
+from conftest import require_tools, run_dgc, run_model, save_zoo_model
 from dgc.errors import FootprintError
 from dgc.footprint import parse_size
 from dgc.passes.memory_plan import ALIGN, lower_bound, plan_offsets
@@ -119,21 +118,16 @@ def test_stack_bound_covers_measured_high_water_mark(target, name, tmp_path):
 
 # ---- budgets -----------------------------------------------------------------------------------
 
-_dgc = run_dgc
-
-
 @pytest.fixture(scope="module")
 def ds_cnn_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "ds_cnn.onnx"
-    onnx.save(build("ds_cnn"), path)
-    return path
+    return save_zoo_model(tmp_path_factory, "ds_cnn")
 
 
 def test_ram_limit_too_small_is_a_clean_error(ds_cnn_file, tmp_path):
     """Exit code 8, one line naming the need, the limit and the largest tensors live at the
     peak, nothing written."""
     res = dgc.compile(str(ds_cnn_file), "cortex-m7", name="m")
-    r = _dgc("compile", ds_cnn_file, "--target", "cortex-m7", "-o", tmp_path / "out", "--ram-limit", "64K")
+    r = run_dgc("compile", ds_cnn_file, "--target", "cortex-m7", "-o", tmp_path / "out", "--ram-limit", "64K")
     assert r.returncode == 8, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -145,13 +139,13 @@ def test_ram_limit_too_small_is_a_clean_error(ds_cnn_file, tmp_path):
     assert f"peak: '{biggest.node}' {biggest.size / 1024:,.1f} KiB" in lines[0]
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
     # enough RAM: compiles
-    r = _dgc("compile", ds_cnn_file, "--target", "cortex-m7", "-o", tmp_path / "ok",
+    r = run_dgc("compile", ds_cnn_file, "--target", "cortex-m7", "-o", tmp_path / "ok",
              "--ram-limit", str(res.footprint["ram"]))
     assert r.returncode == 0, r.stderr
 
 
 def test_flash_limit_names_largest_weights(ds_cnn_file, tmp_path):
-    r = _dgc("compile", ds_cnn_file, "--target", "cortex-m0plus", "-o", tmp_path, "--flash-limit", "50K")
+    r = run_dgc("compile", ds_cnn_file, "--target", "cortex-m0plus", "-o", tmp_path, "--flash-limit", "50K")
     assert r.returncode == 8 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     model = build("ds_cnn")
     biggest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
@@ -215,7 +209,7 @@ def test_weights_and_arena_sections(tmp_path):
     assert ".bss.sram2" in line and int(line.split()[-2], 16) == res.arena_size
     header = next(ln for ln in syms.splitlines() if " .bss.sram2 " in ln)
     assert "CONTENTS" not in syms.split(header)[1].splitlines()[1]  # NOBITS: no flash for the arena
-    bad = _dgc("compile", "x.onnx", "--weights-section", "bad name")
+    bad = run_dgc("compile", "x.onnx", "--weights-section", "bad name")
     assert bad.returncode == 2 and "is not a section name" in bad.stderr
 
 

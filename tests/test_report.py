@@ -19,9 +19,6 @@ from conftest import run_dgc
 from dgc.zoo import build, quantized
 
 
-_dgc = run_dgc
-
-
 def _macs(model) -> int:
     """Conv and Gemm MACs of a float model, from ONNX shape inference (independent of dgc)."""
     m = shape_inference.infer_shapes(model)
@@ -56,9 +53,9 @@ def reported(tmp_path_factory):
     d = tmp_path_factory.mktemp("report")
     float_model = build("ds_cnn")
     onnx.save(quantized.qdq("ds_cnn"), d / "kws.onnx")
-    r = _dgc("report", d / "kws.onnx", "--target", "cortex-m7", "--json", d / "r.json", "--html", d / "r.html")
+    r = run_dgc("report", d / "kws.onnx", "--target", "cortex-m7", "--json", d / "r.json", "--html", d / "r.html")
     assert r.returncode == 0, r.stderr
-    c = _dgc("compile", d / "kws.onnx", "--target", "cortex-m7", "-o", d / "build", "--emit", "obj,header,spec")
+    c = run_dgc("compile", d / "kws.onnx", "--target", "cortex-m7", "-o", d / "build", "--emit", "obj,header,spec")
     assert c.returncode == 0, c.stderr
     return d, json.loads((d / "r.json").read_text()), float_model, r.stdout
 
@@ -93,7 +90,7 @@ def test_report_json_agrees_with_object_and_header(reported):
 
 def test_report_is_deterministic(reported, tmp_path):
     d, rep, _, _ = reported
-    r = _dgc("report", d / "kws.onnx", "--target", "cortex-m7", "--json", tmp_path / "r.json", "--html",
+    r = run_dgc("report", d / "kws.onnx", "--target", "cortex-m7", "--json", tmp_path / "r.json", "--html",
              tmp_path / "r.html")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "r.json").read_text()) == rep
@@ -109,7 +106,7 @@ def test_report_html_is_self_contained(reported):
 
 def test_report_of_a_float_model_names_fusions(tmp_path):
     onnx.save(build("resnet8"), tmp_path / "r8.onnx")
-    r = _dgc("report", tmp_path / "r8.onnx", "--target", "cortex-m7", "--json", tmp_path / "r.json")
+    r = run_dgc("report", tmp_path / "r8.onnx", "--target", "cortex-m7", "--json", tmp_path / "r.json")
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "r.json").read_text())
     fused = {layer["name"]: layer["fused_into"] for layer in rep["layers"] if layer["fused_into"]}
