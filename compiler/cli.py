@@ -313,15 +313,20 @@ def _coerce(a, t):
 @click.option("--seed", default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--input-shape", "input_shapes", multiple=True, help="NAME=D0xD1x..., as for compile.")
 @click.option("-O", "opt", type=click.IntRange(0, 3), default=3, show_default=True, help="Optimization level.")
-def verify(model, target, seed, input_shapes, opt):
+@click.option("--memcheck", type=click.Choice(["guard", "asan", "valgrind"]), default=None,
+              help="Run in the memory-safety harness (Linux targets): guard pages, read-only inputs, "
+                   "canaries and two threads; 'asan' builds it with AddressSanitizer, 'valgrind' runs it "
+                   "under valgrind memcheck (AVX2 targets, e.g. x86-64-v3).")
+def verify(model, target, seed, input_shapes, opt, memcheck):
     """Compile MODEL for TARGET, run it (natively or in QEMU), compare with onnxruntime.
 
     Prints max abs/rel error per output and PASS/FAIL; exit code 0 on PASS, 1 on FAIL.
     Float outputs pass when max abs error <= 1e-4 * max(1, max|ref|); integers must be exact.
 
     \b
-    Example:
+    Examples:
       dgc verify model.onnx --target cortex-m7
+      dgc verify model.onnx --target x86-64-v3 --memcheck valgrind
     """
     from .frontend.load import parse_input_shapes
     from .verifier import verify as verify_model
@@ -330,13 +335,14 @@ def verify(model, target, seed, input_shapes, opt):
 
     name = c_identifier(os.path.splitext(os.path.basename(model))[0])
     res, cmp = verify_model(model, target, seed=seed, opt_level=opt, name=name,
-                            input_shapes=parse_input_shapes(input_shapes))
+                            input_shapes=parse_input_shapes(input_shapes), memcheck=memcheck)
     ok = all(c.ok for c in cmp)
     for c in cmp:
         click.echo(f"{c.name}: max abs err {c.max_abs:.3g}  max rel err {c.max_rel:.3g}  "
                    f"(limit {c.limit:.3g})  {'ok' if c.ok else 'MISMATCH'}")
+    checked = f", memory-safe under {memcheck}" if memcheck else ""
     click.echo(f"{'PASS' if ok else 'FAIL'}: {res.name} on {res.target.name} "
-               f"(arena {res.arena_size} bytes, object {len(res.object)} bytes)")
+               f"(arena {res.arena_size} bytes, object {len(res.object)} bytes{checked})")
     sys.exit(0 if ok else 1)
 
 

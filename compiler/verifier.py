@@ -72,8 +72,12 @@ def compare(spec: ModelSpec, got: list[np.ndarray], want: list[np.ndarray]) -> l
 
 
 def verify(model, target, *, seed: int = 0, opt_level: int = 3, input_shapes=None, name=None,
-           workdir: str | None = None):
-    """Compile `model` for `target`, run it there, compare with onnxruntime."""
+           workdir: str | None = None, memcheck: str | None = None):
+    """Compile `model` for `target`, run it there, compare with onnxruntime.
+
+    memcheck ("guard", "asan" or "valgrind", see dgc.runtime.memcheck) runs it in the
+    memory-safety harness instead: a finding raises ModelRunError; every run's outputs (the
+    exact run's and each thread's) are compared and the worst comparison is returned."""
     from .driver import compile
     from .frontend.load import read_model
     from dgc.runtime.runners import run_model
@@ -88,6 +92,12 @@ def verify(model, target, *, seed: int = 0, opt_level: int = 3, input_shapes=Non
         obj = f"{wd}/{res.name}.o"
         with open(obj, "wb") as f:
             f.write(res.object)
-        got = run_model(res.spec, obj, res.target, inputs, wd)
+        if memcheck:
+            from dgc.runtime.memcheck import memcheck as run_memcheck
+
+            runs = list(run_memcheck(res.spec, obj, res.target, inputs, wd, tool=memcheck).outputs.values())
+        else:
+            runs = [run_model(res.spec, obj, res.target, inputs, wd)]
     want = reference(proto, res.spec, inputs)
-    return res, compare(res.spec, got, want)
+    cmps = [compare(res.spec, got, want) for got in runs]
+    return res, [max((c[i] for c in cmps), key=lambda c: (not c.ok, c.max_rel)) for i in range(len(want))]
