@@ -27,7 +27,7 @@ from dgc.verifier import compare, random_inputs, reference
 
 SMALL = ["lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025", "fc_autoencoder", "tiny_bert", "tiny_bert_ids",
          "torch_style_mlp", "old_opset_cnn", "lenet5_qdq", "ds_cnn_qdq", "resnet8_qdq", "mobilenet_v1_025_qdq"]
-LARGE = ["mobilenet_v2", "resnet18", "mobilenet_v2_qdq"]
+LARGE = ["mobilenet_v2", "resnet18"]
 MODELS = SMALL + [pytest.param(m, marks=pytest.mark.slow) for m in LARGE]
 
 
