@@ -6,9 +6,18 @@ Python API:
     res.object, res.header, res.arena_size, res.timings
 """
 
-from .driver import CompileResult, compile  # noqa: F401
 from .errors import DgcError  # noqa: F401
 from .targets import Target, all_targets, get_target  # noqa: F401
+
+
+def __getattr__(name: str):
+    """`compile` and `CompileResult` load the MLIR bindings: imported on first use, so that
+    quick commands (`dgc targets`, `dgc --cmake-dir`) start fast."""
+    if name in ("compile", "CompileResult"):
+        from . import driver
+
+        return getattr(driver, name)
+    raise AttributeError(f"module 'dgc' has no attribute '{name}'")
 
 
 def verify(model, target="host", **kw):

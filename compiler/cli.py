@@ -23,6 +23,10 @@ def _split(values) -> list[str]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show Python tracebacks and full tool output on errors.")
 @click.version_option(package_name="dgc")
+@click.option("--cmake-dir", is_flag=True, is_eager=True, expose_value=False, callback=lambda ctx, _, on:
+              _print_cmake_dir(ctx) if on else None,
+              help="Print the directory of dgc's CMake package (dgcConfig.cmake, toolchains/) and exit, "
+                   "e.g. cmake -DCMAKE_PREFIX_PATH=$(dgc --cmake-dir).")
 def cli(debug):
     """dgc — the DeepGreen compiler: ONNX models to allocation-free native code.
 
@@ -32,6 +36,13 @@ def cli(debug):
     """
     global _DEBUG
     _DEBUG = debug
+
+
+def _print_cmake_dir(ctx) -> None:
+    from dgc.cmake import CMAKE_DIR
+
+    click.echo(CMAKE_DIR)
+    ctx.exit(0)
 
 
 _TARGET_HELP = "Target name (see `dgc targets`), e.g. cortex-m7, aarch64, x86-64-v3, host."
@@ -77,11 +88,14 @@ _TARGET_HELP = "Target name (see `dgc targets`), e.g. cortex-m7, aarch64, x86-64
                    "'default' is the target's typical part, 'none' turns the check off.")
 @click.option("--weights-section", default="", help="Put the weights in this ELF section (default .rodata.*), "
               "e.g. --weights-section .ext_flash, to place them with your linker script; the header names it.")
+@click.option("--depfile", type=click.Path(dir_okay=False), default=None,
+              help="Also write a Make-style dependency file: the first output depends on the model, its "
+                   "external data, --schedule/--calibration files and dgc itself, e.g. --depfile build/kws.d.")
 @click.option("--arena-section", default="", help="Section for arenas defined with the header's "
               "<NAME>_ARENA_DEFINE(var), e.g. --arena-section .bss.sram2 for a chosen RAM bank.")
 def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, print_ir_after, stop_after,
             keep_constants, schedule, dump_schedule, quant, calibration, calibration_method, ram_limit, flash_limit,
-            weights_section, arena_section):
+            weights_section, arena_section, depfile):
     """Compile MODEL (.onnx) to an object file and a C header.
 
     \b
@@ -98,6 +112,9 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
     from .frontend.load import parse_input_shapes
 
     kinds = _split(emit)
+    model_path = model
+    if depfile and not kinds:
+        raise UsageError("--depfile needs an output file", where="--emit", hint="emit at least obj")
     if calibration and not quant:
         raise UsageError("--calibration is only used with --quantize", hint="add --quantize int8")
     if quant:
@@ -117,6 +134,11 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
             raise UsageError("no schedule to dump: the compile stopped before the schedule stage")
         _write_atomic(dump_schedule, res.schedule)
         written.append(dump_schedule)
+    if depfile and written:
+        from .depfile import for_compile
+
+        _write_atomic(depfile, for_compile(written[0], model_path, schedule, calibration))
+        written.append(depfile)
     for path in written:
         click.echo(path)
     if res.stopped_after:
@@ -209,15 +231,23 @@ def _size(n: int) -> str:
 
 
 @cli.command()
-def targets():
+@click.option("--cflags", "cflags_of", metavar="TARGET", default=None,
+              help="Print only the C compiler flags for code linked with TARGET's objects "
+                   "(CPU, FPU, float ABI), e.g. --cflags cortex-m7.")
+def targets(cflags_of):
     """List the targets: name, triple, CPU, features, FPU/DSP/MVE, default RAM/flash budget
     (--ram-limit/--flash-limit default: a typical part with the core), how it runs.
 
     \b
-    Example:
+    Examples:
       dgc targets
+      arm-none-eabi-gcc $(dgc targets --cflags cortex-m7) -c main.c
     """
-    from .targets import all_targets
+    from .targets import all_targets, get_target
+
+    if cflags_of:
+        click.echo(" ".join(get_target(cflags_of).cflags))
+        return
 
     rows = [("name", "triple", "cpu", "features", "fpu", "int8 MACs", "RAM/flash limit", "runs on")]
     for t in all_targets():

@@ -45,6 +45,22 @@ class Target:
         return "static" if self.bare_metal else "pic"
 
     @property
+    def cflags(self) -> tuple[str, ...]:
+        """Flags for the C compiler of the code that links with this target's objects: the
+        same CPU, FPU and float ABI (`dgc targets --cflags T`; the CMake toolchain files use it)."""
+        if self.bare_metal:
+            return self.gcc_flags
+        if self.name == "host":
+            return ("-march=native",) if self.triple.startswith("x86_64") else ("-mcpu=native",)
+        if self.triple.startswith("x86_64"):
+            return (f"-march={self.cpu}",)
+        if self.cpu == "generic":
+            cpu = "-march=armv8-a" if self.triple.startswith("aarch64") else "-march=armv7-a"
+        else:
+            cpu = f"-mcpu={self.cpu}"
+        return (cpu, *(f for f in self.gcc_flags if f != "-static"))
+
+    @property
     def family(self) -> str:
         return "mcu" if self.bare_metal else "cpu"
 
