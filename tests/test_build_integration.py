@@ -254,11 +254,15 @@ def test_firmware_example_with_make(tmp_path):
         "Nothing to be done", "")
 
 
-def test_linux_aarch64_example_with_cmake(tmp_path):
-    _need("cmake", "make", "aarch64-linux-gnu-gcc", "qemu-aarch64")
+@pytest.mark.parametrize("toolchain,target,tools", [
+    ("aarch64-linux-gnu", "cortex-a53", ("aarch64-linux-gnu-gcc", "qemu-aarch64")),
+    ("arm-linux-gnueabihf", "cortex-a7", ("arm-linux-gnueabihf-gcc", "qemu-arm"))])
+def test_linux_example_with_cmake(toolchain, target, tools, tmp_path):
+    """examples/linux-aarch64 cross-built with a toolchain file (also for ARMv7-A) and run by ctest
+    under qemu-user."""
+    _need("cmake", "make", *tools)
     build = tmp_path / "build"
-    _configure(os.path.join(EXAMPLES, "linux-aarch64"), build, "Unix Makefiles", "aarch64-linux-gnu",
-               "DGC_TARGET=cortex-a53")
+    _configure(os.path.join(EXAMPLES, "linux-aarch64"), build, "Unix Makefiles", toolchain, f"DGC_TARGET={target}")
     _run(["cmake", "--build", str(build)])
     _check_printed(_run(["ctest", "--test-dir", str(build), "-V"]))
 
