@@ -110,7 +110,8 @@ def _tiny_model(scale: float = 2.0, name: str = "tiny") -> onnx.ModelProto:
 def test_depfile_names_model_external_data_schedule_and_dgc(tmp_path):
     src = tmp_path / "my models"
     src.mkdir()
-    m = zoo_model("lenet5")
+    m = onnx.ModelProto()
+    m.CopyFrom(zoo_model("lenet5"))  # saving with external data rewrites the proto in place
     onnx.save(m, src / "le net.onnx", save_as_external_data=True, location="le net.data", size_threshold=0)
     out = tmp_path / "out"
     sched = tmp_path / "s.json"
