@@ -88,6 +88,9 @@ _TARGET_HELP = "Target name (see `dgc targets`), e.g. cortex-m7, aarch64, x86-64
                    "'default' is the target's typical part, 'none' turns the check off.")
 @click.option("--weights-section", default="", help="Put the weights in this ELF section (default .rodata.*), "
               "e.g. --weights-section .ext_flash, to place them with your linker script; the header names it.")
+@click.option("--tuning-db", type=click.Path(dir_okay=False), default=None,
+              help="Apply the schedules `dgc tune` stored for this target in FILE; ops it does not "
+                   "hold keep the default heuristics, e.g. --tuning-db tuning.json.")
 @click.option("--depfile", type=click.Path(dir_okay=False), default=None,
               help="Also write a Make-style dependency file: the first output depends on the model, its "
                    "external data, --schedule/--calibration files and dgc itself, e.g. --depfile build/kws.d.")
@@ -95,7 +98,7 @@ _TARGET_HELP = "Target name (see `dgc targets`), e.g. cortex-m7, aarch64, x86-64
               "<NAME>_ARENA_DEFINE(var), e.g. --arena-section .bss.sram2 for a chosen RAM bank.")
 def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, print_ir_after, stop_after,
             keep_constants, schedule, dump_schedule, quant, calibration, calibration_method, ram_limit, flash_limit,
-            weights_section, arena_section, depfile):
+            weights_section, arena_section, tuning_db, depfile):
     """Compile MODEL (.onnx) to an object file and a C header.
 
     \b
@@ -127,7 +130,7 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
                             emit=kinds, dump_ir=dump_ir, print_ir_after=_split(print_ir_after),
                         stop_after=stop_after, keep_constants=keep_constants, schedule=schedule,
                         ram_limit=ram_limit, flash_limit=flash_limit, weights_section=weights_section,
-                        arena_section=arena_section)
+                        arena_section=arena_section, tuning_db=tuning_db)
     written = _write_outputs(res, out_dir, kinds)
     if dump_schedule:
         if res.schedule is None:
@@ -137,12 +140,54 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
     if depfile and written:
         from .depfile import for_compile
 
-        _write_atomic(depfile, for_compile(written[0], model_path, schedule, calibration))
+        _write_atomic(depfile, for_compile(written[0], model_path, schedule, calibration, tuning_db))
         written.append(depfile)
     for path in written:
         click.echo(path)
     if res.stopped_after:
         click.echo(f"stopped after stage '{res.stopped_after}'", err=True)
+
+
+@cli.command("tune")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-t", "--target", default="host", show_default=True, help=_TARGET_HELP)
+@click.option("--trials", type=int, default=None,
+              help="Candidates to measure in all (default 32 when no --budget), spread over the op "
+                   "signatures by their share of the model's work.")
+@click.option("--budget", default=None, help="Time budget instead of (or besides) --trials, e.g. 90s, 10m, 1h.")
+@click.option("--db", "db_path", default="tuning.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Tuning database: read (resume), updated after every trial; pass it to "
+                   "`dgc compile --tuning-db`.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the candidate order (reproducible runs).")
+@click.option("--input-shape", "input_shapes", multiple=True, help="NAME=D0xD1x..., as for compile.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def tune_cmd(model, target, trials, budget, db_path, seed, input_shapes, quiet):
+    """Tune MODEL's schedules for TARGET by compiling and running candidates on this machine.
+
+    \b
+    Each distinct op signature (op, shapes, fused tail) is tuned once; candidates run in child
+    processes, the database is written after every trial (Ctrl-C, then run again to resume).
+    Examples:
+      dgc tune model.onnx --target host --budget 10m --db tuning.json
+      dgc compile model.onnx --target host --tuning-db tuning.json
+    """
+    from .frontend.load import parse_input_shapes
+    from .tune import parse_budget, tune
+
+    try:
+        rep = tune(model, target, trials=trials, budget_s=parse_budget(budget), db_path=db_path, seed=seed,
+                   input_shapes=parse_input_shapes(input_shapes), progress=not quiet)
+    except KeyboardInterrupt:
+        click.echo(f"dgc: interrupted; the trials measured so far are in {db_path}: run again to resume",
+                   err=True)
+        sys.exit(130)
+    click.echo("| signature | ops | share | trials | gain |")
+    click.echo("|---|--:|--:|--:|--:|")
+    for r in rep.signatures:
+        click.echo(f"| {r.signature} | {r.ops} | {100 * r.share:.1f}% | {r.trials} | x{r.speedup:.3f} |")
+    verdict = "kept" if rep.kept else "not faster than the default: this run's choices were dropped"
+    click.echo(f"{rep.target}: default {rep.default_s * 1e3:.4g} ms, tuned {rep.tuned_s * 1e3:.4g} ms, "
+               f"speedup x{rep.speedup:.3f} ({verdict}); database {db_path}")
 
 
 def _quantized(path, calibration, method, activations, percentile, samples, fmt="qdq"):

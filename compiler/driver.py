@@ -48,6 +48,7 @@ class StageContext:
     op_nodes: list = dataclasses.field(default_factory=list)  # ONNX node of each top-level op (memory-plan)
     node_types: dict = dataclasses.field(default_factory=dict)  # ONNX node name -> op type
     schedule_overrides: list = dataclasses.field(default_factory=list)  # --schedule entries
+    tuning: dict = dataclasses.field(default_factory=dict)  # op signature -> tuned schedule fields
     schedule: list = dataclasses.field(default_factory=list)  # OpSchedule chosen per op
 
 
@@ -218,7 +219,8 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
             input_shapes: dict | None = None, emit=("obj", "header"), dump_ir: str | None = None,
             print_ir_after=(), stop_after: str | None = None, keep_constants: bool = False,
             workdir: str | None = None, schedule=None, ram_limit=footprint.DEFAULT,
-            flash_limit=footprint.DEFAULT, weights_section: str = "", arena_section: str = "") -> CompileResult:
+            flash_limit=footprint.DEFAULT, weights_section: str = "", arena_section: str = "",
+            tuning_db=None) -> CompileResult:
     """Compile an ONNX model (path, bytes or ModelProto) for `target`.
 
     `schedule`: overrides of the schedule stage's choices, a path to a JSON file (as written
@@ -227,6 +229,8 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
     the target's part (`Target.ram_bytes` / `flash_bytes`); over budget raises FootprintError.
     `weights_section`: the ELF section for the weights (e.g. ".ext_flash"; default .rodata.*);
     `arena_section`: the section the header's <NAME>_ARENA_DEFINE puts an arena in.
+    `tuning_db`: a tuning database (`dgc tune`; path or loaded `TuningDB`): ops whose signature
+    it holds for this target get the tuned schedule, the others the defaults.
     """
     from dgc.passes.schedule import read_schedule_file, validate_entries
 
@@ -250,6 +254,12 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
         raise UsageError(f"unknown --emit kind '{bad[0]}'", hint="choose from " + ", ".join(EMIT_KINDS))
     overrides = read_schedule_file(schedule) if isinstance(schedule, (str, os.PathLike)) else \
         validate_entries(list(schedule or []), "the schedule argument")
+    tuning = {}
+    if tuning_db is not None:
+        from dgc.tuning import TuningDB
+
+        db = tuning_db if isinstance(tuning_db, TuningDB) else TuningDB.load(tuning_db, must_exist=True)
+        tuning = db.schedules(tgt)
     res = CompileResult(name, tgt)
     own_tmp = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="dgc-")
@@ -257,7 +267,7 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
     try:
         _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep_constants,
                  _Dumper(dump_ir, print_ir_after, keep_constants), workdir, res, for_target(tgt),
-                 overrides, limits, sections)
+                 overrides, limits, sections, tuning)
     finally:
         if own_tmp:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -272,7 +282,7 @@ def _timed(res, key, fn, *args):
 
 
 def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, dump, workdir, res, stages,
-             overrides, limits, sections):
+             overrides, limits, sections, tuning):
     from dgc.passes.schedule import dump as dump_schedule
 
     with ir.Context(), ir.Location.unknown():
@@ -287,7 +297,7 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
         if "mlir" in emit:
             res.mlir = _asm(module, keep)
         dump("import", module)
-        ctx = StageContext(tgt, name, opt_level, emitter.blobs, schedule_overrides=overrides,
+        ctx = StageContext(tgt, name, opt_level, emitter.blobs, schedule_overrides=overrides, tuning=tuning,
                            node_types={n.name: n.op_type for n in lm.model.graph.node})
         res.spec = _spec(lm, name, 0, ())
         if stop_after == "import":

@@ -385,8 +385,15 @@ class _Group:
     init: object | None
 
 
+def signature(linalg: str, loops, kinds: str, fuse: bool) -> str:
+    """What makes two ops one tuning problem (`dgc tune`): the Linalg op, its loop ranges and
+    kinds, and whether an elementwise tail / initial value is fused into it."""
+    return f"{linalg}:{'x'.join(map(str, loops))}:{kinds}:{'fused' if fuse else 'alone'}"
+
+
 def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
-    """Schedules for every schedulable op, defaults then user overrides."""
+    """Schedules for every schedulable op: defaults, then tuned entries (`--tuning-db`, by
+    signature), then user overrides (`--schedule`)."""
     node_types = ctx.node_types
     groups, seen, taken = [], {}, []
     named = ops_named(module.operation, _ANCHORS)
@@ -420,6 +427,10 @@ def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
             if extra is not None:
                 taken.append(extra)
         groups.append(_Group(s, op, consumer, init))
+    tuned = getattr(ctx, "tuning", None) or {}
+    for g in groups:
+        if (entry := tuned.get(signature(g.sched.linalg, g.sched.loops, g.sched.kinds, g.sched.fuse))):
+            _apply_override(g.sched, entry)
     _apply_overrides(groups, overrides or [])
     for g in groups:
         _check_decompose(g.sched)

@@ -1,0 +1,245 @@
+"""`dgc tune`: search each op signature's schedule space by compiling and executing the model.
+
+For every distinct op signature of the model (`dgc.passes.schedule.signature`: identical
+layers are tuned once) the tuner tries schedules from `dgc.tuning.candidates` - the default
+first - and keeps one only when the whole model with it runs faster than with the current
+best, both timed in the same child process (`dgc.measure`: interleaved batches, medians),
+by at least 3%, confirmed by a second independent run (the candidate's slower time against
+the incumbent's faster one: noise on a shared machine must not choose). Each candidate compiles in a child process too
+(`compile_contained`), so a crash in MLIR/LLVM or in the generated code only loses that
+candidate. Trials are spread over the signatures by their share of the model's loop volume
+(product of loop ranges x ops: the MACs of convs and matmuls), biggest first.
+
+Every trial is written to the database as soon as it is measured (`TuningDB.save`, atomic):
+Ctrl-C loses at most the running trial and a new run resumes where it stopped. At the end
+the default and the tuned model are timed again in one run; if the tuned one is not faster,
+this run's choices are dropped (the database keeps the trials): tuning never makes a model
+slower. Candidate order is reproducible (`seed`).
+
+Measurement needs a target this machine executes (x86 targets); ARM and Cortex-M targets
+(QEMU instruction counts) are not implemented yet and raise UsageError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+
+from dgc.errors import DgcError, UsageError
+from dgc.targets import get_target, host_can_run
+
+from .tuning import TuningDB, candidates, dgc_version, target_key
+
+MARGIN = 0.97  # a candidate must be >= 3% faster than the incumbent to replace it
+
+
+@dataclasses.dataclass
+class SignatureResult:
+    signature: str
+    ops: int
+    share: float  # of the model's loop volume
+    trials: int  # measured in this run
+    speedup: float  # product of the accepted trials' measured gains (whole model, incumbent / new)
+
+
+@dataclasses.dataclass
+class TuneReport:
+    target: str
+    default_s: float
+    tuned_s: float
+    signatures: list[SignatureResult]
+    kept: bool  # False: the tuned model was not faster, this run's choices were dropped
+
+    @property
+    def speedup(self) -> float:
+        return self.default_s / self.tuned_s if self.tuned_s else 1.0
+
+
+def parse_budget(text: str | None) -> float | None:
+    """'10m', '90s', '1h', '300' (seconds) -> seconds."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(t[-1:], None)
+    num = t[:-1] if scale else t
+    try:
+        v = float(num) * (scale or 1)
+    except ValueError:
+        v = -1
+    if v <= 0:
+        raise UsageError(f"bad --budget '{text}'", where="--budget", hint="use e.g. 90s, 10m or 1h")
+    return v
+
+
+def tune(model, target="host", *, trials: int | None = None, budget_s: float | None = None,
+         db_path: str | None = None, seed: int = 0, input_shapes=None, progress: bool = True,
+         samples: int = 15) -> TuneReport:
+    from .frontend.load import read_model
+
+    tgt = get_target(target) if isinstance(target, str) else target
+    if tgt.runner != "host" or not host_can_run(tgt):
+        raise UsageError(f"dgc tune measures by running the model on this machine; target '{tgt.name}' "
+                         "does not run here", hint="tune an x86 target this CPU executes (e.g. host); tuning "
+                         "ARM/Cortex-M targets in QEMU is not implemented yet")
+    if trials is None and budget_s is None:
+        trials = 32
+    if trials is not None and trials < 1:
+        raise UsageError("--trials must be at least 1", where="--trials")
+    proto = read_model(model)
+    db = TuningDB.load(db_path)
+    workdir = tempfile.mkdtemp(prefix="dgc-tune-")
+    try:
+        return _Tuner(proto, tgt, db, workdir, seed, input_shapes, samples,
+                      os.path.basename(str(model)) if isinstance(model, (str, os.PathLike)) else "model",
+                      progress).run(trials, budget_s)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _Tuner:
+    def __init__(self, proto, tgt, db, workdir, seed, input_shapes, samples, model_name, progress):
+        self.proto, self.tgt, self.db, self.workdir = proto, tgt, db, workdir
+        self.rng = random.Random(seed)
+        self.input_shapes, self.samples, self.model_name, self.progress = input_shapes, samples, model_name, progress
+        self.entries = db.entries(tgt)
+        self.n = 0
+
+    # -- compile and time ---------------------------------------------------------------------
+    def compile(self, schedules: dict):
+        from .contain import compile_contained
+
+        trial_db = TuningDB(None, {"schema": "dgc-tuning/1",
+                                   "targets": {target_key(self.tgt): {s: {"best": f} for s, f in schedules.items()}}})
+        self.n += 1
+        res = compile_contained(self.proto, self.tgt, "tuned", input_shapes=self.input_shapes, ram_limit=None,
+                                flash_limit=None, tuning_db=trial_db)
+        obj = os.path.join(self.workdir, f"m{self.n}.o")
+        with open(obj, "wb") as f:
+            f.write(res.object)
+        return res, obj
+
+    def time(self, res, objs: list[str], samples: int | None = None) -> list[float]:
+        from .measure import time_models
+
+        return time_models([(res.spec, o) for o in objs], self.tgt, self.workdir, samples=samples or self.samples)
+
+    # -- the search ------------------------------------------------------------------------------
+    def run(self, trials: int | None, budget_s: float | None) -> TuneReport:
+        from dgc.passes.schedule import signature
+
+        start = time.monotonic()
+        base, base_obj = self.compile({})
+        ops = json.loads(base.schedule)["ops"]
+        groups: dict[str, list[dict]] = {}
+        for op in ops:
+            groups.setdefault(signature(op["linalg"], op["loops"], op["kinds"], op["fuse"]), []).append(op)
+        volume = {s: sum(math.prod(o["loops"]) for o in g) for s, g in groups.items()}
+        total = sum(volume.values()) or 1
+        order = sorted(groups, key=lambda s: (-volume[s], s))
+        spaces = {s: candidates(groups[s][0], self.tgt, self.rng) for s in order}
+        chosen = {s: e["best"] for s in order if isinstance(e := self.entries.get(s), dict) and "best" in e}
+        before = dict(chosen)
+        plan = self._plan(order, volume, spaces, trials)
+        bar = _progress(sum(plan.values()) if trials is not None else None, budget_s, self.progress)
+        results = []
+        try:
+            inc_res, inc_obj = (base, base_obj) if not chosen else self.compile(chosen)
+            left_volume = total
+            for sig in order:
+                deadline = None
+                if budget_s is not None:
+                    remaining = budget_s - (time.monotonic() - start)
+                    if remaining <= 0:
+                        break
+                    deadline = time.monotonic() + remaining * volume[sig] / left_volume
+                left_volume -= volume[sig]
+                r, inc_res, inc_obj = self._tune_signature(sig, groups[sig], volume[sig] / total, spaces[sig],
+                                                           plan.get(sig), deadline, chosen, inc_res, inc_obj, bar)
+                results.append(r)
+        finally:
+            bar.close()
+        # the verdict: default and tuned, timed again in one run
+        tuned_res, tuned_obj = self.compile(chosen) if chosen else (base, base_obj)
+        t_default, t_tuned = self.time(base, [base_obj, tuned_obj], samples=2 * self.samples + 1)
+        if not chosen:  # the default itself: one object timed twice
+            t_tuned = t_default
+        kept = t_tuned <= t_default
+        if not kept:  # never slower: drop this run's choices, keep the trials
+            for sig in chosen:
+                entry = self.entries.get(sig, {})
+                if sig in before:
+                    entry["best"] = before[sig]
+                else:
+                    entry.pop("best", None)
+            t_tuned = t_default
+        for sig in chosen:
+            if "best" in self.entries.get(sig, {}):
+                self.entries[sig]["speedup"] = round(t_default / t_tuned, 4)
+        self.db.save()
+        return TuneReport(self.tgt.name, t_default, t_tuned, results, kept)
+
+    def _plan(self, order, volume, spaces, trials) -> dict:
+        """Trials per signature by share of the loop volume (at least one each while any are left)."""
+        if trials is None:
+            return {}
+        plan, left, left_volume = {}, trials, sum(volume.values()) or 1
+        for sig in order:
+            untried = len(spaces[sig]) - 1
+            n = min(untried, left, max(1, round(left * volume[sig] / left_volume)))
+            plan[sig] = n
+            left -= n
+            left_volume -= volume[sig]
+        return plan
+
+    def _tune_signature(self, sig, ops, share, space, n_trials, deadline, chosen, inc_res, inc_obj, bar):
+        entry = self.entries.setdefault(sig, {})
+        entry.setdefault("trials", [])
+        entry.update({"dgc": dgc_version(), "model": self.model_name, "ops": len(ops)})
+        tried = {json.dumps(t["schedule"], sort_keys=True) for t in entry["trials"]}
+        gain, done = 1.0, 0
+        for cand in space[1:]:
+            if n_trials is not None and done >= n_trials:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if json.dumps(cand, sort_keys=True) in tried:
+                continue
+            done += 1
+            trial = {"schedule": cand}
+            try:
+                res, obj = self.compile({**chosen, sig: cand})
+                t_inc, t_cand = self.time(res, [inc_obj, obj])
+                if t_cand < t_inc * MARGIN:  # confirmed by a second, independent run (noise)
+                    again = self.time(res, [inc_obj, obj])
+                    t_inc, t_cand = min(t_inc, again[0]), max(t_cand, again[1])
+                trial.update(seconds=t_cand, incumbent=t_inc)
+                if t_cand < t_inc * MARGIN:
+                    gain *= t_inc / t_cand
+                    chosen[sig] = cand
+                    entry["best"] = cand
+                    inc_res, inc_obj = res, obj
+            except DgcError as e:
+                trial["error"] = str(e)[:300]
+            entry["trials"].append(trial)
+            self.db.save()
+            bar.update(1)
+            best = [t["incumbent"] / t["seconds"] for t in entry["trials"] if "seconds" in t]
+            bar.set_postfix_str(f"{sig.split(':')[0].split('.')[-1]} best x{max(best, default=1):.2f}")
+        return SignatureResult(sig, len(ops), share, done, gain), inc_res, inc_obj
+
+
+def _progress(total, budget_s, enabled):
+    """tqdm bar: trials done, ETA, best speedup of the signature being tuned."""
+    from tqdm import tqdm
+
+    unit = "trial"
+    if total is None and budget_s is not None:
+        return tqdm(total=None, unit=unit, disable=not enabled, desc="tuning",
+                    bar_format="{desc}: {n} trials [{elapsed}<" + f"{budget_s:.0f}s budget" + ", {postfix}]")
+    return tqdm(total=total, unit=unit, disable=not enabled, desc="tuning")

@@ -1,0 +1,158 @@
+"""The tuning database and the schedule space `dgc tune` searches.
+
+Database (JSON, schema "dgc-tuning/1"), keyed by target and op signature
+(`dgc.passes.schedule.signature`: Linalg op, loop ranges, loop kinds, fused tail or not):
+
+    {"schema": "dgc-tuning/1",
+     "targets": {"host-znver4": {
+        "linalg.conv_2d_nhwc_hwcf:1x28x28x64x3x3x32:pppprrr:fused": {
+            "best": {"tile": [...], "reduce": [...], "outer": [...], "vectorize": true},
+            "speedup": 1.18,          # model time with the default / with best, same run
+            "dgc": "0.1.0", "model": "resnet8.onnx",
+            "trials": [{"schedule": {...}, "seconds": 0.00041, "incumbent": 0.00046}, ...]}}}}
+
+`best` is only present when a candidate beat the default; `trials` keeps every measured
+candidate, so an interrupted `dgc tune` resumes without measuring them again. The target key
+is the target name, with the CPU for `host` (`host-znver4`): a database tuned on one machine
+says nothing about another. `dgc compile --tuning-db` applies `best` of every signature the
+database holds for the target; other ops keep the default heuristics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import tempfile
+
+from dgc.errors import UsageError
+
+SCHEMA = "dgc-tuning/1"
+FIELDS = ("tile", "reduce", "outer", "vectorize")
+
+
+def target_key(target) -> str:
+    return f"host-{target.cpu}" if target.name == "host" else target.name
+
+
+def dgc_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dgc")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclasses.dataclass
+class TuningDB:
+    path: str | None
+    data: dict
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None, must_exist: bool = False) -> "TuningDB":
+        if path is None or (not os.path.exists(path) and not must_exist):
+            return cls(None if path is None else os.fspath(path), {"schema": SCHEMA, "targets": {}})
+        where = f"tuning database '{path}'"
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except OSError as e:
+            raise UsageError(f"cannot read {where}", hint=e.strerror or str(e)) from None
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{where} is not valid JSON ({e.msg}, line {e.lineno})",
+                             hint="write it with `dgc tune --db FILE`") from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("targets"), dict):
+            raise UsageError(f"{where} is not a dgc tuning database (schema {SCHEMA})",
+                             hint="write it with `dgc tune --db FILE`")
+        return cls(os.fspath(path), data)
+
+    def entries(self, target) -> dict:
+        return self.data["targets"].setdefault(target_key(target), {})
+
+    def schedules(self, target) -> dict:
+        """signature -> schedule fields of the best candidate, for the compiler."""
+        out = {}
+        for sig, e in self.data["targets"].get(target_key(target), {}).items():
+            best = e.get("best") if isinstance(e, dict) else None
+            if isinstance(best, dict):
+                out[sig] = {k: v for k, v in best.items() if k in FIELDS}
+        return out
+
+    def save(self) -> None:
+        """Atomically (temp file + rename): an interrupted tuner never leaves half a file."""
+        if self.path is None:
+            return
+        d = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".dgc-tuning-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.data, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, self.path)
+
+
+# ---- the schedule space ------------------------------------------------------------------
+
+def _divisors(n: int, limit: int) -> list[int]:
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def _widths(dim: int, lanes: int, regs: int) -> list[int]:
+    """Vector widths for an innermost dimension: one register or 2, 4, 8 whole registers
+    dividing it (other lengths make LLVM split vectors element by element), or all of a
+    short dimension."""
+    if dim <= lanes:
+        return [dim]
+    out = [lanes * k for k in (1, 2, 4, 8) if k <= regs and dim % (lanes * k) == 0]
+    return out or [d for d in _divisors(dim, lanes)][-1:]
+
+
+def candidates(entry: dict, target, rng: random.Random, limit: int = 400) -> list[dict]:
+    """Schedules to try for the op `entry` (an item of `--dump-schedule`): the default first,
+    then the register blocks (rows x vector widths within the register file), reduction steps
+    and cache blocks around them that keep every tile a divisor of its loop, in random order."""
+    loops, kinds, linalg = entry["loops"], entry["kinds"], entry["linalg"]
+    default = {k: entry[k] for k in FIELDS}
+    lanes = max(1, target.vector_bits // 32)
+    regs = max(2, target.vector_regs - 2)
+    found: list[dict] = []
+
+    def add(tile, reduce, outer):
+        c = {"tile": tile, "reduce": reduce, "outer": outer, "vectorize": True}
+        if c != default and c not in found:
+            found.append(c)
+
+    p = [i for i, k in enumerate(kinds) if k == "p"]
+    if linalg.startswith(("linalg.conv_2d", "linalg.depthwise", "linalg.pooling")):
+        row, col = 2, 3  # (n, oh, ow, c|f, kh, kw[, c])
+        red_steps = [1]
+        if len(loops) == 7:
+            red_steps = [s for s in (1, 2, 4) if loops[6] % s == 0]
+        for w in _widths(loops[col], lanes, regs):
+            vecs = -(-w // lanes)
+            for r in _divisors(loops[row], max(1, regs // vecs)):
+                tile = [1, 1, r, w] + [0] * (len(loops) - 4)
+                outers = [0]
+                if len(loops) == 7:
+                    outers += [m for m in range(2 * w, loops[col], w) if loops[col] % m == 0][:4]
+                for s in red_steps:
+                    red = [0, 0, 0, 0, 1, 1] + ([s] if len(loops) == 7 else [])
+                    for o in outers:
+                        outer = [0] * len(loops)
+                        outer[col] = o
+                        add(tile, red, outer)
+    elif len(p) >= 2 and "r" in kinds:  # matmul-like: (..., m, n, k)
+        m, n = p[-2], p[-1]
+        for w in _widths(loops[n], lanes, regs):
+            vecs = -(-w // lanes)
+            for r in _divisors(loops[m], max(1, regs // vecs)):
+                tile = [1 if k == "p" else 0 for k in kinds]
+                tile[m], tile[n] = r, w
+                add(tile, [1 if k == "r" else 0 for k in kinds], [0] * len(loops))
+    elif kinds and kinds[-1] == "p" and "r" not in kinds and linalg == "linalg.generic":
+        for w in (lanes * k for k in (1, 2, 4, 8)):
+            if loops[-1] % w == 0:
+                add([1] * (len(loops) - 1) + [w], [0] * len(loops), [0] * len(loops))
+    rng.shuffle(found)
+    return [default] + found[:limit]

@@ -1,0 +1,174 @@
+"""`dgc tune`, the tuning database and `dgc compile --tuning-db` (issue 9, x86 part)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import dgc
+from conftest import run_dgc, zoo_model
+from dgc.errors import UsageError
+from dgc.measure import MeasureError, time_models
+from dgc.passes.schedule import signature
+from dgc.tools import run_tool
+from dgc.tune import parse_budget, tune
+from dgc.tuning import SCHEMA, TuningDB, candidates, target_key
+
+
+def _two_convs() -> onnx.ModelProto:
+    """Two identical 3x3 convs (one signature) and a different third one."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.2, n)
+             for n, s in (("w1", (16, 8, 3, 3)), ("w2", (16, 16, 3, 3)), ("w3", (16, 16, 3, 3)), ("w4", (32, 16, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="c1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["b"], name="r1"),
+             helper.make_node("Conv", ["b", "w2"], ["c"], name="c2", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["d"], name="r2"),
+             helper.make_node("Conv", ["d", "w3"], ["e"], name="c3", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["e"], ["f"], name="r3"),
+             helper.make_node("Conv", ["f", "w4"], ["y"], name="c4")]
+    g = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 16, 16])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _entries(model, target="host"):
+    return json.loads(dgc.compile(model, target, name="m").schedule)["ops"]
+
+
+def test_identical_layers_share_a_signature():
+    ops = _entries(_two_convs())
+    sigs = [signature(o["linalg"], o["loops"], o["kinds"], o["fuse"]) for o in ops if o["key"] in ("c2", "c3", "c4")]
+    assert sigs[0] == sigs[1] != sigs[2]
+
+
+@pytest.mark.parametrize("target", ["host", "x86-64-v3", "cortex-m7", "aarch64"])
+def test_candidates_are_valid_schedules(target):
+    t = dgc.get_target(target)
+    for op in _entries(zoo_model("resnet8"), target):
+        cands = candidates(op, t, random.Random(0))
+        assert cands[0] == {k: op[k] for k in ("tile", "reduce", "outer", "vectorize")}  # the default first
+        assert len({json.dumps(c, sort_keys=True) for c in cands}) == len(cands)
+        for c in cands[1:]:
+            for field in ("tile", "reduce", "outer"):
+                assert len(c[field]) == len(op["loops"])
+                assert all(x == 0 or d % x == 0 for x, d in zip(c[field], op["loops"])), (op["key"], c)
+            lanes = max(1, t.vector_bits // 32)
+            p = [i for i, k in enumerate(op["kinds"]) if k == "p"]
+            if "r" in op["kinds"]:  # register block within the register file
+                rows, cols = c["tile"][p[-2] if len(p) < 4 else 2], c["tile"][p[-1] if len(p) < 4 else 3]
+                assert rows * -(-cols // lanes) <= max(2, t.vector_regs - 2)
+
+
+def test_candidate_order_follows_the_seed():
+    op = next(o for o in _entries(zoo_model("resnet8")) if o["linalg"] == "linalg.conv_2d_nhwc_hwcf")
+    t = dgc.get_target("host")
+    a, b, c = (candidates(op, t, random.Random(s)) for s in (1, 1, 2))
+    assert a == b and a != c and sorted(map(str, a)) == sorted(map(str, c))
+
+
+def test_tune_writes_a_resumable_database_and_compiles_deterministically(tmp_path):
+    model = _two_convs()
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    db = tmp_path / "tuning.json"
+    rep = tune(str(path), "host", trials=3, db_path=str(db), seed=0, progress=False, samples=5)
+    data = json.loads(db.read_text())
+    assert data["schema"] == SCHEMA
+    entries = data["targets"][target_key(dgc.get_target("host"))]
+    measured = [t for e in entries.values() for t in e.get("trials", [])]
+    assert len(measured) == 3 == sum(r.trials for r in rep.signatures)
+    assert all("seconds" in t or "error" in t for t in measured)
+    assert rep.default_s > 0 and rep.tuned_s > 0 and (rep.tuned_s <= rep.default_s or not rep.kept)
+    # identical convs c2/c3 are one signature: tuned once
+    assert len(rep.signatures) == len({r.signature for r in rep.signatures})
+
+    # resume: a second run measures only new candidates
+    tune(str(path), "host", trials=3, db_path=str(db), seed=0, progress=False, samples=5)
+    entries = json.loads(db.read_text())["targets"][target_key(dgc.get_target("host"))]
+    for e in entries.values():
+        scheds = [json.dumps(t["schedule"], sort_keys=True) for t in e.get("trials", [])]
+        assert len(scheds) == len(set(scheds))
+    assert sum(len(e.get("trials", [])) for e in entries.values()) == 6
+
+
+def _db_with(tmp_path, target, best: dict) -> str:
+    t = dgc.get_target(target)
+    p = tmp_path / "db.json"
+    p.write_text(json.dumps({"schema": SCHEMA, "targets": {target_key(t): {s: {"best": b} for s, b in best.items()}}}))
+    return str(p)
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m7"])
+def test_compile_applies_the_database(target, tmp_path):
+    """A database entry changes exactly its ops' schedules; the object verifies and is the
+    same bytes every time."""
+    model = _two_convs()
+    ops = _entries(model, target)
+    c2 = next(o for o in ops if o["key"] == "c2")
+    sig = signature(c2["linalg"], c2["loops"], c2["kinds"], c2["fuse"])
+    other = next(c for c in candidates(c2, dgc.get_target(target), random.Random(0))[1:] if c["outer"] == [0] * 7)
+    db = _db_with(tmp_path, target, {sig: other})
+    a = dgc.compile(model, target, name="m", tuning_db=db)
+    b = dgc.compile(model, target, name="m", tuning_db=db)
+    assert a.object == b.object
+    used = {o["key"]: o for o in json.loads(a.schedule)["ops"]}
+    for key in ("c2", "c3"):
+        assert used[key]["tile"] == other["tile"] and used[key]["reduce"] == other["reduce"]
+    assert used["c4"]["tile"] == next(o for o in ops if o["key"] == "c4")["tile"]
+    if target == "host":
+        from conftest import check_on_target
+
+        check_on_target(model, target, tmp_path, tuning_db=db)
+
+
+def test_a_database_for_another_target_changes_nothing(tmp_path):
+    model = _two_convs()
+    c2 = next(o for o in _entries(model, "cortex-m7") if o["key"] == "c2")
+    sig = signature(c2["linalg"], c2["loops"], c2["kinds"], c2["fuse"])
+    db = _db_with(tmp_path, "cortex-m4", {sig: candidates(c2, dgc.get_target("cortex-m7"), random.Random(0))[1]})
+    assert dgc.compile(model, "cortex-m7", name="m", tuning_db=db).object == \
+        dgc.compile(model, "cortex-m7", name="m").object
+
+
+def test_bad_databases_and_targets_are_clear_errors(tmp_path):
+    model = tmp_path / "m.onnx"
+    onnx.save(_two_convs(), model)
+    (tmp_path / "bad.json").write_text("{")
+    (tmp_path / "other.json").write_text('{"ops": []}')
+    for db, msg in (("missing.json", "cannot read"), ("bad.json", "not valid JSON"), ("other.json", "not a dgc tuning")):
+        proc = run_dgc("compile", model, "-o", tmp_path / "out", "--tuning-db", tmp_path / db)
+        assert proc.returncode == 2 and msg in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "out" / "m.o").exists()
+    proc = run_dgc("tune", model, "--target", "cortex-m7", "--trials", "2", "--db", tmp_path / "t.json")
+    assert proc.returncode == 2 and "not implemented yet" in proc.stderr
+    with pytest.raises(UsageError):
+        parse_budget("ten minutes")
+    assert parse_budget("10m") == 600 and parse_budget("90s") == 90 and parse_budget("2") == 2
+
+
+def test_a_crashing_candidate_is_contained(tmp_path):
+    """Code that crashes while being timed raises MeasureError in the tuner, which goes on."""
+    res = dgc.compile(_two_convs(), "host", name="m")
+    src = tmp_path / "crash.c"
+    src.write_text("int m_run(const float *x, float *y, void *a) { return *(volatile int *)0; }\n")
+    obj = tmp_path / "crash.o"
+    run_tool(["cc", "-c", str(src), "-fPIC", "-o", str(obj)])
+    good = tmp_path / "good.o"
+    good.write_bytes(res.object)
+    assert len(time_models([(res.spec, str(good))], res.target, str(tmp_path / "w"), samples=3)) == 1
+    with pytest.raises(MeasureError, match="signal"):
+        time_models([(res.spec, str(good)), (res.spec, str(obj))], res.target, str(tmp_path / "w"), samples=3)
+
+
+def test_database_is_rewritten_atomically(tmp_path):
+    db = TuningDB.load(tmp_path / "x.json")
+    db.entries(dgc.get_target("host"))["sig"] = {"trials": []}
+    db.save()
+    assert json.loads((tmp_path / "x.json").read_text())["schema"] == SCHEMA
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
