@@ -44,7 +44,6 @@ if __name__ == "__main__":  # before anything imports numpy: its BLAS reads thes
         os.environ[_var] = "1"
 
 import argparse
-import ctypes
 import dataclasses
 import json
 import math
@@ -63,12 +62,12 @@ import dgc
 from dgc import zoo
 from dgc.errors import DgcError
 from dgc.macs import model_macs, shapes_of
-from dgc.runtime.runners import _aligned_empty, _link_shared
+from dgc.measure import LoadedModel
+from dgc.runtime.runners import _link_shared
 from dgc.verifier import compare
 
 TINY = ("lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025", "fc_autoencoder")  # geomean set
 CONV_MODELS = ("mobilenet_v2", "resnet18")
-ARENA_ALIGN = 64
 
 
 # ---- FLOPs ------------------------------------------------------------------------------
@@ -80,27 +79,14 @@ def model_flops(model: onnx.ModelProto) -> int:
 
 # ---- the two runners --------------------------------------------------------------------
 
-class DgcModel:
+class DgcModel(LoadedModel):
     """A compiled model in a shared library; calling it is one ctypes call, no allocation."""
 
     def __init__(self, res, inputs: list[np.ndarray], workdir: str):
         obj = os.path.join(workdir, f"{res.name}.o")
         with open(obj, "wb") as f:
             f.write(res.object)
-        self.lib = ctypes.CDLL(_link_shared([(res.spec, obj)], res.target, workdir, 600))
-        self.fn = getattr(self.lib, res.spec.entry)
-        self.fn.restype = ctypes.c_int
-        self.outputs = [np.zeros(t.shape, dtype=t.dtype) for t in res.spec.outputs]
-        size = res.spec.arena_size
-        self.arena = _aligned_empty(size, ARENA_ALIGN) if size else None
-        pointers = [b.ctypes.data for b in (*inputs, *self.outputs)]
-        pointers.append(self.arena.ctypes.data if size else None)
-        self.args = [ctypes.c_void_p(p) for p in pointers]
-        self.inputs = inputs  # the buffers live as long as the pointers
-
-    def __call__(self) -> None:
-        if self.fn(*self.args) != 0:
-            raise RuntimeError(f"{self.fn.__name__} returned non-zero")
+        super().__init__(_link_shared([(res.spec, obj)], res.target, workdir, 600), res.spec, inputs)
 
 
 def _for_ort(model: onnx.ModelProto) -> bytes:
