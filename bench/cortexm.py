@@ -6,7 +6,7 @@ For each zoo model: compile it with dgc for the target, and generate the plain C
 of the same network (bench/cref: straightforward float loops, inlined per layer so that GCC
 knows the shapes, built with arm-none-eabi-gcc -O3 -ffp-contract=off); link each into dgc's
 QEMU harness (startup_cortexm.c, semihost.c, boards/<board>.ld), run one inference under
-qemu-system-arm with the icount TCG plugin (bench/qemu_icount), and report:
+qemu-system-arm with the icount TCG plugin (dgc.runtime.icount), and report:
 
   instructions    EXACT count of guest instructions executed inside `<name>_run` (between
                   the harness's dgc_bench_begin/dgc_bench_end markers), the same on every
@@ -42,8 +42,8 @@ from dgc.runtime.runners import RUNTIME_DIR
 from dgc.targets import get_target
 from dgc.tools import run_tool
 from dgc.verifier import compare, random_inputs, reference
-from qemu_icount.estimate import estimate
-from qemu_icount.plugin import build_firmware, run_counted
+from dgc.runtime.icount.estimate import estimate
+from dgc.runtime.icount.plugin import build_firmware, run_counted
 
 CREF_FLAGS = ["-O3", "-ffp-contract=off", "-std=c11", "-Wall", "-ffunction-sections",
               "-fdata-sections"]

@@ -186,7 +186,10 @@ def tune_cmd(model, target, trials, budget, db_path, seed, input_shapes, quiet):
     for r in rep.signatures:
         click.echo(f"| {r.signature} | {r.ops} | {100 * r.share:.1f}% | {r.trials} | x{r.speedup:.3f} |")
     verdict = "kept" if rep.kept else "not faster than the default: this run's choices were dropped"
-    click.echo(f"{rep.target}: default {rep.default_s * 1e3:.4g} ms, tuned {rep.tuned_s * 1e3:.4g} ms, "
+    def cost(v):
+        return f"{v * 1e3:.4g} ms" if rep.unit == "s" else f"{v:,.0f} est. cycles"
+
+    click.echo(f"{rep.target}: default {cost(rep.default_s)}, tuned {cost(rep.tuned_s)}, "
                f"speedup x{rep.speedup:.3f} ({verdict}); database {db_path}")
 
 

@@ -78,6 +78,28 @@ def time_models(models: list[tuple[ModelSpec, str]], target, workdir: str, sampl
     return json.loads(proc.stdout)["seconds"]
 
 
+def count_models(models: list[tuple[ModelSpec, str]], target, workdir: str, timeout: float = 600) -> list[dict]:
+    """Cortex-M: each model once in QEMU's board firmware under the icount plugin
+    (dgc.runtime.icount): exact instructions executed by `<name>_run` and the llvm-mca cycle
+    estimate of those instructions. Deterministic; a crash or fault raises MeasureError."""
+    from dgc.errors import ToolError
+    from dgc.runtime.icount.estimate import estimate
+    from dgc.runtime.icount.plugin import build_firmware, run_counted
+    from dgc.verifier import random_inputs
+
+    out = []
+    for k, (spec, obj) in enumerate(models):
+        wd = os.path.join(workdir, f"count{k}")
+        try:
+            exe = build_firmware([(spec, [obj])], target, [random_inputs(spec, 0)], wd, timeout)
+            _, regions = run_counted(exe, [spec], target, wd, timeout)
+            est = estimate(exe, regions[0].counts, target)
+        except (ToolError, RuntimeError) as e:
+            raise MeasureError(f"counting run failed: {str(e).splitlines()[0] if str(e) else e}") from None
+        out.append({"instructions": est.instructions, "cycles": est.cycles})
+    return out
+
+
 def _child(path: str) -> None:
     with open(path) as f:
         job = json.load(f)

@@ -16,8 +16,10 @@ the default and the tuned model are timed again in one run; if the tuned one is 
 this run's choices are dropped (the database keeps the trials): tuning never makes a model
 slower. Candidate order is reproducible (`seed`).
 
-Measurement needs a target this machine executes (x86 targets); ARM and Cortex-M targets
-(QEMU instruction counts) are not implemented yet and raise UsageError.
+Costs: on x86 targets this machine executes, seconds per run (measured); on Cortex-M targets,
+the llvm-mca cycle estimate of the exact instructions one run executes in QEMU
+(`dgc.measure.count_models`; deterministic, so no confirmation run). AArch64/ARMv7 Linux
+targets (qemu-user) are not implemented yet and raise UsageError.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class TuneReport:
     tuned_s: float
     signatures: list[SignatureResult]
     kept: bool  # False: the tuned model was not faster, this run's choices were dropped
+    unit: str = "s"  # of default_s / tuned_s: "s" (x86) or "cycles" (Cortex-M, estimated)
 
     @property
     def speedup(self) -> float:
@@ -83,10 +86,11 @@ def tune(model, target="host", *, trials: int | None = None, budget_s: float | N
     from .frontend.load import read_model
 
     tgt = get_target(target) if isinstance(target, str) else target
-    if tgt.runner != "host" or not host_can_run(tgt):
-        raise UsageError(f"dgc tune measures by running the model on this machine; target '{tgt.name}' "
-                         "does not run here", hint="tune an x86 target this CPU executes (e.g. host); tuning "
-                         "ARM/Cortex-M targets in QEMU is not implemented yet")
+    if not (tgt.runner == "qemu-system" or (tgt.runner == "host" and host_can_run(tgt))):
+        raise UsageError(f"dgc tune measures by running the model: target '{tgt.name}' runs neither on this "
+                         "machine nor on a QEMU Cortex-M board", hint="tune an x86 target this CPU executes "
+                         "(e.g. host) or a Cortex-M target; tuning AArch64/ARMv7 Linux targets is not "
+                         "implemented yet")
     if trials is None and budget_s is None:
         trials = 32
     if trials is not None and trials < 1:
@@ -109,6 +113,7 @@ class _Tuner:
         self.input_shapes, self.samples, self.model_name, self.progress = input_shapes, samples, model_name, progress
         self.entries = db.entries(tgt)
         self.n = 0
+        self.cycles: dict[str, float] = {}  # object path -> estimated cycles (Cortex-M)
 
     # -- compile and time ---------------------------------------------------------------------
     def compile(self, schedules: dict):
@@ -124,9 +129,21 @@ class _Tuner:
             f.write(res.object)
         return res, obj
 
-    def time(self, res, objs: list[str], samples: int | None = None) -> list[float]:
-        from .measure import time_models
+    @property
+    def exact(self) -> bool:
+        """Cortex-M costs are estimated cycles of exact instruction counts: no noise."""
+        return self.tgt.runner == "qemu-system"
 
+    def time(self, res, objs: list[str], samples: int | None = None) -> list[float]:
+        """Seconds per run (x86, measured) or estimated cycles (Cortex-M, counted in QEMU)."""
+        from .measure import count_models, time_models
+
+        if self.exact:
+            known = [self.cycles.get(o) for o in objs]
+            todo = [o for o, c in zip(objs, known) if c is None]
+            for o, r in zip(todo, count_models([(res.spec, o) for o in todo], self.tgt, self.workdir)):
+                self.cycles[o] = r["cycles"]
+            return [self.cycles[o] for o in objs]
         return time_models([(res.spec, o) for o in objs], self.tgt, self.workdir, samples=samples or self.samples)
 
     # -- the search ------------------------------------------------------------------------------
@@ -182,7 +199,7 @@ class _Tuner:
             if "best" in self.entries.get(sig, {}):
                 self.entries[sig]["speedup"] = round(t_default / t_tuned, 4)
         self.db.save()
-        return TuneReport(self.tgt.name, t_default, t_tuned, results, kept)
+        return TuneReport(self.tgt.name, t_default, t_tuned, results, kept, "cycles" if self.exact else "s")
 
     def _plan(self, order, volume, spaces, trials) -> dict:
         """Trials per signature by share of the loop volume (at least one each while any are left)."""
@@ -215,7 +232,7 @@ class _Tuner:
             try:
                 res, obj = self.compile({**chosen, sig: cand})
                 t_inc, t_cand = self.time(res, [inc_obj, obj])
-                if t_cand < t_inc * MARGIN:  # confirmed by a second, independent run (noise)
+                if t_cand < t_inc * MARGIN and not self.exact:  # confirmed by a second run (noise)
                     again = self.time(res, [inc_obj, obj])
                     t_inc, t_cand = min(t_inc, again[0]), max(t_cand, again[1])
                 trial.update(seconds=t_cand, incumbent=t_inc)

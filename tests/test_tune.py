@@ -145,7 +145,7 @@ def test_bad_databases_and_targets_are_clear_errors(tmp_path):
         proc = run_dgc("compile", model, "-o", tmp_path / "out", "--tuning-db", tmp_path / db)
         assert proc.returncode == 2 and msg in proc.stderr and "Traceback" not in proc.stderr
         assert not (tmp_path / "out" / "m.o").exists()
-    proc = run_dgc("tune", model, "--target", "cortex-m7", "--trials", "2", "--db", tmp_path / "t.json")
+    proc = run_dgc("tune", model, "--target", "aarch64", "--trials", "2", "--db", tmp_path / "t.json")
     assert proc.returncode == 2 and "not implemented yet" in proc.stderr
     with pytest.raises(UsageError):
         parse_budget("ten minutes")
@@ -172,3 +172,31 @@ def test_database_is_rewritten_atomically(tmp_path):
     db.save()
     assert json.loads((tmp_path / "x.json").read_text())["schema"] == SCHEMA
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_depfile_names_the_tuning_database(tmp_path):
+    model = tmp_path / "m.onnx"
+    onnx.save(_two_convs(), model)
+    db = tmp_path / "tuning.json"
+    TuningDB(str(db), {"schema": SCHEMA, "targets": {}}).save()
+    proc = run_dgc("compile", model, "-o", tmp_path / "out", "--tuning-db", db, "--depfile", tmp_path / "out" / "m.d")
+    assert proc.returncode == 0, proc.stderr
+    assert str(db) in (tmp_path / "out" / "m.d").read_text()
+
+
+def test_tune_on_cortex_m_counts_cycles_in_qemu(tmp_path):
+    """Cortex-M candidates are costed by the llvm-mca estimate of the exact instructions one run
+    executes in QEMU: the same object always costs the same."""
+    from conftest import require_tools
+    from dgc.measure import count_models
+
+    require_tools("cortex-m7")
+    path = tmp_path / "m.onnx"
+    onnx.save(_two_convs(), path)
+    rep = tune(str(path), "cortex-m7", trials=2, db_path=str(tmp_path / "db.json"), progress=False)
+    assert rep.unit == "cycles" and rep.default_s > 0 and rep.tuned_s <= rep.default_s
+    res = dgc.compile(_two_convs(), "cortex-m7", name="m")
+    obj = tmp_path / "m.o"
+    obj.write_bytes(res.object)
+    a, b = count_models([(res.spec, str(obj))] * 2, res.target, str(tmp_path / "w"))
+    assert a == b and a["instructions"] > 0 and a["cycles"] > 0
