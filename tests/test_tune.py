@@ -200,3 +200,31 @@ def test_tune_on_cortex_m_counts_cycles_in_qemu(tmp_path):
     obj.write_bytes(res.object)
     a, b = count_models([(res.spec, str(obj))] * 2, res.target, str(tmp_path / "w"))
     assert a == b and a["instructions"] > 0 and a["cycles"] > 0
+
+
+def test_spearman_matches_numpy_ranks():
+    from dgc.predict import spearman
+
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(30), rng.standard_normal(30)
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    assert abs(spearman(list(a), list(b)) - np.corrcoef(ra, rb)[0, 1]) < 1e-12
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_predictor_prefers_register_blocks_that_reuse_loads():
+    """The cost model's ordering on a conv: one output row per block (no broadcast reuse) costs
+    more than four; a block beyond the register file (spills) more than one within it; an
+    unvectorized schedule the most."""
+    from dgc.predict import predict
+
+    t = dgc.get_target("x86-64-v3")  # 8 lanes, 16 registers
+    op = {"linalg": "linalg.conv_2d_nhwc_hwcf", "loops": [1, 32, 32, 16, 3, 3, 16], "kinds": "pppprrr"}
+
+    def cost(rows, width, vectorize=True):
+        return predict(op, {"tile": [1, 1, rows, width, 0, 0, 0], "reduce": [0, 0, 0, 0, 1, 1, 1],
+                            "outer": [0] * 7, "vectorize": vectorize}, t)
+    assert cost(1, 16) > cost(4, 16)
+    assert cost(16, 16) > cost(4, 16)  # 16 x 2 accumulators > 16 registers
+    assert cost(4, 16, vectorize=False) > cost(1, 16)

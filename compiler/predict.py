@@ -1,0 +1,92 @@
+"""An analytic cost model of a schedule: ranks `dgc tune` candidates without running them.
+
+`predict(entry, schedule, target)` estimates the cycles of one op (`entry`: an item of
+`--dump-schedule`; `schedule`: its tile/reduce/outer/vectorize fields) from the target's data
+only: vector lanes and registers, the cache size. The model is a register-block roofline:
+
+  - the inner step of a register block of r rows x v vectors loads v weight vectors and r
+    broadcast inputs and issues r*v FMAs; a core issues two of either per cycle, so a step
+    costs max(r*v, r + v) / 2 cycles; lanes a vector leaves unused (a width below the lanes)
+    are paid for anyway;
+  - accumulators, weight vectors and one broadcast that exceed the register file spill:
+    every spilled register costs a load and a store per step;
+  - per block: storing r*v accumulators and the loop overhead (~8 cycles);
+  - weights that do not fit a quarter of the cache are read again for every block row unless
+    an outer (cache) block keeps a slice of them resident: 4 extra cycles per weight vector;
+  - reduction steps of s > 1 channels save loop overhead (1 cycle per step / s);
+  - an unvectorized op costs one cycle per scalar MAC.
+
+Other ops (elementwise generics, transposes) cost their loop volume / lanes. It is a ranking
+model: `dgc compile --predict` takes the cheapest candidate of every op, `dgc tune` could
+measure the most promising first. Its rank correlation with measured costs is checked in
+tests/test_tune.py on the trials of a tuning database.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _lanes(target) -> int:
+    return max(1, target.vector_bits // 32)
+
+
+def predict(entry: dict, schedule: dict, target) -> float:
+    loops, kinds, linalg = entry["loops"], entry["kinds"], entry["linalg"]
+    volume = math.prod(loops)
+    if not schedule.get("vectorize", True):
+        return float(volume)
+    lanes = _lanes(target)
+    tile, reduce, outer = schedule["tile"], schedule["reduce"], schedule["outer"]
+    p = [i for i, k in enumerate(kinds) if k == "p"]
+    if linalg.startswith(("linalg.conv_2d", "linalg.depthwise", "linalg.pooling")):
+        rows_i, cols_i = 2, 3
+    elif len(p) >= 2 and "r" in kinds:
+        rows_i, cols_i = p[-2], p[-1]
+    else:
+        return volume / lanes
+    r, w = max(1, tile[rows_i]), max(1, tile[cols_i])
+    v = -(-w // lanes)
+    useful = w / (v * lanes)  # lanes doing work
+    depthwise = not linalg.startswith(("linalg.conv_2d", "linalg.matmul", "linalg.batch_matmul")) and \
+        "r" in kinds and len(loops) == 6
+    # registers: accumulators, weight vectors (depthwise/pool: input vectors), one broadcast
+    live = r * v + v + 1
+    spill = max(0, live - target.vector_regs)
+    red = math.prod(d for d, k in zip(loops, kinds) if k == "r")
+    steps = (volume / red) / (r * w) * red  # block count x reduction length
+    step = max(r * v, r + v) / 2 + 2 * spill
+    step_s = 1
+    if reduce and len(reduce) == len(loops) and kinds[-1] == "r":
+        step_s = max(1, reduce[-1])
+    cycles = steps * (step + 1.0 / step_s) / useful
+    blocks = (volume / red) / (r * w)
+    cycles += blocks * (r * v + 8)
+    if not depthwise and target.cache_bytes:
+        weight_bytes = 4 * loops[cols_i] * red
+        if weight_bytes > target.cache_bytes // 4 and not any(outer):
+            cycles += steps * v * 4
+    return cycles
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    def ranks(x):
+        order = sorted(range(len(x)), key=lambda i: x[i])
+        rk = [0.0] * len(x)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                rk[order[k]] = (i + j) / 2
+            i = j + 1
+        return rk
+    ra, rb = ranks(a), ranks(b)
+    n = len(a)
+    ma, mb = sum(ra) / n, sum(rb) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    va = math.sqrt(sum((x - ma) ** 2 for x in ra))
+    vb = math.sqrt(sum((y - mb) ** 2 for y in rb))
+    return cov / (va * vb) if va and vb else 0.0
