@@ -36,7 +36,7 @@ import time
 from dgc.errors import DgcError, UsageError
 from dgc.targets import get_target, host_can_run
 
-from .tuning import TuningDB, candidates, dgc_version, target_key
+from .tuning import SCHEMA, TuningDB, candidates, dgc_version, target_key
 
 MARGIN = 0.97  # a candidate must be >= 3% faster than the incumbent to replace it
 
@@ -119,7 +119,7 @@ class _Tuner:
     def compile(self, schedules: dict):
         from .contain import compile_contained
 
-        trial_db = TuningDB(None, {"schema": "dgc-tuning/1",
+        trial_db = TuningDB(None, {"schema": SCHEMA,
                                    "targets": {target_key(self.tgt): {s: {"best": f} for s, f in schedules.items()}}})
         self.n += 1
         res = compile_contained(self.proto, self.tgt, "tuned", input_shapes=self.input_shapes, ram_limit=None,
@@ -181,9 +181,8 @@ class _Tuner:
                 results.append(r)
         finally:
             bar.close()
-        # the verdict: default and tuned, timed again in one run
-        tuned_res, tuned_obj = self.compile(chosen) if chosen else (base, base_obj)
-        t_default, t_tuned = self.time(base, [base_obj, tuned_obj], samples=2 * self.samples + 1)
+        # the verdict: default and tuned (the incumbent is the compile of `chosen`), timed again in one run
+        t_default, t_tuned = self.time(base, [base_obj, inc_obj], samples=2 * self.samples + 1)
         if not chosen:  # the default itself: one object timed twice
             t_tuned = t_default
         kept = t_tuned <= t_default
