@@ -1,7 +1,12 @@
 # dgc-flags.cmake -- shared by dgc's toolchain files: C/C++/ASM flags that agree with the dgc
 # target DGC_TARGET, from `dgc targets --cflags ${DGC_TARGET}` (CPU, FPU, float ABI).
 # In:  DGC_TARGET (cache), DGC_TARGET_PATTERN (regex of the targets this toolchain builds for)
-# Out: CMAKE_<LANG>_FLAGS_INIT, DGC_CFLAGS; try_compile() projects inherit DGC_* variables.
+# Out: CMAKE_<LANG>_FLAGS_INIT, DGC_CFLAGS, find-root-path modes (the build machine's programs,
+#      the target's libraries and headers); try_compile() projects inherit DGC_* variables.
+
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 if(NOT DGC_EXECUTABLE)
   find_program(DGC_EXECUTABLE NAMES dgc HINTS "$ENV{VIRTUAL_ENV}/bin")
 endif()
