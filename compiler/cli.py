@@ -91,6 +91,9 @@ _TARGET_HELP = "Target name (see `dgc targets`), e.g. cortex-m7, aarch64, x86-64
 @click.option("--tuning-db", type=click.Path(dir_okay=False), default=None,
               help="Apply the schedules `dgc tune` stored for this target in FILE; ops it does not "
                    "hold keep the default heuristics, e.g. --tuning-db tuning.json.")
+@click.option("--predict", is_flag=True, help="Ops without a --tuning-db entry get the schedule dgc's cost "
+              "model ranks cheapest among the candidates `dgc tune` would try, instead of the default "
+              "heuristics; nothing is run.")
 @click.option("--depfile", type=click.Path(dir_okay=False), default=None,
               help="Also write a Make-style dependency file: the first output depends on the model, its "
                    "external data, --schedule/--calibration files and dgc itself, e.g. --depfile build/kws.d.")
@@ -98,7 +101,7 @@ _TARGET_HELP = "Target name (see `dgc targets`), e.g. cortex-m7, aarch64, x86-64
               "<NAME>_ARENA_DEFINE(var), e.g. --arena-section .bss.sram2 for a chosen RAM bank.")
 def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, print_ir_after, stop_after,
             keep_constants, schedule, dump_schedule, quant, calibration, calibration_method, ram_limit, flash_limit,
-            weights_section, arena_section, tuning_db, depfile):
+            weights_section, arena_section, tuning_db, predict, depfile):
     """Compile MODEL (.onnx) to an object file and a C header.
 
     \b
@@ -130,7 +133,7 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
                             emit=kinds, dump_ir=dump_ir, print_ir_after=_split(print_ir_after),
                         stop_after=stop_after, keep_constants=keep_constants, schedule=schedule,
                         ram_limit=ram_limit, flash_limit=flash_limit, weights_section=weights_section,
-                        arena_section=arena_section, tuning_db=tuning_db)
+                        arena_section=arena_section, tuning_db=tuning_db, predict=predict)
     written = _write_outputs(res, out_dir, kinds)
     if dump_schedule:
         if res.schedule is None:

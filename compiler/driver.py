@@ -49,6 +49,7 @@ class StageContext:
     node_types: dict = dataclasses.field(default_factory=dict)  # ONNX node name -> op type
     schedule_overrides: list = dataclasses.field(default_factory=list)  # --schedule entries
     tuning: dict = dataclasses.field(default_factory=dict)  # op signature -> tuned schedule fields
+    predict: bool = False  # untuned ops: the cost model's (dgc.predict) best candidate, not the default
     schedule: list = dataclasses.field(default_factory=list)  # OpSchedule chosen per op
 
 
@@ -220,7 +221,7 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
             print_ir_after=(), stop_after: str | None = None, keep_constants: bool = False,
             workdir: str | None = None, schedule=None, ram_limit=footprint.DEFAULT,
             flash_limit=footprint.DEFAULT, weights_section: str = "", arena_section: str = "",
-            tuning_db=None) -> CompileResult:
+            tuning_db=None, predict: bool = False) -> CompileResult:
     """Compile an ONNX model (path, bytes or ModelProto) for `target`.
 
     `schedule`: overrides of the schedule stage's choices, a path to a JSON file (as written
@@ -231,6 +232,8 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
     `arena_section`: the section the header's <NAME>_ARENA_DEFINE puts an arena in.
     `tuning_db`: a tuning database (`dgc tune`; path or loaded `TuningDB`): ops whose signature
     it holds for this target get the tuned schedule, the others the defaults.
+    `predict`: ops without a tuned schedule get the candidate the cost model (`dgc.predict`)
+    ranks cheapest instead of the default heuristics; nothing is run.
     """
     from dgc.passes.schedule import read_schedule_file, validate_entries
 
@@ -267,7 +270,7 @@ def compile(model, target="host", name: str | None = None, *, opt_level: int = 3
     try:
         _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep_constants,
                  _Dumper(dump_ir, print_ir_after, keep_constants), workdir, res, for_target(tgt),
-                 overrides, limits, sections, tuning)
+                 overrides, limits, sections, tuning, predict)
     finally:
         if own_tmp:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -282,7 +285,7 @@ def _timed(res, key, fn, *args):
 
 
 def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, dump, workdir, res, stages,
-             overrides, limits, sections, tuning):
+             overrides, limits, sections, tuning, predict):
     from dgc.passes.schedule import dump as dump_schedule
 
     with ir.Context(), ir.Location.unknown():
@@ -298,6 +301,7 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
             res.mlir = _asm(module, keep)
         dump("import", module)
         ctx = StageContext(tgt, name, opt_level, emitter.blobs, schedule_overrides=overrides, tuning=tuning,
+                           predict=predict,
                            node_types={n.name: n.op_type for n in lm.model.graph.node})
         res.spec = _spec(lm, name, 0, ())
         if stop_after == "import":

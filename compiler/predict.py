@@ -69,6 +69,18 @@ def predict(entry: dict, schedule: dict, target) -> float:
     return cycles
 
 
+def best_predicted(entry: dict, target) -> dict:
+    """The candidate schedule (`dgc.tuning.candidates`, default included) of the op `entry`
+    with the lowest predicted cost; the default wins ties. Deterministic."""
+    import random
+
+    from .tuning import candidates
+
+    space = candidates(entry, target, random.Random(0), limit=1 << 30)
+    costs = [predict(entry, c, target) for c in space]
+    return space[min(range(len(space)), key=lambda i: (costs[i], i))]
+
+
 def spearman(a: list[float], b: list[float]) -> float:
     """Spearman rank correlation (average ranks for ties)."""
     def ranks(x):

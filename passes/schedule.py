@@ -392,8 +392,9 @@ def signature(linalg: str, loops, kinds: str, fuse: bool) -> str:
 
 
 def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
-    """Schedules for every schedulable op: defaults, then tuned entries (`--tuning-db`, by
-    signature), then user overrides (`--schedule`)."""
+    """Schedules for every schedulable op: defaults (or with `--predict` the cost model's
+    choice), then tuned entries (`--tuning-db`, by signature), then user overrides
+    (`--schedule`)."""
     node_types = ctx.node_types
     groups, seen, taken = [], {}, []
     named = ops_named(module.operation, _ANCHORS)
@@ -431,6 +432,10 @@ def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
     for g in groups:
         if (entry := tuned.get(signature(g.sched.linalg, g.sched.loops, g.sched.kinds, g.sched.fuse))):
             _apply_override(g.sched, entry)
+        elif getattr(ctx, "predict", False):
+            from dgc.predict import best_predicted
+
+            _apply_override(g.sched, best_predicted(g.sched.to_json(), ctx.target))
     _apply_overrides(groups, overrides or [])
     for g in groups:
         _check_decompose(g.sched)

@@ -228,3 +228,34 @@ def test_predictor_prefers_register_blocks_that_reuse_loads():
     assert cost(1, 16) > cost(4, 16)
     assert cost(16, 16) > cost(4, 16)  # 16 x 2 accumulators > 16 registers
     assert cost(4, 16, vectorize=False) > cost(1, 16)
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m7"])
+def test_predict_picks_the_cost_models_best_candidate(target, tmp_path):
+    """`--predict`: every op gets the candidate the cost model ranks cheapest (nothing run),
+    a database entry still wins over it, and the model verifies against onnxruntime."""
+    from dgc.predict import best_predicted, predict
+
+    t = dgc.get_target(target)
+    model = _two_convs()
+    ops = {o["key"]: o for o in _entries(model, target)}
+    res = dgc.compile(model, target, name="m", predict=True)
+    used = {o["key"]: o for o in json.loads(res.schedule)["ops"]}
+    for key in ("c1", "c2", "c3", "c4"):
+        best = best_predicted(ops[key], t)
+        assert {k: used[key][k] for k in ("tile", "reduce", "outer")} == \
+               {k: best[k] for k in ("tile", "reduce", "outer")}, key
+        assert all(predict(ops[key], c, t) >= predict(ops[key], best, t)
+                   for c in candidates(ops[key], t, random.Random(1)))
+    assert dgc.compile(model, target, name="m", predict=True).object == res.object
+    sig = signature(ops["c4"]["linalg"], ops["c4"]["loops"], ops["c4"]["kinds"], ops["c4"]["fuse"])
+    tuned = next(c for c in candidates(ops["c4"], t, random.Random(0))[1:] if c != best_predicted(ops["c4"], t))
+    both = dgc.compile(model, target, name="m", predict=True, tuning_db=_db_with(tmp_path, target, {sig: tuned}))
+    assert next(o for o in json.loads(both.schedule)["ops"] if o["key"] == "c4")["tile"] == tuned["tile"]
+    from conftest import check_on_target
+
+    check_on_target(model, target, tmp_path, predict=True)
+    onnx.save(model, tmp_path / "m.onnx")
+    r = run_dgc("compile", tmp_path / "m.onnx", "--target", target, "--predict", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "m.o").read_bytes() == res.object
