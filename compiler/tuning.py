@@ -111,7 +111,8 @@ def _widths(dim: int, lanes: int, regs: int) -> list[int]:
 def candidates(entry: dict, target, rng: random.Random, limit: int = 400) -> list[dict]:
     """Schedules to try for the op `entry` (an item of `--dump-schedule`): the default first,
     then the register blocks (rows x vector widths within the register file), reduction steps
-    and cache blocks around them that keep every tile a divisor of its loop, in random order."""
+    (input channels per step; one window column or the whole window row unrolled) and cache
+    blocks around them that keep every tile a divisor of its loop, in random order."""
     loops, kinds, linalg = entry["loops"], entry["kinds"], entry["linalg"]
     default = {k: entry[k] for k in FIELDS}
     lanes = max(1, target.vector_bits // 32)
@@ -129,6 +130,7 @@ def candidates(entry: dict, target, rng: random.Random, limit: int = 400) -> lis
         red_steps = [1]
         if len(loops) == 7:
             red_steps = [s for s in (1, 2, 4) if loops[6] % s == 0]
+        kw_steps = sorted({1, loops[5]})  # one window column per step, or the whole row unrolled
         for w in _widths(loops[col], lanes, regs):
             vecs = -(-w // lanes)
             for r in _divisors(loops[row], max(1, regs // vecs)):
@@ -136,8 +138,8 @@ def candidates(entry: dict, target, rng: random.Random, limit: int = 400) -> lis
                 outers = [0]
                 if len(loops) == 7:
                     outers += [m for m in range(2 * w, loops[col], w) if loops[col] % m == 0][:4]
-                for s in red_steps:
-                    red = [0, 0, 0, 0, 1, 1] + ([s] if len(loops) == 7 else [])
+                for s, kw in ((s, kw) for s in red_steps for kw in kw_steps):
+                    red = [0, 0, 0, 0, 1, kw] + ([s] if len(loops) == 7 else [])
                     for o in outers:
                         outer = [0] * len(loops)
                         outer[col] = o

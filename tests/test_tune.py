@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import dgc
-from conftest import run_dgc, zoo_model
+from conftest import check_on_target, run_dgc, zoo_model
 from dgc.errors import UsageError
 from dgc.measure import MeasureError, time_models
 from dgc.passes.schedule import signature
@@ -122,8 +122,6 @@ def test_compile_applies_the_database(target, tmp_path):
         assert used[key]["tile"] == other["tile"] and used[key]["reduce"] == other["reduce"]
     assert used["c4"]["tile"] == next(o for o in ops if o["key"] == "c4")["tile"]
     if target == "host":
-        from conftest import check_on_target
-
         check_on_target(model, target, tmp_path, tuning_db=db)
 
 
@@ -252,10 +250,40 @@ def test_predict_picks_the_cost_models_best_candidate(target, tmp_path):
     tuned = next(c for c in candidates(ops["c4"], t, random.Random(0))[1:] if c != best_predicted(ops["c4"], t))
     both = dgc.compile(model, target, name="m", predict=True, tuning_db=_db_with(tmp_path, target, {sig: tuned}))
     assert next(o for o in json.loads(both.schedule)["ops"] if o["key"] == "c4")["tile"] == tuned["tile"]
-    from conftest import check_on_target
-
     check_on_target(model, target, tmp_path, predict=True)
     onnx.save(model, tmp_path / "m.onnx")
     r = run_dgc("compile", tmp_path / "m.onnx", "--target", target, "--predict", "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / "m.o").read_bytes() == res.object
+
+
+def _conv_dw_pool() -> onnx.ModelProto:
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.3, n)
+             for n, s in (("w1", (16, 8, 3, 3)), ("w2", (16, 1, 3, 3)), ("b2", (16,)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["b"], name="relu"),
+             helper.make_node("Conv", ["b", "w2", "b2"], ["c"], name="dw", group=16, pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["c"], ["y"], name="pool", kernel_shape=[3, 3], strides=[2, 2])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 12, 12])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 5, 5])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m7"])
+def test_whole_window_rows_per_reduction_step_verify(target, tmp_path):
+    """The candidates that unroll a window row (reduce kw = the kernel width) for conv,
+    depthwise conv and pooling compute the same as onnxruntime."""
+    model = _conv_dw_pool()
+    t = dgc.get_target(target)
+    ops = _entries(model, target)
+    schedule = []
+    for op in ops:
+        if op["linalg"].startswith(("linalg.conv_2d", "linalg.depthwise", "linalg.pooling")):
+            unrolled = [c for c in candidates(op, t, random.Random(0)) if c["reduce"][5] == op["loops"][5] == 3]
+            assert unrolled, op["key"]
+            schedule.append({"key": op["key"], **unrolled[0]})
+    assert len(schedule) == 3
+    res, _, _ = check_on_target(model, target, tmp_path, schedule=schedule)
+    used = {o["key"]: o for o in json.loads(res.schedule)["ops"]}
+    assert all(used[e["key"]]["reduce"][5] == 3 and used[e["key"]]["vectorize"] for e in schedule)
