@@ -1,6 +1,9 @@
 /* icount.c -- a QEMU TCG plugin: exact executed-instruction counts between two markers.
  *
  * Usage: qemu-system-arm ... -plugin icount.so,begin=0xADDR,end=0xADDR,out=FILE
+ *        qemu-aarch64 / qemu-arm -plugin icount.so,begin=...,end=...,out=FILE prog args
+ * (system emulation with one CPU, or user mode with a single-threaded program: addresses are
+ * the guest's virtual addresses, i.e. the static executable's symbol addresses).
  *
  * Every guest instruction gets an inline counter (one per instruction address), so the
  * counts are exact and do not depend on how QEMU splits code into translation blocks.
@@ -134,9 +137,9 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
         else if (strncmp(argv[i], "out=", 4) == 0)
             out_path = argv[i] + 4;
     }
-    if (!begin_addr || !end_addr || !out_path || info->system_emulation == false
+    if (!begin_addr || !end_addr || !out_path
         || (info->system_emulation && info->system.smp_vcpus != 1)) {
-        qemu_plugin_outs("icount: needs begin=ADDR,end=ADDR,out=FILE on a 1-CPU system\n");
+        qemu_plugin_outs("icount: needs begin=ADDR,end=ADDR,out=FILE (and 1 CPU in system mode)\n");
         return -1;
     }
     out = fopen(out_path, "w");
