@@ -9,6 +9,10 @@ each model `warmup` times, picks a batch size so one batch of the first model ta
 `batch_s`, then takes `samples` rounds; each round times one batch of every model, in a
 rotating order (so drift and noise from the shared machine hit all of them alike). The
 result per model is the median over rounds of the time per call, in seconds.
+
+`count_models(models, target, workdir)` instead counts each model's exact executed
+instructions in QEMU (Cortex-M boards, AArch64/ARMv7-A Linux under qemu-user) with an
+llvm-mca cycle estimate.
 """
 
 from __future__ import annotations
@@ -79,14 +83,20 @@ def time_models(models: list[tuple[ModelSpec, str]], target, workdir: str, sampl
 
 
 def count_models(models: list[tuple[ModelSpec, str]], target, workdir: str, timeout: float = 600) -> list[dict]:
-    """Cortex-M: each model once in QEMU's board firmware under the icount plugin
-    (dgc.runtime.icount): exact instructions executed by `<name>_run` and the llvm-mca cycle
-    estimate of those instructions. Deterministic; a crash or fault raises MeasureError."""
+    """Each model run once in QEMU under the icount plugin (dgc.runtime.icount), by
+    `target.runner`: "qemu-system" (Cortex-M: the board firmware in qemu-system-arm) or
+    "qemu-user" (AArch64 / ARMv7-A Linux: the static harness program in qemu-aarch64 /
+    qemu-arm). Returns per model {"instructions": exact instructions executed by `<name>_run`,
+    "cycles": the llvm-mca cycle estimate of those instructions (target.cpu's scheduling
+    model, or `estimate.mca_cpu`'s stand-in where LLVM has none)}. Deterministic; a crash or
+    fault raises MeasureError; another runner raises MeasureError."""
     from dgc.errors import ToolError
     from dgc.runtime.icount.estimate import estimate
     from dgc.runtime.icount.plugin import build_firmware, run_counted
     from dgc.verifier import random_inputs
 
+    if target.runner not in ("qemu-system", "qemu-user"):
+        raise MeasureError(f"target {target.name} (runner {target.runner!r}) cannot be counted in QEMU")
     out = []
     for k, (spec, obj) in enumerate(models):
         wd = os.path.join(workdir, f"count{k}")
