@@ -5,18 +5,24 @@ After bufferization, every int8 x int8 -> int32 convolution with constant weight
 importer has already folded the input zero point into the bias, so the inner loops see plain
 int8 products) becomes a loop nest on 32-bit words, written here as MLIR text:
 
-- conv (the CMSIS-NN scheme): per pair of output pixels, both input windows are first
+- conv (the CMSIS-NN scheme): per block of P output pixels, their input windows are first
   expanded to int16 in a small scratch buffer (im2col, K = kh*kw*C values each, padded to a
   multiple of 4): 4 int8 become two words of int16 pairs with SXTB16 and SXTB16 of the word
-  rotated by 8 (bytes 0,2 and 1,3), once per pixel and reused by every filter. Then per pair
-  of filters one word of 4 int8 weights per filter splits the same way, and 8 SMLAD do the
-  16 MACs of the 2 pixels x 2 filters block: 4 + 2 loads, 4 SXTB16, 8 SMLAD per 16 MACs.
+  rotated by 8 (bytes 0,2 and 1,3), once per pixel and reused by every filter. Then per block
+  of F filters one word of 4 int8 weights per filter splits the same way, and 2*P*F SMLAD do
+  the 4*P*F MACs of the block; the default 2 pixels x 2 filters: 4 + 2 loads, 4 SXTB16,
+  8 SMLAD per 16 MACs. The last pixel block and the last filter block may be partial.
   Windows whose contiguous runs are not a multiple of 4 bytes are expanded byte by byte.
-- depthwise: per output pixel a group of 4 channels; two window positions are paired, so one
-  SMLAD adds both positions' products of one channel: the two input words' SXTB16 halves are
-  interleaved with PKHBT/PKHTB (shift/or patterns the backend selects); the weights are
-  stored as int16 pairs in that order at compile time (small: kh*kw*C). An odd window gets a
-  zero weight for its last pair. Channel counts that are not a multiple of 4 finish scalar.
+- depthwise: per block of P output pixels (default 1) a group of 4 channels; two window
+  positions are paired, so one SMLAD adds both positions' products of one channel: the two
+  input words' SXTB16 halves are interleaved with PKHBT/PKHTB (shift/or patterns the backend
+  selects); the weights are stored as int16 pairs in that order at compile time (small:
+  kh*kw*C) and loaded once for the P pixels. An odd window gets a zero weight for its last
+  pair. Channel counts that are not a multiple of 4 finish scalar.
+
+Register blocks: (P, F) per op from `ctx.dsp_blocks` ({ONNX node key: {"pixels": P,
+"filters": F}}, absent = the defaults DEFAULT_CONV / DEFAULT_DW; allowed: CONV_BLOCKS,
+DW_BLOCKS); `describe(module, target)` lists the ops and their choices for a tuner.
 
 Fusion: the accumulators start from the conv's initial value when it is known (a constant
 fill, or a bias vector broadcast by a linalg.generic; the schedule stage leaves that generic
@@ -40,6 +46,13 @@ from dgc.ir import PassManager, arith_d, attr_array, func_d, ir, ops_named
 _CONV = "linalg.conv_2d_nhwc_hwcf"
 _DW = "linalg.depthwise_conv_2d_nhwc_hwcm"
 NAMES = (_CONV, _DW, "linalg.conv_2d_nhwc_fhwc")
+# Register blocks (output pixels P, filters F) the SMLAD kernels accept, per op: a conv computes
+# P x F outputs per pass over K; a depthwise conv P pixels x its group of 4 channels per pass
+# (the 4 is fixed). The defaults are the first choice of a tuner (see `describe`).
+CONV_BLOCKS = tuple((p, f) for p in (1, 2, 4) for f in (1, 2, 3, 4))
+DW_BLOCKS = ((1, 4), (2, 4), (4, 4))
+DEFAULT_CONV = (2, 2)
+DEFAULT_DW = (1, 4)
 _HARMLESS = {"memref.alloc", "memref.expand_shape", "memref.collapse_shape", "memref.subview",
              "memref.get_global", "memref.cast", "arith.constant"}
 
@@ -648,14 +661,18 @@ class _DepthwiseGeometry:
             return []
         _for(t, 0, self.n, [], nbody)
 
+    pixel_blocks = _ConvGeometry.pixel_blocks  # blocks of pixels along oh*ow (the same fields)
+
 
 class _Conv(_ConvGeometry):
-    """conv_2d_nhwc_hwcf, int8: im2col of 2 pixels to int16, then 2x2 (pixels x filters)
-    SMLAD blocks over K."""
+    """conv_2d_nhwc_hwcf, int8: im2col of P pixels to int16, then P x F (pixels x filters)
+    SMLAD blocks over K; `block` = (P, F), default (2, 2) (see CONV_BLOCKS)."""
 
-    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion):
+    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, block=DEFAULT_CONV):
         super().__init__(op, w, xst, fusion)
+        self.bp, self.bf = block
         self.kp = -(-self.k // 4) * 4  # K padded: whole words
+        self.scratch = self.bp * self.kp // 2  # words: kp/2 per pixel
         self.by_words = xst[3] == 1 and self.run_len % 4 == 0
         wk = np.zeros((self.f, self.kp), np.int8)
         wk[:, :self.k] = w.reshape(self.k, self.f).T
@@ -663,14 +680,14 @@ class _Conv(_ConvGeometry):
         self.globals = {"wg": self.packed}
 
     def _pack(self, wk: np.ndarray) -> np.ndarray:
-        """Per block of 2 filters (1 for an odd last): word j of each filter in turn, 4 int8."""
+        """Per block of F filters (f % F for a partial last): word j of each filter in turn, 4 int8."""
         words = np.ascontiguousarray(wk).view(np.int32)  # [f, kp/4]
-        out = [words[f0:f0 + 2].T.reshape(-1) for f0 in range(0, self.f, 2)]
+        out = [words[f0:f0 + self.bf].T.reshape(-1) for f0 in range(0, self.f, self.bf)]
         return np.concatenate(out).astype(np.int32)
 
     def expand(self, t: _Text, px: str, s0: int) -> None:
         """Pixel window at byte address `px` -> int16 pairs in scratch words s0 .. s0 + kp/2."""
-        st = f"memref<{self.kp}xi32>"
+        st = f"memref<{self.scratch}xi32>"
 
         def put(word_index, v):
             t.raw(f"memref.store {v}, %s[{word_index}] : {st}")
@@ -731,7 +748,7 @@ class _Conv(_ConvGeometry):
         words = self.kp // 4
         idxs = [[n, oh, ow, t.add(f, k)] for (oh, ow) in pix for k in range(fb)]
         accs = [self.fusion.start(t, idx) for idx in idxs]
-        st = f"memref<{self.kp}xi32>"
+        st = f"memref<{self.scratch}xi32>"
 
         nacc = len(accs)
         pw = t.gep(t.ptr(t(f"memref.extract_aligned_pointer_as_index %wg : {self.wtype} -> index")),
@@ -752,32 +769,35 @@ class _Conv(_ConvGeometry):
             self.fusion.finish(t, v, idx, name)
 
     def body(self, t: _Text, name: str) -> None:
-        nfull_f = self.f // 2
-        wstride = 2 * (self.kp // 4)  # words per full filter pair
+        nfull_f = self.f // self.bf
+        wstride = self.bf * (self.kp // 4)  # words per full filter block
 
         def filters(n, pix):
             def fbody(fp, _):
-                self.block(t, n, pix, t.mul(fp, 2), 2, t.mul(fp, wstride), name)
+                self.block(t, n, pix, t.mul(fp, self.bf), self.bf, t.mul(fp, wstride), name)
                 return []
             if nfull_f:
                 _for(t, 0, nfull_f, [], fbody)
-            if self.f % 2:
-                self.block(t, n, pix, t.c(self.f - 1), 1, t.c(nfull_f * wstride), name)
+            if self.f % self.bf:
+                f0 = nfull_f * self.bf
+                self.block(t, n, pix, t.c(f0), self.f % self.bf, t.c(nfull_f * wstride), name)
 
-        def pair(n, pix):  # both windows expanded, then every filter block
+        def pixels(n, pix):  # every window expanded, then every filter block
             for i, (a, _, _) in enumerate(pix):
                 self.expand(t, a, i * self.kp // 2)
             filters(n, [(oh, ow) for _, oh, ow in pix])
-        t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{self.kp}xi32>")
-        self.pixel_blocks(t, 2, pair)
+        t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{self.scratch}xi32>")
+        self.pixel_blocks(t, self.bp, pixels)
 
 
 class _Depthwise(_DepthwiseGeometry):
     """depthwise_conv_2d_nhwc_hwcm (multiplier 1), int8: 4 channels x 2 window positions per
-    step, paired with PKHBT/PKHTB, 4 SMLAD."""
+    step, paired with PKHBT/PKHTB, 4 SMLAD per pixel; `block` = (P, 4): P output pixels share
+    each weight load (default 1, see DW_BLOCKS)."""
 
-    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion):
+    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, block=DEFAULT_DW):
         super().__init__(op, w, xst, fusion)
+        self.bp = block[0]
         self.pairs = (self.k + 1) // 2
         self.groups, self.rest = divmod(self.c, 4)
         self.packed = self._pack(w[..., 0].reshape(self.k, self.c))
@@ -805,44 +825,52 @@ class _Depthwise(_DepthwiseGeometry):
         sixteen = t.c(16, "i32")
         zero = t.c(0)
 
-        def pixel(n, oh, ow, base):
+        def block(n, pix):  # pix: [(oh, ow, window byte address)]; one weight load for them all
             def gbody(g, _):
                 ch = t.mul(g, 4)
-                px = t.ptr(t(f"arith.addi {base}, {ch} : index"))
-                idxs = [[n, oh, ow, t.add(ch, c), zero] for c in (0, 2, 1, 3)]
-                accs = [self.fusion.start(t, idx) for idx in idxs]
+                pxs = [t.ptr(t(f"arith.addi {base}, {ch} : index")) for _, _, base in pix]
+                idxs = [[[n, oh, ow, t.add(ch, c), zero] for c in (0, 2, 1, 3)] for oh, ow, _ in pix]
+                accs = [[self.fusion.start(t, idx) for idx in pidx] for pidx in idxs]
                 wbase = t.mul(g, self.pairs * 4)
                 for q in range(self.pairs):
-                    (ae, ao), (be, bo) = (t.halves(t.load32(px, offs[2 * q + s])) for s in (0, 1))
-                    pairs = []
-                    for a, b in ((ae, be), (ao, bo)):
-                        lo = t(f"arith.andi {a}, {lo16} : i32")  # PKHBT: a.lo | b.lo << 16
-                        sh = t(f"arith.shli {b}, {sixteen} : i32")
-                        hi = t(f"arith.andi {b}, {hi16} : i32")  # PKHTB: b.hi << 16 | a.hi
-                        sr = t(f"arith.shrui {a}, {sixteen} : i32")
-                        pairs += [t(f"arith.ori {lo}, {sh} : i32"), t(f"arith.ori {hi}, {sr} : i32")]
-                    # pairs: c0, c2, c1, c3
+                    pairs = []  # per pixel: c0, c2, c1, c3
+                    for px in pxs:
+                        (ae, ao), (be, bo) = (t.halves(t.load32(px, offs[2 * q + s])) for s in (0, 1))
+                        pp = []
+                        for a, b in ((ae, be), (ao, bo)):
+                            lo = t(f"arith.andi {a}, {lo16} : i32")  # PKHBT: a.lo | b.lo << 16
+                            sh = t(f"arith.shli {b}, {sixteen} : i32")
+                            hi = t(f"arith.andi {b}, {hi16} : i32")  # PKHTB: b.hi << 16 | a.hi
+                            sr = t(f"arith.shrui {a}, {sixteen} : i32")
+                            pp += [t(f"arith.ori {lo}, {sh} : i32"), t(f"arith.ori {hi}, {sr} : i32")]
+                        pairs.append(pp)
                     for i in range(4):
                         wv = t(f"memref.load %wg[{t.add(wbase, q * 4 + i)}] : {self.wtype}")
-                        accs[i] = t.smlad(pairs[i], wv, accs[i])
-                for idx, v in zip(idxs, accs):
-                    self.fusion.finish(t, v, idx, name)
+                        for j in range(len(pix)):
+                            accs[j][i] = t.smlad(pairs[j][i], wv, accs[j][i])
+                for pidx, pacc in zip(idxs, accs):
+                    for idx, v in zip(pidx, pacc):
+                        self.fusion.finish(t, v, idx, name)
                 return []
             if self.groups:
                 _for(t, 0, self.groups, [], gbody)
-            bp = t.ptr(base) if self.rest else None
-            for r in range(self.rest):
-                ch = self.groups * 4 + r
-                idx = [n, oh, ow, t.c(ch), zero]
-                a = self.fusion.start(t, idx)
-                for k in range(self.k):
-                    xv = t.load8(bp, ch + offs[k])
-                    wv = t(f"memref.load %wg[{t.c(self.groups * self.pairs * 4 + r * self.k + k)}] : "
-                           f"{self.wtype}")
-                    a = t(f"arith.addi {a}, {t(f'arith.muli {xv}, {wv} : i32')} : i32")
-                self.fusion.finish(t, a, idx, name)
+            for oh, ow, base in pix:
+                bp = t.ptr(base) if self.rest else None
+                for r in range(self.rest):
+                    ch = self.groups * 4 + r
+                    idx = [n, oh, ow, t.c(ch), zero]
+                    a = self.fusion.start(t, idx)
+                    for k in range(self.k):
+                        xv = t.load8(bp, ch + offs[k])
+                        wv = t(f"memref.load %wg[{t.c(self.groups * self.pairs * 4 + r * self.k + k)}] : "
+                               f"{self.wtype}")
+                        a = t(f"arith.addi {a}, {t(f'arith.muli {xv}, {wv} : i32')} : i32")
+                    self.fusion.finish(t, a, idx, name)
 
-        self.pixels(t, pixel)
+        if self.bp == 1:
+            self.pixels(t, lambda n, oh, ow, base: block(n, [(oh, ow, base)]))
+        else:
+            self.pixel_blocks(t, self.bp, lambda n, pix: block(n, [(oh, ow, a) for a, oh, ow in pix]))
 
 
 def _kernel_text(k, name: str, iw: str) -> str:
@@ -873,7 +901,7 @@ def handles(op, target) -> bool:
     return bool(target.int8_dot) and op.name != _DW and eligible(op)
 
 
-def _rewrite(op, ctx, module, made: int) -> bool:
+def _rewrite(op, ctx, module, made: int, block=None) -> bool:
     w = _global_array(op.operands[1], ctx)
     xst = _strides(op.operands[0].type)
     if w is None or xst is None:
@@ -884,7 +912,8 @@ def _rewrite(op, ctx, module, made: int) -> bool:
 
         kern = (MveConv if op.name == _CONV else MveDepthwise)(op, w, xst, fusion)
     elif ctx.target.dsp:
-        kern = (_Conv if op.name == _CONV else _Depthwise)(op, w, xst, fusion)
+        kern = (_Conv if op.name == _CONV else _Depthwise)(op, w, xst, fusion,
+                                                           block or (DEFAULT_CONV if op.name == _CONV else DEFAULT_DW))
     else:
         from dgc.passes.dot_kernels import DotConv
 
@@ -960,13 +989,113 @@ def _drop_dead_buffers(module) -> None:
                 changed = True
 
 
+# ---- per-op register blocks: keys, the tuner's view, overrides ------------------------------
+
+def blocks_tunable(target) -> bool:
+    """The target's int8 convs run the SMLAD kernels here, whose block `ctx.dsp_blocks` sets
+    (DSP cores without Helium; MVE and dot-product kernels have no such choice)."""
+    return bool(target.dsp) and not target.mve
+
+
+def _rewritten(module, target) -> list[tuple[object, str]]:
+    """(op, key) of every op this stage rewrites, in IR order. The key is the op's ONNX node
+    name (its location, dgc.passes.schedule's `_node_of`), + '#k' for the k-th further op of
+    one node; the same on tensors (before the schedule stage too) and on buffers."""
+    from dgc.passes.schedule import _node_of
+
+    out, seen = [], {}
+    for op in ops_named(module.operation, NAMES):
+        if not handles(op, target):
+            continue
+        node = _node_of(op)
+        k = seen.get(node, 0)
+        seen[node] = k + 1
+        out.append((op, node if k == 0 else f"{node}#{k}"))
+    return out
+
+
+def _loops(op) -> tuple[list[int], str]:
+    """Static loop ranges and kinds, as dgc.passes.schedule.loop_ranges gives them: a conv
+    (n, oh, ow, f, kh, kw, c) 'pppprrr', a depthwise conv (n, oh, ow, c, kh, kw) 'pppprr'."""
+    w = list(ir.ShapedType(op.operands[1].type).shape)
+    n, oh, ow = list(ir.ShapedType(op.operands[2].type).shape)[:3]
+    if op.name == _DW:
+        kh, kw, c, _ = w
+        return [n, oh, ow, c, kh, kw], "pppprr"
+    kh, kw, c, f = w if op.name == _CONV else (w[1], w[2], w[3], w[0])  # hwcf | fhwc
+    return [n, oh, ow, f, kh, kw, c], "pppprrr"
+
+
+def describe(module, target) -> list[dict]:
+    """The ops whose register block a tuner may choose (see `blocks_tunable`; [] elsewhere),
+    on linalg ops on tensors or buffers: per op {"key": ONNX node (the key of
+    ctx.dsp_blocks), "linalg": op name (conv_2d_nhwc_hwcf for both conv layouts), "loops",
+    "kinds" (as schedule.loop_ranges), "signature" (schedule.signature: what makes two ops
+    one tuning problem), "block": the default [P, F], "space": every allowed [P, F] (default
+    first)}. An op whose weights turn out not constant keeps its linalg loops whatever its block."""
+    from dgc.passes.schedule import signature
+
+    if not blocks_tunable(target):
+        return []
+    out = []
+    for op, key in _rewritten(module, target):
+        dw = op.name == _DW
+        linalg = _DW if dw else _CONV
+        loops, kinds = _loops(op)
+        default, space = (DEFAULT_DW, DW_BLOCKS) if dw else (DEFAULT_CONV, CONV_BLOCKS)
+        fused = bool(partners(op)) if op.results else _fused_on_buffers(op)
+        out.append({"key": key, "linalg": linalg, "loops": loops, "kinds": kinds,
+                    "signature": signature(linalg, loops, kinds, fused), "block": list(default),
+                    "space": [list(default)] + [list(b) for b in space if b != default]})
+    return out
+
+
+def _fused_on_buffers(op) -> bool:
+    f = _Fusion(op)
+    return f.epi is not None or f.init is not None
+
+
+def _block_for(op, key: str, blocks: dict) -> tuple[int, int]:
+    """The (P, F) block of `op` from ctx.dsp_blocks (UsageError when not allowed)."""
+    from dgc.errors import UsageError
+
+    dw = op.name == _DW
+    default, space = (DEFAULT_DW, DW_BLOCKS) if dw else (DEFAULT_CONV, CONV_BLOCKS)
+    entry = blocks.get(key)
+    if entry is None:
+        return default
+    if not isinstance(entry, dict) or set(entry) - {"pixels", "filters"}:
+        raise UsageError(f"dsp block for node '{key}' must be {{\"pixels\": P, \"filters\": F}}, got {entry!r}")
+    block = (entry.get("pixels", default[0]), entry.get("filters", default[1]))
+    if block not in space:
+        raise UsageError(f"dsp block {list(block)} (pixels, filters) is not allowed for node '{key}' "
+                         f"({'depthwise conv' if dw else 'conv'})", hint="allowed: " +
+                         ", ".join(f"[{p}, {f}]" for p, f in space))
+    return block
+
+
 def run(module, ctx) -> None:
+    """Rewrite every eligible int8 conv. `ctx.dsp_blocks` (optional): {ONNX node key (see
+    `describe`): {"pixels": P, "filters": F}} overrides the default register block per op on
+    the targets where it applies (`blocks_tunable`); a missing field keeps its default."""
     if not (ctx.target.dsp or ctx.target.int8_dot):
         return
+    blocks = (getattr(ctx, "dsp_blocks", None) or {}) if blocks_tunable(ctx.target) else {}
     made = 0
     with ir.Location.unknown(module.context):
-        for op in ops_named(module.operation, (_CONV, _DW)):
-            if handles(op, ctx.target) and _rewrite(op, ctx, module, made):
+        todo = _rewritten(module, ctx.target)
+        if blocks:
+            from dgc.errors import UsageError
+
+            unknown = sorted(set(blocks) - {key for _, key in todo})
+            if unknown:
+                raise UsageError(f"dsp blocks name node '{unknown[0]}', which has no int8 conv rewritten "
+                                 "for this target", hint="nodes: " + ", ".join(k for _, k in todo[:12]) +
+                                 (" ..." if len(todo) > 12 else ""))
+        for op, key in todo:
+            if op.name not in (_CONV, _DW):
+                continue
+            if _rewrite(op, ctx, module, made, _block_for(op, key, blocks)):
                 made += 1
     if made:
         _drop_dead_buffers(module)
