@@ -1,0 +1,191 @@
+"""The SMLAD conv kernels' register block (dgc.passes.dsp_kernels: P output pixels x F filters
+per pass over K, P pixels per pass of a depthwise conv) as a per-op choice (`ctx.dsp_blocks`):
+every allowed block gives the same int8 results on cortex-m7 (QEMU), within one output step
+of onnxruntime; the default block's code does not change; `describe` lists the choices."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import dgc
+from conftest import require_tools, run_models
+from dgc.passes import dsp_kernels
+from dgc.verifier import random_inputs, reference
+
+TARGET = "cortex-m7"
+
+
+def _model():
+    """Float convs with the kernels' edge cases, quantized to QDQ: odd filter counts (5, 7, 3,
+    9), pixel counts not a multiple of 4 (30, 6), 3x3 stride 2 with padding, 1x1, K not a
+    multiple of 4 (27, 5) and byte-wise windows, word-wise windows (3x3 over 8 channels), a
+    byte-wise window with K > 256 (3x3 over 30 channels: a run-time loop), a depthwise conv
+    over 6 channels (a group of 4 + 2 scalar) and a 2x2 stride 2 conv."""
+    from dgc import zoo
+    from dgc.quantize import quantize
+
+    rng = np.random.default_rng(3)
+    inits, nodes = [], []
+
+    def add(op, ins, out, shapes=(), **kw):
+        names = []
+        for i, s in enumerate(shapes):
+            t = numpy_helper.from_array((rng.standard_normal(s) * (0.3 if len(s) > 1 else 0.1)).astype(np.float32),
+                                        f"{out}_w{i}")
+            inits.append(t)
+            names.append(t.name)
+        nodes.append(helper.make_node(op, ins + names, [out], name=out, **kw))
+
+    add("Conv", ["x"], "c1", [(5, 3, 3, 3), (5,)], pads=[1, 1, 1, 1], strides=[2, 2])  # 5x6 px, K 27
+    add("Relu", ["c1"], "r1")
+    add("Conv", ["r1"], "c2", [(7, 5, 1, 1), (7,)])  # 1x1, K 5
+    add("Conv", ["c2"], "c3", [(8, 7, 1, 1), (8,)])
+    add("Relu", ["c3"], "r3")
+    add("Conv", ["r3"], "c4", [(6, 8, 3, 3), (6,)], pads=[1, 1, 1, 1])  # word-wise, K 72
+    add("Conv", ["c4"], "dw", [(6, 1, 3, 3), (6,)], group=6, pads=[1, 1, 1, 1])
+    add("Relu", ["dw"], "r5")
+    add("Conv", ["r5"], "c6", [(30, 6, 2, 2), (30,)], strides=[2, 2])  # 2x3 px
+    add("Conv", ["c6"], "c7", [(9, 30, 3, 3), (9,)], pads=[1, 1, 1, 1])  # K 270, 9 filters
+    g = helper.make_graph(nodes, "blocks", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 9, 11])],
+                          [helper.make_tensor_value_info("c7", TensorProto.FLOAT, [1, 9, 2, 3])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return quantize(model, [zoo.random_inputs(model, seed=50 + i) for i in range(8)])
+
+
+CONVS = ("c1", "c2", "c3", "c4", "c6", "c7")
+
+
+@contextlib.contextmanager
+def with_blocks(blocks: dict):
+    """Compiles inside see `ctx.dsp_blocks = blocks` (until the driver takes them itself)."""
+    run = dsp_kernels.run
+
+    def patched(module, ctx):
+        ctx.dsp_blocks = blocks
+        run(module, ctx)
+    dsp_kernels.run = patched
+    try:
+        yield
+    finally:
+        dsp_kernels.run = run
+
+
+def _compile(model, name: str, blocks: dict, **kw):
+    with with_blocks(blocks):
+        return dgc.compile(model, TARGET, name=name, **kw)
+
+
+def _output_step(model) -> float:
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    last = next(n for n in model.graph.node if model.graph.output[0].name in n.output)
+    assert last.op_type == "DequantizeLinear", last.op_type
+    return float(consts[last.input[1]])
+
+
+def _describe(model, stage: str = "dsp") -> list[dict]:
+    """describe() of `model`'s module as the `stage` stage gets it (driver.OBSERVER)."""
+    from dgc import driver
+
+    seen = []
+
+    def observe(name, module):
+        if name == stage:
+            seen.extend(dsp_kernels.describe(module, dgc.get_target(TARGET)))
+    old, driver.OBSERVER = driver.OBSERVER, observe
+    try:
+        dgc.compile(model, TARGET, name="m", emit=())
+    finally:
+        driver.OBSERVER = old
+    return seen
+
+
+def _check(model, variants: list[dict], tmp_path):
+    """Compile `model` once per blocks dict (the first: the defaults), run all in one QEMU
+    program on the same inputs: every variant bit-identical to the first (integer sums do not
+    depend on the block), the first within one output step of onnxruntime."""
+    require_tools(TARGET)
+    built = []
+    for i, blocks in enumerate(variants):
+        res = _compile(model, f"v{i}", blocks)
+        obj = tmp_path / f"v{i}.o"
+        obj.write_bytes(res.object)
+        built.append((res.spec, str(obj)))
+    x = random_inputs(built[0][0], 0)
+    outs = run_models(built, dgc.get_target(TARGET), [x] * len(built), str(tmp_path / "run"))
+    want = reference(model, built[0][0], x)
+    off = max(float(np.abs(g.astype(np.float64) - w).max()) for g, w in zip(outs[0], want))
+    assert off <= _output_step(model), f"default blocks: {off / _output_step(model):.2f} steps off onnxruntime"
+    for blocks, got in zip(variants[1:], outs[1:]):
+        for g, r in zip(got, outs[0]):
+            assert np.array_equal(g, r), f"blocks {blocks}: outputs differ from the default blocks'"
+
+
+def _rotations(keys, space) -> list[dict]:
+    """len(space) block assignments: in the i-th, op j gets space[(i + j) % len(space)], so
+    every op sees every block."""
+    return [{k: {"pixels": space[(i + j) % len(space)][0], "filters": space[(i + j) % len(space)][1]}
+             for j, k in enumerate(keys)} for i in range(len(space))]
+
+
+def test_every_block_agrees_on_cortex_m7(tmp_path):
+    """All 12 conv blocks and 3 depthwise blocks on every op of the edge-case model: 12
+    compiles, one QEMU run."""
+    model = _model()
+    conv = _rotations(CONVS, dsp_kernels.CONV_BLOCKS)
+    dw = _rotations(["dw"], dsp_kernels.DW_BLOCKS)
+    variants = [{}] + [{**c, **dw[i % len(dw)]} for i, c in enumerate(conv)]
+    _check(model, variants, tmp_path)
+
+
+def test_default_block_is_unchanged_code():
+    """Explicit default blocks generate exactly the code of no blocks at all."""
+    model = _model()
+    default = {k: {"pixels": 2, "filters": 2} for k in CONVS} | {"dw": {"pixels": 1, "filters": 4}}
+    a = _compile(model, "m", {}, emit=("asm",)).asm
+    b = _compile(model, "m", default, emit=("asm",)).asm
+    c = _compile(model, "m", {"c4": {"pixels": 4, "filters": 3}}, emit=("asm",)).asm
+    assert a == b and a != c
+
+
+def test_describe(tmp_path):
+    """describe() on the module the dsp stage gets (and on tensors, before bufferization):
+    the eligible convs by ONNX node, with loops, default block and space; the keys are what
+    ctx.dsp_blocks takes; bad blocks and unknown nodes are usage errors."""
+    from dgc.errors import UsageError
+
+    model = _model()
+    ops = _describe(model)
+    assert ops == _describe(model, "schedule")  # on tensors, before the schedule stage
+    assert [o["key"] for o in ops] == ["c1", "c2", "c3", "c4", "dw", "c6", "c7"]
+    c1 = ops[0]
+    assert c1["linalg"] == "linalg.conv_2d_nhwc_hwcf" and c1["loops"] == [1, 5, 6, 5, 3, 3, 3]
+    assert c1["kinds"] == "pppprrr" and c1["block"] == [2, 2] and c1["space"][0] == [2, 2]
+    assert sorted(map(tuple, c1["space"])) == sorted(dsp_kernels.CONV_BLOCKS)
+    assert c1["signature"] == "linalg.conv_2d_nhwc_hwcf:1x5x6x5x3x3x3:pppprrr:fused"
+    dw = ops[4]
+    assert dw["loops"] == [1, 5, 6, 6, 3, 3] and dw["block"] == [1, 4] and len(dw["space"]) == 3
+    assert dsp_kernels.describe(None, dgc.get_target("cortex-m55")) == []  # Helium: no block choice
+    for bad in ({"c1": {"pixels": 3}}, {"dw": {"pixels": 2, "filters": 2}}, {"nope": {"pixels": 1}},
+                {"c1": {"pixel": 1}}):
+        with pytest.raises(UsageError):
+            _compile(model, "m", bad, emit=())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ds_cnn", "resnet8", "mobilenet_v1_025"])
+def test_zoo_blocks_on_cortex_m7(name, tmp_path):
+    """Each uniform conv block on every conv of a quantized zoo model (depthwise rotating)."""
+    from dgc.zoo import quantized
+
+    model = quantized.qdq(name)
+    ops = _describe(model)
+    variants = [{}]
+    for i, (p, f) in enumerate(dsp_kernels.CONV_BLOCKS):
+        dp = dsp_kernels.DW_BLOCKS[i % len(dsp_kernels.DW_BLOCKS)][0]
+        variants.append({o["key"]: {"pixels": dp} if "depthwise" in o["linalg"] else {"pixels": p, "filters": f}
+                         for o in ops})
+    _check(model, variants, tmp_path)
