@@ -164,7 +164,14 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
 @click.option("--seed", default=0, show_default=True, help="Seed of the candidate order (reproducible runs).")
 @click.option("--input-shape", "input_shapes", multiple=True, help="NAME=D0xD1x..., as for compile.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def tune_cmd(model, target, trials, budget, db_path, seed, input_shapes, quiet):
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where candidates compile (and, in QEMU, are counted) in parallel: a local process pool, "
+                   "or a running Ray cluster (pip install 'dgc[ray]'), e.g. --executor ray --address auto.")
+@click.option("--workers", type=click.IntRange(1, None), default=None,
+              help="Local pool size (default: one per core), e.g. --workers 4.")
+@click.option("--address", default=None, help="Ray cluster address for --executor ray (default: the running "
+              "cluster, as `ray start` set it up), e.g. --address ray://head:10001.")
+def tune_cmd(model, target, trials, budget, db_path, seed, input_shapes, quiet, executor, workers, address):
     """Tune MODEL's schedules for TARGET by compiling and running candidates on this machine.
 
     \b
@@ -179,7 +186,8 @@ def tune_cmd(model, target, trials, budget, db_path, seed, input_shapes, quiet):
 
     try:
         rep = tune(model, target, trials=trials, budget_s=parse_budget(budget), db_path=db_path, seed=seed,
-                   input_shapes=parse_input_shapes(input_shapes), progress=not quiet)
+                   input_shapes=parse_input_shapes(input_shapes), progress=not quiet, executor=executor,
+                   workers=workers, address=address)
     except KeyboardInterrupt:
         click.echo(f"dgc: interrupted; the trials measured so far are in {db_path}: run again to resume",
                    err=True)

@@ -34,6 +34,7 @@ import tempfile
 import time
 
 from dgc.errors import DgcError, UsageError
+from dgc.spec import ModelSpec
 from dgc.targets import get_target, host_can_run
 
 from .tuning import SCHEMA, TuningDB, candidates, dgc_version, target_key
@@ -82,7 +83,14 @@ def parse_budget(text: str | None) -> float | None:
 
 def tune(model, target="host", *, trials: int | None = None, budget_s: float | None = None,
          db_path: str | None = None, seed: int = 0, input_shapes=None, progress: bool = True,
-         samples: int = 15) -> TuneReport:
+         samples: int = 15, executor: str = "local", workers: int | None = None,
+         address: str | None = None) -> TuneReport:
+    """Tune `model`'s schedules for `target` (see the module doc). `executor`: "local" (a
+    process pool of `workers`, default one per core) or "ray" (a Ray cluster at `address`,
+    default the running one: `pip install 'dgc[ray]'`) compiles and, in QEMU, counts the
+    candidates of a batch in parallel; x86 timing always runs here, one batch at a time."""
+    from .executors import make_executor
+
     from .frontend.load import read_model
 
     tgt = get_target(target) if isinstance(target, str) else target
@@ -99,16 +107,20 @@ def tune(model, target="host", *, trials: int | None = None, budget_s: float | N
     db = TuningDB.load(db_path)
     workdir = tempfile.mkdtemp(prefix="dgc-tune-")
     try:
-        return _Tuner(proto, tgt, db, workdir, seed, input_shapes, samples,
-                      os.path.basename(str(model)) if isinstance(model, (str, os.PathLike)) else "model",
-                      progress).run(trials, budget_s)
+        with make_executor(executor, workers=workers, address=address) as ex:
+            return _Tuner(proto, tgt, db, workdir, seed, input_shapes, samples,
+                          os.path.basename(str(model)) if isinstance(model, (str, os.PathLike)) else "model",
+                          progress, ex).run(trials, budget_s)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 class _Tuner:
-    def __init__(self, proto, tgt, db, workdir, seed, input_shapes, samples, model_name, progress):
+    def __init__(self, proto, tgt, db, workdir, seed, input_shapes, samples, model_name, progress, executor):
         self.proto, self.tgt, self.db, self.workdir = proto, tgt, db, workdir
+        self.model_bytes = proto.SerializeToString()
+        self.executor = executor
+        self.batch = max(1, executor.workers)
         self.rng = random.Random(seed)
         self.input_shapes, self.samples, self.model_name, self.progress = input_shapes, samples, model_name, progress
         self.entries = db.entries(tgt)
@@ -117,41 +129,68 @@ class _Tuner:
 
     # -- compile and time ---------------------------------------------------------------------
     def compile(self, schedules: dict):
-        from .contain import compile_contained
+        """The model with `schedules` (signature -> fields): (spec, object path); DgcError if it fails."""
+        (built,) = self.compile_many([schedules])
+        if isinstance(built, str):
+            raise UsageError(f"the model does not compile for '{self.tgt.name}' with these schedules: {built}")
+        return built
 
-        trial_db = TuningDB(None, {"schema": SCHEMA,
-                                   "targets": {target_key(self.tgt): {s: {"best": f} for s, f in schedules.items()}}})
-        self.n += 1
-        res = compile_contained(self.proto, self.tgt, "tuned", input_shapes=self.input_shapes, ram_limit=None,
-                                flash_limit=None, tuning_db=trial_db)
-        obj = os.path.join(self.workdir, f"m{self.n}.o")
-        with open(obj, "wb") as f:
-            f.write(res.object)
-        return res, obj
+    def compile_many(self, schedule_sets: list[dict]) -> list:
+        """Each schedule set compiled in a contained child, fanned out on the executor: per set
+        (spec, object path) or the one-line error."""
+        from .executors import compile_job
+
+        jobs = [(self.model_bytes, self.tgt.name, {"schema": SCHEMA, "targets": {target_key(self.tgt): {
+            s: {"best": f} for s, f in sets.items()}}}, self.input_shapes) for sets in schedule_sets]
+        out = []
+        for r in self.executor.map(compile_job, jobs):
+            if "error" in r:
+                out.append(r["error"])
+                continue
+            self.n += 1
+            obj = os.path.join(self.workdir, f"m{self.n}.o")
+            with open(obj, "wb") as f:
+                f.write(r["object"])
+            out.append((ModelSpec.from_json(r["spec"]), obj))
+        return out
 
     @property
     def exact(self) -> bool:
-        """Cortex-M costs are estimated cycles of exact instruction counts: no noise."""
-        return self.tgt.runner == "qemu-system"
+        """Costs counted in QEMU (Cortex-M, ARM Linux) are estimated cycles of exact
+        instruction counts: no noise."""
+        return self.tgt.runner != "host"
 
-    def time(self, res, objs: list[str], samples: int | None = None) -> list[float]:
-        """Seconds per run (x86, measured) or estimated cycles (Cortex-M, counted in QEMU)."""
-        from .measure import count_models, time_models
+    def time(self, spec, objs: list[str], samples: int | None = None) -> list[float]:
+        """Seconds per run (x86, measured together in one child process) or estimated cycles
+        (counted in QEMU, each object once, fanned out on the executor)."""
+        from .executors import count_job
+        from .measure import MeasureError, time_models
 
-        if self.exact:
-            known = [self.cycles.get(o) for o in objs]
-            todo = [o for o, c in zip(objs, known) if c is None]
-            for o, r in zip(todo, count_models([(res.spec, o) for o in todo], self.tgt, self.workdir)):
-                self.cycles[o] = r["cycles"]
-            return [self.cycles[o] for o in objs]
-        return time_models([(res.spec, o) for o in objs], self.tgt, self.workdir, samples=samples or self.samples)
+        if not self.exact:
+            return time_models([(spec, o) for o in objs], self.tgt, self.workdir, samples=samples or self.samples)
+        todo = sorted({o for o in objs if o not in self.cycles})
+        blobs = []
+        for o in todo:
+            with open(o, "rb") as f:
+                blobs.append(f.read())
+        for o, r in zip(todo, self.executor.map(count_job, [(spec.to_json(), b, self.tgt.name) for b in blobs])):
+            if "error" in r:
+                raise MeasureError(r["error"])
+            self.cycles[o] = r["cycles"]
+        return [self.cycles[o] for o in objs]
 
     # -- the search ------------------------------------------------------------------------------
     def run(self, trials: int | None, budget_s: float | None) -> TuneReport:
         from dgc.passes.schedule import signature
 
+        from .contain import compile_contained
+
         start = time.monotonic()
-        base, base_obj = self.compile({})
+        base = compile_contained(self.proto, self.tgt, "tuned", input_shapes=self.input_shapes, ram_limit=None,
+                                 flash_limit=None)
+        base_obj = os.path.join(self.workdir, "default.o")
+        with open(base_obj, "wb") as f:
+            f.write(base.object)
         ops = json.loads(base.schedule)["ops"]
         groups: dict[str, list[dict]] = {}
         for op in ops:
@@ -166,7 +205,7 @@ class _Tuner:
         bar = _progress(sum(plan.values()) if trials is not None else None, budget_s, self.progress)
         results = []
         try:
-            inc_res, inc_obj = (base, base_obj) if not chosen else self.compile(chosen)
+            inc_spec, inc_obj = (base.spec, base_obj) if not chosen else self.compile(chosen)
             left_volume = total
             for sig in order:
                 deadline = None
@@ -176,13 +215,13 @@ class _Tuner:
                         break
                     deadline = time.monotonic() + remaining * volume[sig] / left_volume
                 left_volume -= volume[sig]
-                r, inc_res, inc_obj = self._tune_signature(sig, groups[sig], volume[sig] / total, spaces[sig],
-                                                           plan.get(sig), deadline, chosen, inc_res, inc_obj, bar)
+                r, inc_spec, inc_obj = self._tune_signature(sig, groups[sig], volume[sig] / total, spaces[sig],
+                                                            plan.get(sig), deadline, chosen, inc_spec, inc_obj, bar)
                 results.append(r)
         finally:
             bar.close()
         # the verdict: default and tuned (the incumbent is the compile of `chosen`), timed again in one run
-        t_default, t_tuned = self.time(base, [base_obj, inc_obj], samples=2 * self.samples + 1)
+        t_default, t_tuned = self.time(base.spec, [base_obj, inc_obj], samples=2 * self.samples + 1)
         if not chosen:  # the default itself: one object timed twice
             t_tuned = t_default
         kept = t_tuned <= t_default
@@ -213,41 +252,82 @@ class _Tuner:
             left_volume -= volume[sig]
         return plan
 
-    def _tune_signature(self, sig, ops, share, space, n_trials, deadline, chosen, inc_res, inc_obj, bar):
+    def _tune_signature(self, sig, ops, share, space, n_trials, deadline, chosen, inc_spec, inc_obj, bar):
         entry = self.entries.setdefault(sig, {})
         entry.setdefault("trials", [])
         entry.update({"dgc": dgc_version(), "model": self.model_name, "ops": len(ops)})
         tried = {json.dumps(t["schedule"], sort_keys=True) for t in entry["trials"]}
+        pending = [c for c in space[1:] if json.dumps(c, sort_keys=True) not in tried]
         gain, done = 1.0, 0
-        for cand in space[1:]:
+        while pending:
             if n_trials is not None and done >= n_trials:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            if json.dumps(cand, sort_keys=True) in tried:
-                continue
-            done += 1
-            trial = {"schedule": cand}
-            try:
-                res, obj = self.compile({**chosen, sig: cand})
-                t_inc, t_cand = self.time(res, [inc_obj, obj])
-                if t_cand < t_inc * MARGIN and not self.exact:  # confirmed by a second run (noise)
-                    again = self.time(res, [inc_obj, obj])
-                    t_inc, t_cand = min(t_inc, again[0]), max(t_cand, again[1])
-                trial.update(seconds=t_cand, incumbent=t_inc)
-                if t_cand < t_inc * MARGIN:
-                    gain *= t_inc / t_cand
-                    chosen[sig] = cand
-                    entry["best"] = cand
-                    inc_res, inc_obj = res, obj
-            except DgcError as e:
-                trial["error"] = str(e)[:300]
-            entry["trials"].append(trial)
+            k = min(self.batch, len(pending), n_trials - done if n_trials is not None else len(pending))
+            batch, pending = pending[:k], pending[k:]
+            done += k
+            trials = [{"schedule": c} for c in batch]
+            built = self.compile_many([{**chosen, sig: c} for c in batch])
+            ok = [(t, b) for t, b in zip(trials, built) if not isinstance(b, str)]
+            for t, b in zip(trials, built):
+                if isinstance(b, str):
+                    t["error"] = b[:300]
+            costs = self._measure(ok, inc_spec, inc_obj)
+            if costs is not None:
+                t_inc = costs[0]
+                for (t, _), c in zip(ok, costs[1:]):
+                    if c is not None:
+                        t.update(seconds=c, incumbent=t_inc)
+                for i in self._winners(ok, costs):
+                    t_best = costs[1 + i]
+                    ok[i][0]["incumbent"] = t_inc
+                    if t_best >= t_inc * MARGIN:
+                        continue
+                    if not self.exact:  # confirmed by a second run (noise)
+                        again = self.time(ok[i][1][0], [inc_obj, ok[i][1][1]])
+                        t_inc, t_best = min(t_inc, again[0]), max(t_best, again[1])
+                        ok[i][0].update(seconds=t_best, incumbent=t_inc)
+                    if t_best < t_inc * MARGIN:
+                        gain *= t_inc / t_best
+                        chosen[sig] = entry["best"] = ok[i][0]["schedule"]
+                        inc_spec, inc_obj = ok[i][1]
+                        t_inc = t_best
+            entry["trials"].extend(trials)
             self.db.save()
-            bar.update(1)
+            bar.update(k)
             best = [t["incumbent"] / t["seconds"] for t in entry["trials"] if "seconds" in t]
             bar.set_postfix_str(f"{sig.split(':')[0].split('.')[-1]} best x{max(best, default=1):.2f}")
-        return SignatureResult(sig, len(ops), share, done, gain), inc_res, inc_obj
+        return SignatureResult(sig, len(ops), share, done, gain), inc_spec, inc_obj
+
+    def _measure(self, ok, inc_spec, inc_obj) -> list | None:
+        """[incumbent, candidate...] costs of one batch measured together; when that run fails
+        (a candidate crashes), each candidate alone with the incumbent, None for the culprits."""
+        from .measure import MeasureError
+
+        if not ok:
+            return None
+        try:
+            return self.time(ok[0][1][0], [inc_obj] + [obj for _, (_, obj) in ok])
+        except MeasureError:
+            pass
+        costs = [self.time(inc_spec, [inc_obj])[0]]
+        for t, (spec, obj) in ok:
+            try:
+                costs.append(self.time(spec, [inc_obj, obj])[1])
+            except MeasureError as e:
+                t["error"] = str(e)[:300]
+                costs.append(None)
+        return costs
+
+    def _winners(self, ok, costs) -> list[int]:
+        """Candidates of a batch to consider, in order. Exact costs do not depend on the
+        incumbent: each in candidate order, so a batch decides as one-at-a-time would (the
+        result does not depend on the number of workers). Timed costs: the batch's fastest."""
+        timed = [i for i in range(len(ok)) if costs[1 + i] is not None]
+        if self.exact:
+            return timed
+        return [min(timed, key=lambda i: costs[1 + i])] if timed else []
 
 
 def _progress(total, budget_s, enabled):
