@@ -51,6 +51,8 @@ class StageContext:
     tuning: dict = dataclasses.field(default_factory=dict)  # op signature -> tuned schedule fields
     predict: bool = False  # untuned ops: the cost model's (dgc.predict) best candidate, not the default
     schedule: list = dataclasses.field(default_factory=list)  # OpSchedule chosen per op
+    dsp_ops: list = dataclasses.field(default_factory=list)  # dsp_kernels.describe: int8 SMLAD convs, blocks chosen
+    dsp_blocks: dict = dataclasses.field(default_factory=dict)  # ONNX node key -> {"pixels", "filters"} (tuned)
 
 
 @dataclasses.dataclass
@@ -311,7 +313,7 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
             _timed(res, stage.name, _run_stage, stage, module, ctx, workdir)
             dump(stage.name, module)
             if stage.name == "schedule":
-                res.schedule = dump_schedule(ctx.schedule, tgt)
+                res.schedule = dump_schedule(ctx.schedule, tgt, ctx.dsp_ops)
             if stage.name == "memory-plan":
                 res.arena_lower_bound, res.buffers = ctx.arena_lower_bound, ctx.buffers
                 res.fused_into, res.op_nodes = dict(ctx.fused_into), list(ctx.op_nodes)

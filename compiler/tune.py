@@ -191,10 +191,11 @@ class _Tuner:
         base_obj = os.path.join(self.workdir, "default.o")
         with open(base_obj, "wb") as f:
             f.write(base.object)
-        ops = json.loads(base.schedule)["ops"]
+        report = json.loads(base.schedule)
+        ops = report["ops"] + report.get("dsp", [])  # int8 SMLAD convs (Cortex-M DSP): register blocks
         groups: dict[str, list[dict]] = {}
         for op in ops:
-            groups.setdefault(signature(op["linalg"], op["loops"], op["kinds"], op["fuse"]), []).append(op)
+            groups.setdefault(signature(op["linalg"], op["loops"], op["kinds"], op["fuse"], op.get("kernel")), []).append(op)
         volume = {s: sum(math.prod(o["loops"]) for o in g) for s, g in groups.items()}
         total = sum(volume.values()) or 1
         order = sorted(groups, key=lambda s: (-volume[s], s))

@@ -77,7 +77,7 @@ class TuningDB:
         for sig, e in self.data["targets"].get(target_key(target), {}).items():
             best = e.get("best") if isinstance(e, dict) else None
             if isinstance(best, dict):
-                out[sig] = {k: v for k, v in best.items() if k in FIELDS}
+                out[sig] = {k: v for k, v in best.items() if k in FIELDS or k == "dsp_block"}
         return out
 
     def save(self) -> None:
@@ -113,6 +113,10 @@ def candidates(entry: dict, target, rng: random.Random, limit: int = 400) -> lis
     then the register blocks (rows x vector widths within the register file), reduction steps
     (input channels per step; one window column or the whole window row unrolled) and cache
     blocks around them that keep every tile a divisor of its loop, in random order."""
+    if "space" in entry:  # an int8 conv of the SMLAD kernels (the "dsp" list): its register blocks
+        rest = [{"dsp_block": list(b)} for b in entry["space"][1:]]
+        rng.shuffle(rest)
+        return [{"dsp_block": list(entry["space"][0])}] + rest[:limit]
     loops, kinds, linalg = entry["loops"], entry["kinds"], entry["linalg"]
     default = {k: entry[k] for k in FIELDS}
     lanes = max(1, target.vector_bits // 32)

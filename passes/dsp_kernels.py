@@ -52,6 +52,7 @@ NAMES = (_CONV, _DW, "linalg.conv_2d_nhwc_fhwc")
 CONV_BLOCKS = tuple((p, f) for p in (1, 2, 4) for f in (1, 2, 3, 4))
 DW_BLOCKS = ((1, 4), (2, 4), (4, 4))
 DEFAULT_CONV = (2, 2)
+KERNEL = "i8smlad"  # the kernel family in tuning signatures (schedule.signature)
 DEFAULT_DW = (1, 4)
 _HARMLESS = {"memref.alloc", "memref.expand_shape", "memref.collapse_shape", "memref.subview",
              "memref.get_global", "memref.cast", "arith.constant"}
@@ -1030,7 +1031,7 @@ def describe(module, target) -> list[dict]:
     """The ops whose register block a tuner may choose (see `blocks_tunable`; [] elsewhere),
     on linalg ops on tensors or buffers: per op {"key": ONNX node (the key of
     ctx.dsp_blocks), "linalg": op name (conv_2d_nhwc_hwcf for both conv layouts), "loops",
-    "kinds" (as schedule.loop_ranges), "signature" (schedule.signature: what makes two ops
+    "kinds" (as schedule.loop_ranges), "fuse" (requantization or bias fused), "signature" (schedule.signature: what makes two ops
     one tuning problem), "block": the default [P, F], "space": every allowed [P, F] (default
     first)}. An op whose weights turn out not constant keeps its linalg loops whatever its block."""
     from dgc.passes.schedule import signature
@@ -1044,8 +1045,8 @@ def describe(module, target) -> list[dict]:
         loops, kinds = _loops(op)
         default, space = (DEFAULT_DW, DW_BLOCKS) if dw else (DEFAULT_CONV, CONV_BLOCKS)
         fused = bool(partners(op)) if op.results else _fused_on_buffers(op)
-        out.append({"key": key, "linalg": linalg, "loops": loops, "kinds": kinds,
-                    "signature": signature(linalg, loops, kinds, fused), "block": list(default),
+        out.append({"key": key, "linalg": linalg, "loops": loops, "kinds": kinds, "fuse": fused, "kernel": KERNEL,
+                    "signature": signature(linalg, loops, kinds, fused, KERNEL), "block": list(default),
                     "space": [list(default)] + [list(b) for b in space if b != default]})
     return out
 

@@ -385,10 +385,13 @@ class _Group:
     init: object | None
 
 
-def signature(linalg: str, loops, kinds: str, fuse: bool) -> str:
+def signature(linalg: str, loops, kinds: str, fuse: bool, kernel: str | None = None) -> str:
     """What makes two ops one tuning problem (`dgc tune`): the Linalg op, its loop ranges and
-    kinds, and whether an elementwise tail / initial value is fused into it."""
-    return f"{linalg}:{'x'.join(map(str, loops))}:{kinds}:{'fused' if fuse else 'alone'}"
+    kinds, and whether an elementwise tail / initial value is fused into it; `kernel` names a
+    hand-written kernel family computing it instead of scheduled Linalg loops (e.g. "i8smlad",
+    dsp_kernels), whose choices are not schedules."""
+    sig = f"{linalg}:{'x'.join(map(str, loops))}:{kinds}:{'fused' if fuse else 'alone'}"
+    return f"{sig}:{kernel}" if kernel else sig
 
 
 def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
@@ -694,6 +697,7 @@ def run(module, ctx) -> None:
     to_hwcf(module, ctx)
     groups = choose(module, ctx, ctx.schedule_overrides)
     ctx.schedule = [g.sched for g in groups]
+    ctx.dsp_ops = _dsp_blocks(module, ctx)
     for g in groups:
         _record_fusion(ctx, g.anchor, [g.consumer, g.init])
     if not groups:
@@ -953,8 +957,32 @@ def _scalar_memory(module) -> None:
         op.erase()
 
 
-def dump(schedules: list[OpSchedule], target) -> str:
-    """JSON, one op per line (easy to edit; `--schedule` reads it back)."""
+def dump(schedules: list[OpSchedule], target, dsp_ops: list | None = None) -> str:
+    """JSON, one op per line (easy to edit; `--schedule` reads the "ops" back). `dsp_ops`
+    (Cortex-M DSP targets): the int8 convs the SMLAD kernels compute, with their register
+    blocks (`dsp_kernels.describe`), under "dsp"."""
     ops = ",\n  ".join(json.dumps(s.to_json()) for s in schedules)
-    return f'{{"target": "{target.name}", "ops": [\n  {ops}\n]}}\n'
+    dsp = ""
+    if dsp_ops:
+        dsp = ',\n "dsp": [\n  ' + ",\n  ".join(json.dumps(d) for d in dsp_ops) + "\n]"
+    return f'{{"target": "{target.name}", "ops": [\n  {ops}\n]{dsp}}}\n'
+
+
+def _dsp_blocks(module, ctx) -> list[dict]:
+    """The int8 convs the SMLAD kernels will compute (`dsp_kernels.describe`, on tensors):
+    tuned register blocks (`--tuning-db` entries {"dsp_block": [P, F]} by signature) go to
+    ctx.dsp_blocks by node key, which the dsp-kernels stage reads after bufferization."""
+    ops = dsp_kernels.describe(module, ctx.target)
+    tuned = getattr(ctx, "tuning", None) or {}
+    blocks = getattr(ctx, "dsp_blocks", None)
+    for d in ops:
+        block = (tuned.get(d["signature"]) or {}).get("dsp_block")
+        if block is None or blocks is None or d["key"] in blocks:
+            continue
+        if not (isinstance(block, list) and len(block) == 2 and block in d["space"]):
+            raise UsageError(f"tuned dsp block {block!r} is not allowed for node '{d['key']}'",
+                             hint="allowed: " + ", ".join(map(str, d["space"])) + "; tune again with `dgc tune`")
+        blocks[d["key"]] = {"pixels": block[0], "filters": block[1]}
+        d["block"] = block
+    return ops
 

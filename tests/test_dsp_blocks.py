@@ -61,7 +61,7 @@ CONVS = ("c1", "c2", "c3", "c4", "c6", "c7")
 
 @contextlib.contextmanager
 def with_blocks(blocks: dict):
-    """Compiles inside see `ctx.dsp_blocks = blocks` (until the driver takes them itself)."""
+    """Compiles inside see `ctx.dsp_blocks = blocks` (as a tuning database's blocks arrive there)."""
     run = dsp_kernels.run
 
     def patched(module, ctx):
@@ -165,7 +165,7 @@ def test_describe(tmp_path):
     assert c1["linalg"] == "linalg.conv_2d_nhwc_hwcf" and c1["loops"] == [1, 5, 6, 5, 3, 3, 3]
     assert c1["kinds"] == "pppprrr" and c1["block"] == [2, 2] and c1["space"][0] == [2, 2]
     assert sorted(map(tuple, c1["space"])) == sorted(dsp_kernels.CONV_BLOCKS)
-    assert c1["signature"] == "linalg.conv_2d_nhwc_hwcf:1x5x6x5x3x3x3:pppprrr:fused"
+    assert c1["signature"] == "linalg.conv_2d_nhwc_hwcf:1x5x6x5x3x3x3:pppprrr:fused:i8smlad"
     dw = ops[4]
     assert dw["loops"] == [1, 5, 6, 6, 3, 3] and dw["block"] == [1, 4] and len(dw["space"]) == 3
     assert dsp_kernels.describe(None, dgc.get_target("cortex-m55")) == []  # Helium: no block choice
@@ -173,6 +173,44 @@ def test_describe(tmp_path):
                 {"c1": {"pixel": 1}}):
         with pytest.raises(UsageError):
             _compile(model, "m", bad, emit=())
+
+
+def test_tuning_database_sets_blocks_and_dgc_tune_searches_them(tmp_path):
+    """`--tuning-db` entries {"dsp_block": [P, F]} (by signature, kernel i8smlad) reach the
+    SMLAD kernels: the same code as those blocks given per node (which
+    test_every_block_agrees_on_cortex_m7 checks against onnxruntime), listed under "dsp" in the
+    schedule report; `dgc tune` measures the blocks in QEMU; a block outside the space is a
+    usage error."""
+    import json
+
+    from dgc.errors import UsageError
+    from dgc.tune import tune
+    from dgc.tuning import SCHEMA, TuningDB, target_key
+
+    require_tools(TARGET)
+    model = _model()
+    ops = {o["key"]: o for o in _describe(model, "schedule")}
+    key = target_key(dgc.get_target(TARGET))
+    db = {"schema": SCHEMA, "targets": {key: {ops["c4"]["signature"]: {"best": {"dsp_block": [4, 3]}},
+                                              ops["dw"]["signature"]: {"best": {"dsp_block": [2, 4]}}}}}
+    res = dgc.compile(model, TARGET, name="m", emit=("asm",), tuning_db=TuningDB(None, db))
+    want = _compile(model, "m", {"c4": {"pixels": 4, "filters": 3}, "dw": {"pixels": 2, "filters": 4}}, emit=("asm",))
+    assert res.asm == want.asm
+    assert res.asm != dgc.compile(model, TARGET, name="m", emit=("asm",)).asm
+    report = {d["key"]: d["block"] for d in json.loads(res.schedule)["dsp"]}
+    assert report["c4"] == [4, 3] and report["dw"] == [2, 4] and report["c1"] == [2, 2]
+    db["targets"][key][ops["c4"]["signature"]]["best"]["dsp_block"] = [3, 3]
+    with pytest.raises(UsageError, match="not allowed"):
+        dgc.compile(model, TARGET, name="m", emit=(), tuning_db=TuningDB(None, db))
+    path = tmp_path / "m.onnx"
+    import onnx
+
+    onnx.save(model, path)
+    rep = tune(str(path), TARGET, trials=6, db_path=str(tmp_path / "db.json"), progress=False)
+    entries = json.loads((tmp_path / "db.json").read_text())["targets"][key]
+    tried = [t for sig, e in entries.items() if sig.endswith(":i8smlad") for t in e["trials"]]
+    assert tried and all("dsp_block" in t["schedule"] for t in tried)
+    assert any("seconds" in t for t in tried) and rep.tuned_s <= rep.default_s
 
 
 @pytest.mark.slow
