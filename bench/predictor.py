@@ -1,36 +1,59 @@
-"""How well dgc's cost model (dgc.predict) ranks schedules: Spearman rank correlation between
-predicted cost and measured cost over the trials of tuning databases.
+"""How well dgc's cost models rank schedules: Spearman rank correlation between predicted cost
+and measured cost over the trials of tuning databases.
 
     dgc tune model.onnx --target host --trials 60 --db model.json
     python3 bench/predictor.py --target host model.json [more.json ...] [--min-trials 5]
+        [--model analytic|mca|both]
 
+Models: `analytic` (dgc.predict: a register-block roofline, instant) and `mca`
+(dgc.predict_mca: compiles every candidate alone and runs llvm-mca on its loops, ~1 s each).
 For every signature with at least --min-trials measured candidates it prints the number of
-trials and rho (measured cost: the whole model's time with that candidate, or its estimated
-cycles on Cortex-M), then the mean rho over the convolution and matmul signatures.
-Goal of the auto-tuning work: rho >= 0.8.
+trials and rho per model (measured cost: the whole model's time with that candidate, or its
+estimated cycles on Cortex-M), then the mean rho over the convolution and matmul signatures
+and, for mca, the seconds per prediction. Goal of the auto-tuning work: rho >= 0.8.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 
 import dgc
 from dgc.predict import predict, spearman
 from dgc.tuning import target_key
 
 
-def rows(path: str, target, min_trials: int):
+def entry_of(sig: str) -> dict:
+    linalg, loops, kinds, fuse = sig.split(":")
+    return {"linalg": linalg, "loops": [int(x) for x in loops.split("x")], "kinds": kinds,
+            "fuse": fuse == "fused"}
+
+
+def signatures(path: str, target, min_trials: int, match: str = ""):
+    """(signature, entry, measured trials) of a database."""
     with open(path) as f:
         db = json.load(f)
     for sig, e in db["targets"].get(target_key(target), {}).items():
         trials = [t for t in e.get("trials", []) if "seconds" in t]
-        if len(trials) < min_trials:
-            continue
-        linalg, loops, kinds, _ = sig.split(":")
-        entry = {"linalg": linalg, "loops": [int(x) for x in loops.split("x")], "kinds": kinds}
-        rho = spearman([predict(entry, t["schedule"], target) for t in trials], [t["seconds"] for t in trials])
-        yield sig, len(trials), rho
+        if len(trials) >= min_trials and match in sig:
+            yield sig, entry_of(sig), trials
+
+
+def _mca_costs(entry, trials, target, stats):
+    from dgc.predict_mca import predict_mca
+
+    out = []
+    for t in trials:
+        t0 = time.perf_counter()
+        try:
+            out.append(predict_mca(entry, t["schedule"], target))
+        except Exception as e:  # noqa: BLE001 - one candidate the model cannot take: report, rank last
+            print(f"  mca failed for {entry['linalg']} {t['schedule']}: {e}", file=sys.stderr)
+            out.append(float("inf"))
+        stats.append(time.perf_counter() - t0)
+    return out
 
 
 def main(argv=None) -> int:
@@ -38,15 +61,31 @@ def main(argv=None) -> int:
     ap.add_argument("dbs", nargs="+")
     ap.add_argument("--target", default="host")
     ap.add_argument("--min-trials", type=int, default=5)
+    ap.add_argument("--model", choices=("analytic", "mca", "both"), default="analytic")
+    ap.add_argument("--match", default="", help="only signatures containing this text")
     args = ap.parse_args(argv)
     target = dgc.get_target(args.target)
-    found = [r for path in args.dbs for r in rows(path, target, args.min_trials)]
-    print("| signature | trials | rho |\n|---|--:|--:|")
-    for sig, n, rho in found:
-        print(f"| {sig} | {n} | {rho:.3f} |")
-    ops = [rho for sig, _, rho in found if "conv" in sig or "matmul" in sig]
+    models = ("analytic", "mca") if args.model == "both" else (args.model,)
+    found, stats = [], []
+    print("| signature | trials | " + " | ".join(f"rho {m}" for m in models) + " |\n|---|--:|"
+          + "--:|" * len(models), flush=True)
+    for path in args.dbs:
+        for sig, entry, trials in signatures(path, target, args.min_trials, args.match):
+            measured = [t["seconds"] for t in trials]
+            rhos = []
+            for m in models:
+                pred = [predict(entry, t["schedule"], target) for t in trials] if m == "analytic" \
+                    else _mca_costs(entry, trials, target, stats)
+                rhos.append(spearman(pred, measured))
+            found.append((sig, rhos))
+            print(f"| {sig} | {len(trials)} | " + " | ".join(f"{r:.3f}" for r in rhos) + " |", flush=True)
+    ops = [rhos for sig, rhos in found if "conv" in sig or "matmul" in sig]
     if ops:
-        print(f"mean rho over {len(ops)} conv/matmul signatures: {sum(ops) / len(ops):.3f}")
+        means = ", ".join(f"{m} {sum(r[i] for r in ops) / len(ops):.3f}" for i, m in enumerate(models))
+        print(f"mean rho over {len(ops)} conv/matmul signatures: {means}")
+    if stats:
+        print(f"mca: {len(stats)} predictions, {sum(stats) / len(stats):.2f} s each "
+              f"(cache hits included), {sum(stats):.0f} s in all")
     return 0
 
 
