@@ -16,10 +16,10 @@ the default and the tuned model are timed again in one run; if the tuned one is 
 this run's choices are dropped (the database keeps the trials): tuning never makes a model
 slower. Candidate order is reproducible (`seed`).
 
-Costs: on x86 targets this machine executes, seconds per run (measured); on Cortex-M targets,
-the llvm-mca cycle estimate of the exact instructions one run executes in QEMU
-(`dgc.measure.count_models`; deterministic, so no confirmation run). AArch64/ARMv7 Linux
-targets (qemu-user) are not implemented yet and raise UsageError.
+Costs: on x86 targets this machine executes, seconds per run (measured); on Cortex-M targets
+(qemu-system) and AArch64/ARMv7-A Linux targets (qemu-user), the llvm-mca cycle estimate of
+the exact instructions one run executes in QEMU (`dgc.measure.count_models`; deterministic,
+so no confirmation run).
 """
 
 from __future__ import annotations
@@ -94,11 +94,10 @@ def tune(model, target="host", *, trials: int | None = None, budget_s: float | N
     from .frontend.load import read_model
 
     tgt = get_target(target) if isinstance(target, str) else target
-    if not (tgt.runner == "qemu-system" or (tgt.runner == "host" and host_can_run(tgt))):
+    if not (tgt.runner in ("qemu-system", "qemu-user") or (tgt.runner == "host" and host_can_run(tgt))):
         raise UsageError(f"dgc tune measures by running the model: target '{tgt.name}' runs neither on this "
-                         "machine nor on a QEMU Cortex-M board", hint="tune an x86 target this CPU executes "
-                         "(e.g. host) or a Cortex-M target; tuning AArch64/ARMv7 Linux targets is not "
-                         "implemented yet")
+                         "machine nor in QEMU", hint="tune an x86 target this CPU executes (e.g. host), a "
+                         "Cortex-M target or an AArch64/ARMv7-A Linux target")
     if trials is None and budget_s is None:
         trials = 32
     if trials is not None and trials < 1:

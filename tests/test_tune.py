@@ -143,8 +143,9 @@ def test_bad_databases_and_targets_are_clear_errors(tmp_path):
         proc = run_dgc("compile", model, "-o", tmp_path / "out", "--tuning-db", tmp_path / db)
         assert proc.returncode == 2 and msg in proc.stderr and "Traceback" not in proc.stderr
         assert not (tmp_path / "out" / "m.o").exists()
-    proc = run_dgc("tune", model, "--target", "aarch64", "--trials", "2", "--db", tmp_path / "t.json")
-    assert proc.returncode == 2 and "not implemented yet" in proc.stderr
+    proc = run_dgc("tune", model, "--target", "cortex-m85", "--trials", "2", "--db", tmp_path / "t.json")
+    assert proc.returncode == 2 and "runs neither on this machine nor in QEMU" in proc.stderr
+    assert not (tmp_path / "t.json").exists()
     with pytest.raises(UsageError):
         parse_budget("ten minutes")
     assert parse_budget("10m") == 600 and parse_budget("90s") == 90 and parse_budget("2") == 2
@@ -198,6 +199,24 @@ def test_tune_on_cortex_m_counts_cycles_in_qemu(tmp_path):
     obj.write_bytes(res.object)
     a, b = count_models([(res.spec, str(obj))] * 2, res.target, str(tmp_path / "w"))
     assert a == b and a["instructions"] > 0 and a["cycles"] > 0
+
+
+@pytest.mark.parametrize("target", ["aarch64", "armv7a"])
+def test_tune_on_arm_linux_counts_cycles_in_qemu_user(target, tmp_path):
+    """AArch64 / ARMv7-A Linux targets are tuned on exact instruction counts in qemu-user
+    (cycles estimated by llvm-mca); the tuned model verifies against onnxruntime there."""
+    from conftest import require_tools
+
+    require_tools(target)
+    path = tmp_path / "m.onnx"
+    onnx.save(_two_convs(), path)
+    db = tmp_path / "db.json"
+    rep = tune(str(path), target, trials=3, db_path=str(db), progress=False)
+    assert rep.unit == "cycles" and 0 < rep.tuned_s <= rep.default_s
+    trials = [t for e in json.loads(db.read_text())["targets"][target_key(dgc.get_target(target))].values()
+              for t in e["trials"]]
+    assert len(trials) == 3 and all(t["seconds"] > 0 for t in trials if "error" not in t)
+    check_on_target(_two_convs(), target, tmp_path, tuning_db=str(db))
 
 
 def test_spearman_matches_numpy_ranks():
