@@ -4,7 +4,7 @@ For every distinct op signature of the model (`dgc.passes.schedule.signature`: i
 layers are tuned once) the tuner tries schedules from `dgc.tuning.candidates` - the default
 first - and keeps one only when the whole model with it runs faster than with the current
 best, both timed in the same child process (`dgc.measure`: interleaved batches, medians),
-by at least 3%, confirmed by a second independent run (the candidate's slower time against
+by at least 3% (0.1% for exact QEMU counts), confirmed by a second independent run (the candidate's slower time against
 the incumbent's faster one: noise on a shared machine must not choose). Each candidate compiles in a child process too
 (`compile_contained`), so a crash in MLIR/LLVM or in the generated code only loses that
 candidate. Trials are spread over the signatures by their share of the model's loop volume
@@ -39,7 +39,8 @@ from dgc.targets import get_target, host_can_run
 
 from .tuning import SCHEMA, TuningDB, candidates, dgc_version, target_key
 
-MARGIN = 0.97  # a candidate must be >= 3% faster than the incumbent to replace it
+MARGIN = 0.97  # a timed candidate must be >= 3% faster than the incumbent to replace it
+EXACT_MARGIN = 0.999  # one counted in QEMU (no noise): >= 0.1% fewer estimated cycles
 
 
 @dataclasses.dataclass
@@ -158,6 +159,10 @@ class _Tuner:
         """Costs counted in QEMU (Cortex-M, ARM Linux) are estimated cycles of exact
         instruction counts: no noise."""
         return self.tgt.runner != "host"
+
+    @property
+    def margin(self) -> float:
+        return EXACT_MARGIN if self.exact else MARGIN
 
     def time(self, spec, objs: list[str], samples: int | None = None) -> list[float]:
         """Seconds per run (x86, measured together in one child process) or estimated cycles
@@ -282,13 +287,13 @@ class _Tuner:
                 for i in self._winners(ok, costs):
                     t_best = costs[1 + i]
                     ok[i][0]["incumbent"] = t_inc
-                    if t_best >= t_inc * MARGIN:
+                    if t_best >= t_inc * self.margin:
                         continue
                     if not self.exact:  # confirmed by a second run (noise)
                         again = self.time(ok[i][1][0], [inc_obj, ok[i][1][1]])
                         t_inc, t_best = min(t_inc, again[0]), max(t_best, again[1])
                         ok[i][0].update(seconds=t_best, incumbent=t_inc)
-                    if t_best < t_inc * MARGIN:
+                    if t_best < t_inc * self.margin:
                         gain *= t_inc / t_best
                         chosen[sig] = entry["best"] = ok[i][0]["schedule"]
                         inc_spec, inc_obj = ok[i][1]
