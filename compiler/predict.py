@@ -17,8 +17,9 @@ only: vector lanes and registers, the cache size. The model is a register-block 
   - an unvectorized op costs one cycle per scalar MAC.
 
 Other ops (elementwise generics, transposes) cost their loop volume / lanes. It is a ranking
-model: `dgc compile --predict` takes the cheapest candidate of every op, `dgc tune` could
-measure the most promising first. Its rank correlation with measured costs is checked in
+model: `rank` orders candidates (on bare-metal targets its best few re-ranked by the llvm-mca
+model, dgc.predict_mca); `dgc compile --predict` takes the first of every op, `dgc tune`
+measures them most promising first. Its rank correlation with measured costs is checked in
 tests/test_tune.py on the trials of a tuning database.
 """
 
@@ -69,16 +70,50 @@ def predict(entry: dict, schedule: dict, target) -> float:
     return cycles
 
 
+REFINE = 12  # candidates the llvm-mca model re-ranks on in-order cores (~0.3 s each)
+
+
+def predict_mca_refines(target) -> bool:
+    """Targets whose ranking the llvm-mca model (dgc.predict_mca) refines: bare-metal cores
+    (in-order, no data cache to speak of), where llvm-mca's per-block cycles are what the
+    tuner measures (bench/predictor.py, Cortex-M7: mean rho 0.915 against 0.612 for this
+    model). On x86 it ranks no better than this model (0.586 against 0.601)."""
+    return bool(target.bare_metal)
+
+
+def rank(entry: dict, space: list[dict], target, refine: int = REFINE) -> list[int]:
+    """Indices of `space` (schedules of the op `entry`), cheapest predicted first; ties keep
+    their order. On `predict_mca_refines` targets the `refine` first by this model are ranked again by
+    the llvm-mca model (one compile each), and go first in that order; an op the llvm-mca
+    model cannot take keeps this model's order. Deterministic."""
+    costs = [predict(entry, c, target) for c in space]
+    order = sorted(range(len(space)), key=lambda i: (costs[i], i))
+    if refine <= 1 or not predict_mca_refines(target) or "tile" not in space[0]:
+        return order
+    from dgc.errors import DgcError
+
+    from .predict_mca import predict_mca
+
+    head, mca = order[:refine], {}
+    for i in head:
+        try:
+            mca[i] = predict_mca(entry, space[i], target)
+        except ValueError:  # no one-op model of this op (transposes, generics)
+            return order
+        except DgcError:  # the candidate does not compile alone: last
+            mca[i] = math.inf
+    return sorted(head, key=lambda i: (mca[i], head.index(i))) + order[refine:]
+
+
 def best_predicted(entry: dict, target) -> dict:
     """The candidate schedule (`dgc.tuning.candidates`, default included) of the op `entry`
-    with the lowest predicted cost; the default wins ties. Deterministic."""
+    ranked cheapest (`rank`); the default wins ties. Deterministic."""
     import random
 
     from .tuning import candidates
 
     space = candidates(entry, target, random.Random(0), limit=1 << 30)
-    costs = [predict(entry, c, target) for c in space]
-    return space[min(range(len(space)), key=lambda i: (costs[i], i))]
+    return space[rank(entry, space, target)[0]]
 
 
 def spearman(a: list[float], b: list[float]) -> float:

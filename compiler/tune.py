@@ -2,7 +2,8 @@
 
 For every distinct op signature of the model (`dgc.passes.schedule.signature`: identical
 layers are tuned once) the tuner tries schedules from `dgc.tuning.candidates` - the default
-first - and keeps one only when the whole model with it runs faster than with the current
+first, then the cost model's most promising (`search_order`: `dgc.predict.rank`, every 4th
+candidate in seed order instead, for what the model misjudges) - and keeps one only when the whole model with it runs faster than with the current
 best, both timed in the same child process (`dgc.measure`: interleaved batches, medians),
 by at least 3% (0.1% for exact QEMU counts), confirmed by a second independent run (the candidate's slower time against
 the incumbent's faster one: noise on a shared machine must not choose). Each candidate compiles in a child process too
@@ -115,6 +116,32 @@ def tune(model, target="host", *, trials: int | None = None, budget_s: float | N
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+EXPLORE = 4  # every 4th candidate measured is the next in seed order, not the predicted best
+
+
+def search_order(entry: dict, space: list[dict], target) -> list[dict]:
+    """`space` (default first, the rest in seed order) in the order to measure it: the
+    default, then the candidates the cost model ranks cheapest (`dgc.predict.rank`), except
+    that every EXPLORE-th slot takes the next candidate in seed order, so what the model
+    ranks wrongly is still reached on a long run. Int8 SMLAD blocks have no model: seed
+    order."""
+    from .predict import rank
+
+    if len(space) <= 2 or "tile" not in space[0]:
+        return space
+    ranked = [i for i in rank(entry, space, target) if i != 0]
+    seeded = list(range(1, len(space)))
+    out, used = [0], {0}
+    while len(out) < len(space):
+        pool = seeded if len(out) % EXPLORE == 0 else ranked
+        i = next((j for j in pool if j not in used), None)
+        if i is None:
+            i = next(j for j in seeded if j not in used)
+        out.append(i)
+        used.add(i)
+    return [space[i] for i in out]
+
+
 class _Tuner:
     def __init__(self, proto, tgt, db, workdir, seed, input_shapes, samples, model_name, progress, executor):
         self.proto, self.tgt, self.db, self.workdir = proto, tgt, db, workdir
@@ -203,7 +230,7 @@ class _Tuner:
         volume = {s: sum(math.prod(o["loops"]) for o in g) for s, g in groups.items()}
         total = sum(volume.values()) or 1
         order = sorted(groups, key=lambda s: (-volume[s], s))
-        spaces = {s: candidates(groups[s][0], self.tgt, self.rng) for s in order}
+        spaces = {s: search_order(groups[s][0], candidates(groups[s][0], self.tgt, self.rng), self.tgt) for s in order}
         chosen = {s: e["best"] for s in order if isinstance(e := self.entries.get(s), dict) and "best" in e}
         before = dict(chosen)
         plan = self._plan(order, volume, spaces, trials)

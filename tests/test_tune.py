@@ -219,6 +219,42 @@ def test_tune_on_arm_linux_counts_cycles_in_qemu_user(target, tmp_path):
     check_on_target(_two_convs(), target, tmp_path, tuning_db=str(db))
 
 
+def test_search_order_measures_the_predicted_best_first():
+    """The tuner measures the default, then the cost model's ranking, every 4th candidate in
+    seed order instead; nothing is lost or repeated."""
+    from dgc.predict import rank
+    from dgc.tune import EXPLORE, search_order
+
+    host = dgc.get_target("host")
+    entry = _entries(_two_convs())[0]
+    space = candidates(entry, host, random.Random(5))
+    order = search_order(entry, space, host)
+    key = lambda c: json.dumps(c, sort_keys=True)  # noqa: E731
+    assert sorted(map(key, order)) == sorted(map(key, space)) and order[0] == space[0]
+    ranked = [space[i] for i in rank(entry, space, host) if i != 0]
+    assert order[1:EXPLORE] == ranked[:EXPLORE - 1]
+    assert order[EXPLORE] == next(c for c in space[1:] if c not in order[:EXPLORE])
+
+
+def test_rank_refines_the_best_few_with_llvm_mca_on_cortex_m():
+    """On a bare-metal target the analytic model's first REFINE candidates are re-ranked by the
+    llvm-mca model; on x86 the analytic order stands."""
+    from dgc.predict import predict, predict_mca_refines, rank
+
+    m7 = dgc.get_target("cortex-m7")
+    entry = _entries(_two_convs(), "cortex-m7")[0]
+    space = candidates(entry, m7, random.Random(0))
+    analytic = sorted(range(len(space)), key=lambda i: (predict(entry, space[i], m7), i))
+    got = rank(entry, space, m7, refine=6)
+    assert got[6:] == analytic[6:] and sorted(got[:6]) == sorted(analytic[:6])
+    from dgc.predict_mca import predict_mca
+
+    mca = [predict_mca(entry, space[i], m7) for i in got[:6]]
+    assert mca == sorted(mca)
+    assert rank(entry, space, m7, refine=0) == analytic
+    assert predict_mca_refines(m7) and not predict_mca_refines(dgc.get_target("host"))
+
+
 def test_spearman_matches_numpy_ranks():
     from dgc.predict import spearman
 
