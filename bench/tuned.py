@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=40, help="dgc tune --trials per model (0: use the database as is)")
     ap.add_argument("--db-dir", default=None, help="where the tuning databases are kept (default: a temp dir)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--order", choices=("predicted", "seed"), default="predicted", help="dgc tune --order")
     ap.add_argument("--samples", type=int, default=31, help="x86: timing rounds per measurement")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
                 import onnx
 
                 onnx.save(model_proto(name), path)
-                tune(path, target, trials=args.trials, db_path=db, seed=args.seed, progress=False)
+                tune(path, target, trials=args.trials, db_path=db, seed=args.seed, progress=False, order=args.order)
             row = measure(name, target, db, os.path.join(tmp, name), args.samples)
             print(f"{name}: tuned x{row['tuned_speedup']:.3f}, predict x{row['predict_speedup']:.3f}",
                   file=sys.stderr, flush=True)
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
            for k in ("tuned_speedup", "predict_speedup", "predict_vs_tuned")} if rows else {}
     unit = rows[0]["unit"] if rows else ""
     print(f"target {args.target}; cost = {'median seconds per run' if unit == 's' else 'estimated cycles'}; "
-          f"dgc tune --trials {args.trials} --seed {args.seed}")
+          f"dgc tune --trials {args.trials} --seed {args.seed} --order {args.order}")
     print("\n| model | default | predict | tuned | tuned speedup | predict speedup | predict/tuned |")
     print("|---|--:|--:|--:|--:|--:|--:|")
     fmt = (lambda x: f"{x * 1e3:.4g} ms") if unit == "s" else (lambda x: f"{x:,.0f}")

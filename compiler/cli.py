@@ -162,6 +162,9 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
               help="Tuning database: read (resume), updated after every trial; pass it to "
                    "`dgc compile --tuning-db`.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the candidate order (reproducible runs).")
+@click.option("--order", type=click.Choice(["predicted", "seed"]), default="predicted", show_default=True,
+              help="Measure the cost model's most promising candidates first (every 4th in seed order), or "
+                   "all in seed order (unbiased samples, e.g. to evaluate the cost model).")
 @click.option("--input-shape", "input_shapes", multiple=True, help="NAME=D0xD1x..., as for compile.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -171,7 +174,7 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
               help="Local pool size (default: one per core), e.g. --workers 4.")
 @click.option("--address", default=None, help="Ray cluster address for --executor ray (default: the running "
               "cluster, as `ray start` set it up), e.g. --address ray://head:10001.")
-def tune_cmd(model, target, trials, budget, db_path, seed, input_shapes, quiet, executor, workers, address):
+def tune_cmd(model, target, trials, budget, db_path, seed, order, input_shapes, quiet, executor, workers, address):
     """Tune MODEL's schedules for TARGET by compiling and running candidates on this machine.
 
     \b
@@ -187,7 +190,7 @@ def tune_cmd(model, target, trials, budget, db_path, seed, input_shapes, quiet, 
     try:
         rep = tune(model, target, trials=trials, budget_s=parse_budget(budget), db_path=db_path, seed=seed,
                    input_shapes=parse_input_shapes(input_shapes), progress=not quiet, executor=executor,
-                   workers=workers, address=address)
+                   workers=workers, address=address, order=order)
     except KeyboardInterrupt:
         click.echo(f"dgc: interrupted; the trials measured so far are in {db_path}: run again to resume",
                    err=True)

@@ -86,11 +86,13 @@ def parse_budget(text: str | None) -> float | None:
 def tune(model, target="host", *, trials: int | None = None, budget_s: float | None = None,
          db_path: str | None = None, seed: int = 0, input_shapes=None, progress: bool = True,
          samples: int = 15, executor: str = "local", workers: int | None = None,
-         address: str | None = None) -> TuneReport:
+         address: str | None = None, order: str = "predicted") -> TuneReport:
     """Tune `model`'s schedules for `target` (see the module doc). `executor`: "local" (a
     process pool of `workers`, default one per core) or "ray" (a Ray cluster at `address`,
     default the running one: `pip install 'dgc[ray]'`) compiles and, in QEMU, counts the
-    candidates of a batch in parallel; x86 timing always runs here, one batch at a time."""
+    candidates of a batch in parallel; x86 timing always runs here, one batch at a time.
+    `order`: "predicted" (`search_order`) or "seed" (random, seeded: unbiased samples of the
+    space, e.g. to evaluate a cost model with bench/predictor.py)."""
     from .executors import make_executor
 
     from .frontend.load import read_model
@@ -100,6 +102,8 @@ def tune(model, target="host", *, trials: int | None = None, budget_s: float | N
         raise UsageError(f"dgc tune measures by running the model: target '{tgt.name}' runs neither on this "
                          "machine nor in QEMU", hint="tune an x86 target this CPU executes (e.g. host), a "
                          "Cortex-M target or an AArch64/ARMv7-A Linux target")
+    if order not in ("predicted", "seed"):
+        raise UsageError(f"unknown search order '{order}'", where="--order", hint="use predicted or seed")
     if trials is None and budget_s is None:
         trials = 32
     if trials is not None and trials < 1:
@@ -111,7 +115,7 @@ def tune(model, target="host", *, trials: int | None = None, budget_s: float | N
         with make_executor(executor, workers=workers, address=address) as ex:
             return _Tuner(proto, tgt, db, workdir, seed, input_shapes, samples,
                           os.path.basename(str(model)) if isinstance(model, (str, os.PathLike)) else "model",
-                          progress, ex).run(trials, budget_s)
+                          progress, ex, order).run(trials, budget_s)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -143,7 +147,9 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
 
 
 class _Tuner:
-    def __init__(self, proto, tgt, db, workdir, seed, input_shapes, samples, model_name, progress, executor):
+    def __init__(self, proto, tgt, db, workdir, seed, input_shapes, samples, model_name, progress, executor,
+                 order="predicted"):
+        self.order = order
         self.proto, self.tgt, self.db, self.workdir = proto, tgt, db, workdir
         self.model_bytes = proto.SerializeToString()
         self.executor = executor
@@ -230,7 +236,9 @@ class _Tuner:
         volume = {s: sum(math.prod(o["loops"]) for o in g) for s, g in groups.items()}
         total = sum(volume.values()) or 1
         order = sorted(groups, key=lambda s: (-volume[s], s))
-        spaces = {s: search_order(groups[s][0], candidates(groups[s][0], self.tgt, self.rng), self.tgt) for s in order}
+        spaces = {s: candidates(groups[s][0], self.tgt, self.rng) for s in order}
+        if self.order == "predicted":
+            spaces = {s: search_order(groups[s][0], space, self.tgt) for s, space in spaces.items()}
         chosen = {s: e["best"] for s in order if isinstance(e := self.entries.get(s), dict) and "best" in e}
         before = dict(chosen)
         plan = self._plan(order, volume, spaces, trials)
