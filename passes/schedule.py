@@ -979,10 +979,10 @@ def _dsp_blocks(module, ctx) -> list[dict]:
         block = (tuned.get(d["signature"]) or {}).get("dsp_block")
         if block is None or blocks is None or d["key"] in blocks:
             continue
-        if not (isinstance(block, list) and len(block) == 2 and block in d["space"]):
+        if not (isinstance(block, list) and block in d["space"]):
             raise UsageError(f"tuned dsp block {block!r} is not allowed for node '{d['key']}'",
                              hint="allowed: " + ", ".join(map(str, d["space"])) + "; tune again with `dgc tune`")
-        blocks[d["key"]] = {"pixels": block[0], "filters": block[1]}
+        blocks[d["key"]] = {"pixels": block[0], "filters": block[1], **({"weights": block[2]} if len(block) > 2 else {})}
         d["block"] = block
     return ops
 

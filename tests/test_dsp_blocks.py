@@ -132,10 +132,13 @@ def _rotations(keys, space) -> list[dict]:
 
 
 def test_every_block_agrees_on_cortex_m7(tmp_path):
-    """All 12 conv blocks and 3 depthwise blocks on every op of the edge-case model: 12
-    compiles, one QEMU run."""
+    """All 12 conv blocks (every other variant with int16 weights) and 3 depthwise blocks on
+    every op of the edge-case model: 12 compiles, one QEMU run."""
     model = _model()
     conv = _rotations(CONVS, dsp_kernels.CONV_BLOCKS)
+    for c in conv[1::2]:  # every other variant: the weights stored as int16 pairs
+        for b in c.values():
+            b["weights"] = 16
     dw = _rotations(["dw"], dsp_kernels.DW_BLOCKS)
     variants = [{}] + [{**c, **dw[i % len(dw)]} for i, c in enumerate(conv)]
     _check(model, variants, tmp_path)
@@ -164,13 +167,14 @@ def test_describe(tmp_path):
     c1 = ops[0]
     assert c1["linalg"] == "linalg.conv_2d_nhwc_hwcf" and c1["loops"] == [1, 5, 6, 5, 3, 3, 3]
     assert c1["kinds"] == "pppprrr" and c1["block"] == [2, 2] and c1["space"][0] == [2, 2]
-    assert sorted(map(tuple, c1["space"])) == sorted(dsp_kernels.CONV_BLOCKS)
+    assert sorted(map(tuple, c1["space"])) == sorted(dsp_kernels.CONV_CHOICES)
+    assert len(dsp_kernels.CONV_CHOICES) == 2 * len(dsp_kernels.CONV_BLOCKS)
     assert c1["signature"] == "linalg.conv_2d_nhwc_hwcf:1x5x6x5x3x3x3:pppprrr:fused:i8smlad"
     dw = ops[4]
     assert dw["loops"] == [1, 5, 6, 6, 3, 3] and dw["block"] == [1, 4] and len(dw["space"]) == 3
     assert dsp_kernels.describe(None, dgc.get_target("cortex-m55")) == []  # Helium: no block choice
     for bad in ({"c1": {"pixels": 3}}, {"dw": {"pixels": 2, "filters": 2}}, {"nope": {"pixels": 1}},
-                {"c1": {"pixel": 1}}):
+                {"c1": {"pixel": 1}}, {"c1": {"weights": 32}}, {"dw": {"weights": 16}}):
         with pytest.raises(UsageError):
             _compile(model, "m", bad, emit=())
 
@@ -191,14 +195,15 @@ def test_tuning_database_sets_blocks_and_dgc_tune_searches_them(tmp_path):
     model = _model()
     ops = {o["key"]: o for o in _describe(model, "schedule")}
     key = target_key(dgc.get_target(TARGET))
-    db = {"schema": SCHEMA, "targets": {key: {ops["c4"]["signature"]: {"best": {"dsp_block": [4, 3]}},
+    db = {"schema": SCHEMA, "targets": {key: {ops["c4"]["signature"]: {"best": {"dsp_block": [4, 3, 16]}},
                                               ops["dw"]["signature"]: {"best": {"dsp_block": [2, 4]}}}}}
     res = dgc.compile(model, TARGET, name="m", emit=("asm",), tuning_db=TuningDB(None, db))
-    want = _compile(model, "m", {"c4": {"pixels": 4, "filters": 3}, "dw": {"pixels": 2, "filters": 4}}, emit=("asm",))
+    want = _compile(model, "m", {"c4": {"pixels": 4, "filters": 3, "weights": 16}, "dw": {"pixels": 2, "filters": 4}},
+                    emit=("asm",))
     assert res.asm == want.asm
     assert res.asm != dgc.compile(model, TARGET, name="m", emit=("asm",)).asm
     report = {d["key"]: d["block"] for d in json.loads(res.schedule)["dsp"]}
-    assert report["c4"] == [4, 3] and report["dw"] == [2, 4] and report["c1"] == [2, 2]
+    assert report["c4"] == [4, 3, 16] and report["dw"] == [2, 4] and report["c1"] == [2, 2]
     db["targets"][key][ops["c4"]["signature"]]["best"]["dsp_block"] = [3, 3]
     with pytest.raises(UsageError, match="not allowed"):
         dgc.compile(model, TARGET, name="m", emit=(), tuning_db=TuningDB(None, db))
