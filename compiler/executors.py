@@ -27,9 +27,10 @@ from dgc.errors import DgcError, UsageError
 
 # ---- jobs ------------------------------------------------------------------------------------
 
-def compile_job(model_bytes: bytes, target: str, db_data: dict, input_shapes) -> dict:
+def compile_job(model_bytes: bytes, target: str, db_data: dict, input_shapes, flash_limit: int | None = None) -> dict:
     """The model compiled (contained) with the schedules of the tuning-database dict `db_data`:
-    {"spec": ModelSpec JSON, "object": bytes} or {"error": one line}."""
+    {"spec": ModelSpec JSON, "object": bytes} or {"error": one line} (also when over
+    `flash_limit` bytes)."""
     import onnx
 
     from .contain import compile_contained
@@ -38,7 +39,7 @@ def compile_job(model_bytes: bytes, target: str, db_data: dict, input_shapes) ->
     proto = onnx.load_from_string(model_bytes)
     try:
         res = compile_contained(proto, target, "tuned", input_shapes=input_shapes, ram_limit=None,
-                                flash_limit=None, tuning_db=TuningDB(None, db_data))
+                                flash_limit=flash_limit, tuning_db=TuningDB(None, db_data))
     except DgcError as e:
         return {"error": str(e).splitlines()[0] if str(e) else type(e).__name__}
     return {"spec": res.spec.to_json(), "object": res.object}

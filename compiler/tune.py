@@ -150,6 +150,7 @@ class _Tuner:
     def __init__(self, proto, tgt, db, workdir, seed, input_shapes, samples, model_name, progress, executor,
                  order="predicted"):
         self.order = order
+        self.flash_limit = None  # bytes a candidate may take (the part's flash, when the default fits)
         self.proto, self.tgt, self.db, self.workdir = proto, tgt, db, workdir
         self.model_bytes = proto.SerializeToString()
         self.executor = executor
@@ -174,7 +175,7 @@ class _Tuner:
         from .executors import compile_job
 
         jobs = [(self.model_bytes, self.tgt.name, {"schema": SCHEMA, "targets": {target_key(self.tgt): {
-            s: {"best": f} for s, f in sets.items()}}}, self.input_shapes) for sets in schedule_sets]
+            s: {"best": f} for s, f in sets.items()}}}, self.input_shapes, self.flash_limit) for sets in schedule_sets]
         out = []
         for r in self.executor.map(compile_job, jobs):
             if "error" in r:
@@ -225,6 +226,8 @@ class _Tuner:
         start = time.monotonic()
         base = compile_contained(self.proto, self.tgt, "tuned", input_shapes=self.input_shapes, ram_limit=None,
                                  flash_limit=None)
+        if self.tgt.flash_bytes and base.footprint.get("flash", 0) <= self.tgt.flash_bytes:
+            self.flash_limit = self.tgt.flash_bytes  # e.g. int16 weights: not past the part's flash
         base_obj = os.path.join(self.workdir, "default.o")
         with open(base_obj, "wb") as f:
             f.write(base.object)
