@@ -13,7 +13,9 @@ only: vector lanes and registers, the cache size. The model is a register-block 
   - per block: storing r*v accumulators and the loop overhead (~8 cycles);
   - weights that do not fit a quarter of the cache are read again for every block row unless
     an outer (cache) block keeps a slice of them resident: 4 extra cycles per weight vector;
-  - reduction steps of s > 1 channels save loop overhead (1 cycle per step / s);
+  - reduction steps of s > 1 channels save loop overhead (1 cycle per step / s) on in-order
+    cores (`in_order`); out-of-order cores hide it, so the model sees no difference and the
+    default (first) candidate wins the tie;
   - an unvectorized op costs one cycle per scalar MAC.
 
 Other ops (elementwise generics, transposes) cost their loop volume / lanes. It is a ranking
@@ -30,6 +32,14 @@ import math
 
 def _lanes(target) -> int:
     return max(1, target.vector_bits // 32)
+
+
+def in_order(target) -> bool:
+    """Cores that issue in order (Cortex-M, Cortex-A7/A53/A55, the generic ARM Linux targets
+    modelled on them): a loop's increment and branch cost issue slots there; out-of-order cores
+    (x86, Cortex-A72/A76) run them beside the FMAs."""
+    return target.bare_metal or not target.triple.startswith("x86_64") and \
+        target.cpu not in ("cortex-a72", "cortex-a76")
 
 
 def predict(entry: dict, schedule: dict, target) -> float:
@@ -57,10 +67,13 @@ def predict(entry: dict, schedule: dict, target) -> float:
     red = math.prod(d for d, k in zip(loops, kinds) if k == "r")
     steps = (volume / red) / (r * w) * red  # block count x reduction length
     step = max(r * v, r + v) / 2 + 2 * spill
-    step_s = 1
-    if reduce and len(reduce) == len(loops) and kinds[-1] == "r":
-        step_s = max(1, reduce[-1])
-    cycles = steps * (step + 1.0 / step_s) / useful
+    overhead = 0.0  # loop control per reduction step: hidden by out-of-order cores
+    if in_order(target):
+        step_s = 1
+        if reduce and len(reduce) == len(loops) and kinds[-1] == "r":
+            step_s = max(1, reduce[-1])
+        overhead = 1.0 / step_s
+    cycles = steps * (step + overhead) / useful
     blocks = (volume / red) / (r * w)
     cycles += blocks * (r * v + 8)
     if not depthwise and target.cache_bytes:
