@@ -285,9 +285,10 @@ def test_predictor_prefers_register_blocks_that_reuse_loads():
 
 @pytest.mark.parametrize("target", ["host", "cortex-m7"])
 def test_predict_picks_the_cost_models_best_candidate(target, tmp_path):
-    """`--predict`: every op gets the candidate the cost model ranks cheapest (nothing run),
-    a database entry still wins over it, and the model verifies against onnxruntime."""
-    from dgc.predict import best_predicted, predict
+    """`--predict`: every op gets the candidate the cost model ranks cheapest (nothing run) -
+    on x86 only when the analytic model predicts at least TRUST_GAIN over the default -, a
+    database entry still wins over it, and the model verifies against onnxruntime."""
+    from dgc.predict import TRUST_GAIN, best_predicted, predict, predict_mca_refines
 
     t = dgc.get_target(target)
     model = _two_convs()
@@ -298,8 +299,14 @@ def test_predict_picks_the_cost_models_best_candidate(target, tmp_path):
         best = best_predicted(ops[key], t)
         assert {k: used[key][k] for k in ("tile", "reduce", "outer")} == \
                {k: best[k] for k in ("tile", "reduce", "outer")}, key
-        assert all(predict(ops[key], c, t) >= predict(ops[key], best, t)
-                   for c in candidates(ops[key], t, random.Random(1)))
+        space = candidates(ops[key], t, random.Random(1))
+        cheapest = min(predict(ops[key], c, t) for c in space)
+        if predict_mca_refines(t):  # the llvm-mca model re-ranked the analytic model's best few
+            assert predict(ops[key], best, t) <= sorted(predict(ops[key], c, t) for c in space)[11]
+        elif best == space[0]:
+            assert predict(ops[key], best, t) < TRUST_GAIN * cheapest
+        else:
+            assert predict(ops[key], best, t) == cheapest
     assert dgc.compile(model, target, name="m", predict=True).object == res.object
     sig = signature(ops["c4"]["linalg"], ops["c4"]["loops"], ops["c4"]["kinds"], ops["c4"]["fuse"])
     tuned = next(c for c in candidates(ops["c4"], t, random.Random(0))[1:] if c != best_predicted(ops["c4"], t))
