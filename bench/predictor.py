@@ -4,6 +4,7 @@ and measured cost over the trials of tuning databases.
     dgc tune model.onnx --target host --trials 60 --db model.json
     python3 bench/predictor.py --target host model.json [more.json ...] [--min-trials 5]
         [--model analytic|mca|both]
+    python3 bench/predictor.py --target host --fresh lenet5,ds_cnn,resnet8 [--candidates 12]
 
 Models: `analytic` (dgc.predict: a register-block roofline, instant) and `mca`
 (dgc.predict_mca: compiles every candidate alone and runs llvm-mca on its loops, ~1 s each).
@@ -56,9 +57,64 @@ def _mca_costs(entry, trials, target, stats):
     return out
 
 
+def fresh_samples(models: list[str], target, per_sig: int, seed: int, match: str = ""):
+    """(signature, entry, trials) for every conv/matmul signature of the zoo `models`: the
+    default and per_sig - 1 candidates in seed order, each compiled as the op alone
+    (`dgc.predict_mca.one_op_model`) and costed on its own: x86 times of all of a signature's
+    candidates in one interleaved run (the op is the whole measured time, so the noise of
+    whole-model times does not drown it), QEMU targets the estimated cycles of the exact count."""
+    import random
+    import tempfile
+
+    from dgc import zoo
+    from dgc.measure import count_models, time_models
+    from dgc.passes.schedule import signature
+    from dgc.predict_mca import KEY, one_op_model
+    from dgc.tuning import candidates
+
+    seen = set()
+    for name in models:
+        ops = json.loads(dgc.compile(zoo.build(name), target, name="m").schedule)["ops"]
+        for op in ops:
+            sig = signature(op["linalg"], op["loops"], op["kinds"], op["fuse"])
+            if sig in seen or match not in sig or not ("conv" in sig or "matmul" in sig):
+                continue
+            seen.add(sig)
+            try:
+                model = one_op_model(op)
+            except ValueError:
+                continue
+            space = candidates(op, target, random.Random(seed))[:per_sig]
+            built, trials = [], []
+            with tempfile.TemporaryDirectory(prefix="dgc-pred-") as wd:
+                for i, c in enumerate(space):
+                    try:
+                        res = dgc.compile(model, target, name=f"c{i}", ram_limit=None, flash_limit=None,
+                                          schedule=[{"key": KEY, **c, "fuse": op["fuse"]}])
+                    except dgc.DgcError as e:
+                        print(f"  {sig}: candidate {c} does not compile alone: {e}", file=sys.stderr)
+                        continue
+                    obj = f"{wd}/c{i}.o"
+                    with open(obj, "wb") as f:
+                        f.write(res.object)
+                    built.append((res.spec, obj))
+                    trials.append({"schedule": c})
+                if target.runner == "host":
+                    costs = time_models(built, target, wd, samples=21)
+                else:
+                    costs = [r["cycles"] for r in count_models(built, target, wd)]
+            for t, c in zip(trials, costs):
+                t["seconds"] = c
+            yield sig, op, trials
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("dbs", nargs="+")
+    ap.add_argument("dbs", nargs="*")
+    ap.add_argument("--fresh", default="", help="instead of databases: zoo models whose conv/matmul ops are "
+                    "sampled and costed alone now, e.g. --fresh lenet5,ds_cnn,resnet8")
+    ap.add_argument("--candidates", type=int, default=12, help="--fresh: candidates per signature")
+    ap.add_argument("--seed", type=int, default=0, help="--fresh: candidate sample seed")
     ap.add_argument("--target", default="host")
     ap.add_argument("--min-trials", type=int, default=5)
     ap.add_argument("--model", choices=("analytic", "mca", "both"), default="analytic")
@@ -69,8 +125,14 @@ def main(argv=None) -> int:
     found, stats = [], []
     print("| signature | trials | " + " | ".join(f"rho {m}" for m in models) + " |\n|---|--:|"
           + "--:|" * len(models), flush=True)
-    for path in args.dbs:
-        for sig, entry, trials in signatures(path, target, args.min_trials, args.match):
+    sources = [signatures(path, target, args.min_trials, args.match) for path in args.dbs]
+    if args.fresh:
+        sources.append(fresh_samples([m for m in args.fresh.split(",") if m], target, args.candidates, args.seed,
+                                     args.match))
+    for source in sources:
+        for sig, entry, trials in source:
+            if len(trials) < args.min_trials:
+                continue
             measured = [t["seconds"] for t in trials]
             rhos = []
             for m in models:
