@@ -87,6 +87,13 @@ def _call(args):
     return fn(*job)
 
 
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the tuner (which saves and stops): no worker tracebacks."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class LocalExecutor(_Executor):
     """A process pool of `workers` (default: the cores this process may use)."""
 
@@ -107,7 +114,7 @@ class LocalExecutor(_Executor):
 
             # spawn: the parent holds MLIR contexts and threads that fork must not copy
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"))
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
         return list(self._pool.map(_call, [(fn, j) for j in jobs]))
 
     def close(self) -> None:

@@ -239,9 +239,7 @@ class _Tuner:
         volume = {s: sum(math.prod(o["loops"]) for o in g) for s, g in groups.items()}
         total = sum(volume.values()) or 1
         order = sorted(groups, key=lambda s: (-volume[s], s))
-        spaces = {s: candidates(groups[s][0], self.tgt, self.rng) for s in order}
-        if self.order == "predicted":
-            spaces = {s: search_order(groups[s][0], space, self.tgt) for s, space in spaces.items()}
+        spaces = {s: candidates(groups[s][0], self.tgt, self.rng) for s in order}  # ordered when tuned
         chosen = {s: e["best"] for s in order if isinstance(e := self.entries.get(s), dict) and "best" in e}
         before = dict(chosen)
         plan = self._plan(order, volume, spaces, trials)
@@ -301,6 +299,9 @@ class _Tuner:
         entry.update({"dgc": dgc_version(), "model": self.model_name, "ops": len(ops)})
         tried = {json.dumps(t["schedule"], sort_keys=True) for t in entry["trials"]}
         pending = [c for c in space[1:] if json.dumps(c, sort_keys=True) not in tried]
+        if pending and self.order == "predicted" and (n_trials is None or n_trials > 0):
+            space = search_order(ops[0], space, self.tgt)  # here, not up front: trials start sooner
+            pending = [c for c in space[1:] if json.dumps(c, sort_keys=True) not in tried]
         gain, done = 1.0, 0
         while pending:
             if n_trials is not None and done >= n_trials:
