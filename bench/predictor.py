@@ -115,6 +115,8 @@ def main(argv=None) -> int:
                     "sampled and costed alone now, e.g. --fresh lenet5,ds_cnn,resnet8")
     ap.add_argument("--candidates", type=int, default=12, help="--fresh: candidates per signature")
     ap.add_argument("--seed", type=int, default=0, help="--fresh: candidate sample seed")
+    ap.add_argument("--save", default=None, help="--fresh: also write the costed samples as a tuning-database "
+                    "JSON, to evaluate again (or other models) without measuring")
     ap.add_argument("--target", default="host")
     ap.add_argument("--min-trials", type=int, default=5)
     ap.add_argument("--model", choices=("analytic", "mca", "both"), default="analytic")
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     target = dgc.get_target(args.target)
     models = ("analytic", "mca") if args.model == "both" else (args.model,)
-    found, stats = [], []
+    found, stats, saved = [], [], {}
     print("| signature | trials | " + " | ".join(f"rho {m}" for m in models) + " |\n|---|--:|"
           + "--:|" * len(models), flush=True)
     sources = [signatures(path, target, args.min_trials, args.match) for path in args.dbs]
@@ -131,6 +133,8 @@ def main(argv=None) -> int:
                                      args.match))
     for source in sources:
         for sig, entry, trials in source:
+            if args.save and source is sources[-1] and args.fresh:
+                saved[sig] = {"trials": trials}
             if len(trials) < args.min_trials:
                 continue
             measured = [t["seconds"] for t in trials]
@@ -145,6 +149,10 @@ def main(argv=None) -> int:
     if ops:
         means = ", ".join(f"{m} {sum(r[i] for r in ops) / len(ops):.3f}" for i, m in enumerate(models))
         print(f"mean rho over {len(ops)} conv/matmul signatures: {means}")
+    if args.save:
+        from dgc.tuning import SCHEMA, TuningDB
+
+        TuningDB(args.save, {"schema": SCHEMA, "targets": {target_key(target): saved}}).save()
     if stats:
         print(f"mca: {len(stats)} predictions, {sum(stats) / len(stats):.2f} s each "
               f"(cache hits included), {sum(stats):.0f} s in all")

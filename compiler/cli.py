@@ -192,8 +192,11 @@ def tune_cmd(model, target, trials, budget, db_path, seed, order, input_shapes, 
                    input_shapes=parse_input_shapes(input_shapes), progress=not quiet, executor=executor,
                    workers=workers, address=address, order=order)
     except KeyboardInterrupt:
-        click.echo(f"dgc: interrupted; the trials measured so far are in {db_path}: run again to resume",
-                   err=True)
+        if os.path.exists(db_path):
+            click.echo(f"dgc: interrupted; the trials measured so far are in {db_path}: run again to resume",
+                       err=True)
+        else:
+            click.echo("dgc: interrupted before the first trial was measured; nothing was written", err=True)
         sys.exit(130)
     click.echo("| signature | ops | share | trials | gain |")
     click.echo("|---|--:|--:|--:|--:|")
