@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import numpy as np
@@ -234,6 +235,27 @@ def test_search_order_measures_the_predicted_best_first():
     ranked = [space[i] for i in rank(entry, space, host) if i != 0]
     assert order[1:EXPLORE] == ranked[:EXPLORE - 1]
     assert order[EXPLORE] == next(c for c in space[1:] if c not in order[:EXPLORE])
+
+
+def test_order_seed_measures_the_seeded_candidates_in_order(tmp_path):
+    """`--order seed`: unbiased samples, the candidates in seed order (cost models' evaluation);
+    a bad order is a usage error."""
+    from conftest import require_tools
+
+    require_tools("cortex-m7")
+    path = tmp_path / "m.onnx"
+    onnx.save(_two_convs(), path)
+    tune(str(path), "cortex-m7", trials=3, db_path=str(tmp_path / "db.json"), progress=False, seed=4, order="seed")
+    entries = json.loads((tmp_path / "db.json").read_text())["targets"][target_key(dgc.get_target("cortex-m7"))]
+    m7 = dgc.get_target("cortex-m7")
+    groups = {}
+    for op in _entries(_two_convs(), "cortex-m7"):
+        groups.setdefault(signature(op["linalg"], op["loops"], op["kinds"], op["fuse"]), []).append(op)
+    first = min(groups, key=lambda s: (-sum(math.prod(o["loops"]) for o in groups[s]), s))  # tuned first
+    tried = [t["schedule"] for t in entries[first]["trials"]]
+    assert len(tried) >= 2 and tried == candidates(groups[first][0], m7, random.Random(4))[1:1 + len(tried)]
+    with pytest.raises(UsageError, match="search order"):
+        tune(str(path), "cortex-m7", trials=1, db_path=str(tmp_path / "x.json"), progress=False, order="best")
 
 
 def test_rank_refines_the_best_few_with_llvm_mca_on_cortex_m():
