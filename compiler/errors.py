@@ -61,3 +61,10 @@ class ToolError(DgcError):
         first = next((ln for ln in stderr.splitlines() if ln.strip()), "").strip()
         super().__init__(what or f"{argv[0].rsplit('/', 1)[-1]} failed with exit code {returncode}",
                          where=first[:300], hint="rerun with --debug to see the full command and output")
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none (for
+    one-line reports of failures that are data, not errors: a tuning candidate's)."""
+    text = str(e)
+    return text.splitlines()[0] if text.strip() else type(e).__name__

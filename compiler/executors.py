@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from dgc.errors import DgcError, UsageError
+from dgc.errors import DgcError, UsageError, first_line
 
 
 # ---- jobs ------------------------------------------------------------------------------------
@@ -41,7 +41,7 @@ def compile_job(model_bytes: bytes, target: str, db_data: dict, input_shapes, fl
         res = compile_contained(proto, target, "tuned", input_shapes=input_shapes, ram_limit=None,
                                 flash_limit=flash_limit, tuning_db=TuningDB(None, db_data))
     except DgcError as e:
-        return {"error": str(e).splitlines()[0] if str(e) else type(e).__name__}
+        return {"error": first_line(e)}
     return {"spec": res.spec.to_json(), "object": res.object}
 
 
@@ -60,7 +60,7 @@ def count_job(spec_json: str, obj: bytes, target: str) -> dict:
         try:
             (r,) = count_models([(ModelSpec.from_json(spec_json), path)], get_target(target), wd)
         except (MeasureError, DgcError) as e:
-            return {"error": str(e).splitlines()[0] if str(e) else type(e).__name__}
+            return {"error": first_line(e)}
     return r
 
 
@@ -143,7 +143,7 @@ class RayExecutor(_Executor):
                     ray.init(address=address or "auto", log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise UsageError(f"cannot connect to a Ray cluster at '{address or 'auto'}': "
-                                 f"{str(e).splitlines()[0] if str(e) else e}",
+                                 f"{first_line(e)}",
                                  hint="start one with `ray start --head` or pass --address") from None
             self._owned = True
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -90,7 +90,7 @@ def count_models(models: list[tuple[ModelSpec, str]], target, workdir: str, time
     "cycles": the llvm-mca cycle estimate of those instructions (target.cpu's scheduling
     model, or `estimate.mca_cpu`'s stand-in where LLVM has none)}. Deterministic; a crash or
     fault raises MeasureError; another runner raises MeasureError."""
-    from dgc.errors import ToolError
+    from dgc.errors import ToolError, first_line
     from dgc.runtime.icount.estimate import estimate
     from dgc.runtime.icount.plugin import build_firmware, run_counted
     from dgc.verifier import random_inputs
@@ -105,7 +105,7 @@ def count_models(models: list[tuple[ModelSpec, str]], target, workdir: str, time
             _, regions = run_counted(exe, [spec], target, wd, timeout)
             est = estimate(exe, regions[0].counts, target)
         except (ToolError, RuntimeError) as e:
-            raise MeasureError(f"counting run failed: {str(e).splitlines()[0] if str(e) else e}") from None
+            raise MeasureError(f"counting run failed: {first_line(e)}") from None
         out.append({"instructions": est.instructions, "cycles": est.cycles})
     return out
 
