@@ -235,6 +235,12 @@ def test_search_order_measures_the_predicted_best_first():
     ranked = [space[i] for i in rank(entry, space, host) if i != 0]
     assert order[1:EXPLORE] == ranked[:EXPLORE - 1]
     assert order[EXPLORE] == next(c for c in space[1:] if c not in order[:EXPLORE])
+    dsp = {"linalg": "linalg.conv_2d_nhwc_hwcf", "loops": [1, 8, 8, 16, 3, 3, 8], "kinds": "pppprrr",
+           "space": [[2, 2], [1, 1], [1, 1, 16], [4, 2], [2, 2, 16], [4, 4, 16], [2, 1]]}
+    space = candidates(dsp, dgc.get_target("cortex-m7"), random.Random(1))
+    order = search_order(dsp, space, dgc.get_target("cortex-m7"))
+    assert order[0] == {"dsp_block": [2, 2]} and sorted(map(key, order)) == sorted(map(key, space))
+    assert all(len(c["dsp_block"]) == 3 for c in order[1:EXPLORE])  # int16 weights first
 
 
 def test_order_seed_measures_the_seeded_candidates_in_order(tmp_path):
