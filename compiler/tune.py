@@ -140,11 +140,9 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
         ranked = [i for i in rank(entry, space, target) if i != 0]
     seeded = list(range(1, len(space)))
     out, used = [0], {0}
-    while len(out) < len(space):
+    while len(out) < len(space):  # both pools order every index: neither runs out first
         pool = seeded if len(out) % EXPLORE == 0 else ranked
-        i = next((j for j in pool if j not in used), None)
-        if i is None:
-            i = next(j for j in seeded if j not in used)
+        i = next(j for j in pool if j not in used)
         out.append(i)
         used.add(i)
     return [space[i] for i in out]
@@ -303,9 +301,9 @@ class _Tuner:
         entry.update({"dgc": dgc_version(), "model": self.model_name, "ops": len(ops)})
         tried = {json.dumps(t["schedule"], sort_keys=True) for t in entry["trials"]}
         pending = [c for c in space[1:] if json.dumps(c, sort_keys=True) not in tried]
-        if pending and self.order == "predicted" and (n_trials is None or n_trials > 0):
-            space = search_order(ops[0], space, self.tgt)  # here, not up front: trials start sooner
-            pending = [c for c in space[1:] if json.dumps(c, sort_keys=True) not in tried]
+        if len(pending) > 1 and self.order == "predicted" and (n_trials is None or n_trials > 0):
+            ranked = search_order(ops[0], space, self.tgt)  # here, not up front: trials start sooner
+            pending.sort(key=lambda c: ranked.index(c))
         gain, done = 1.0, 0
         while pending:
             if n_trials is not None and done >= n_trials:
