@@ -2,7 +2,9 @@
 
 `predict(entry, schedule, target)` estimates the cycles of one op (`entry`: an item of
 `--dump-schedule`; `schedule`: its tile/reduce/outer/vectorize fields) from the target's data
-only: vector lanes and registers, the cache size. The model is a register-block roofline:
+only: vector lanes and registers, the cache size. Out-of-order cores (`in_order` false: x86,
+Cortex-A72/A76) have their own model, `_predict_ooo` (FMA latency, L1 weight traffic,
+depthwise register pressure). On in-order cores the model is a register-block roofline:
 
   - the inner step of a register block of r rows x v vectors loads v weight vectors and r
     broadcast inputs and issues r*v FMAs; a core issues two of either per cycle, so a step
@@ -13,9 +15,7 @@ only: vector lanes and registers, the cache size. The model is a register-block 
   - per block: storing r*v accumulators and the loop overhead (~8 cycles);
   - weights that do not fit a quarter of the cache are read again for every block row unless
     an outer (cache) block keeps a slice of them resident: 4 extra cycles per weight vector;
-  - reduction steps of s > 1 channels save loop overhead (1 cycle per step / s) on in-order
-    cores (`in_order`); out-of-order cores hide it, so the model sees no difference and the
-    default (first) candidate wins the tie;
+  - reduction steps of s > 1 channels save loop overhead (1 cycle per step / s);
   - an unvectorized op costs one cycle per scalar MAC.
 
 Other ops (elementwise generics, transposes) cost their loop volume / lanes. It is a ranking
@@ -43,37 +43,29 @@ def in_order(target) -> bool:
 
 
 def predict(entry: dict, schedule: dict, target) -> float:
+    if not in_order(target):
+        return _predict_ooo(entry, schedule, target)
     loops, kinds, linalg = entry["loops"], entry["kinds"], entry["linalg"]
     volume = math.prod(loops)
     if not schedule.get("vectorize", True):
         return float(volume)
     lanes = _lanes(target)
     tile, reduce, outer = schedule["tile"], schedule["reduce"], schedule["outer"]
-    p = [i for i, k in enumerate(kinds) if k == "p"]
-    if linalg.startswith(("linalg.conv_2d", "linalg.depthwise", "linalg.pooling")):
-        rows_i, cols_i = 2, 3
-    elif len(p) >= 2 and "r" in kinds:
-        rows_i, cols_i = p[-2], p[-1]
-    else:
+    block = _block_dims(entry, tile, lanes)
+    if block is None:
         return volume / lanes
-    r, w = max(1, tile[rows_i]), max(1, tile[cols_i])
-    v = -(-w // lanes)
-    useful = w / (v * lanes)  # lanes doing work
-    depthwise = not linalg.startswith(("linalg.conv_2d", "linalg.matmul", "linalg.batch_matmul")) and \
-        "r" in kinds and len(loops) == 6
+    r, w, v, useful, cols_i = block
+    depthwise = _depthwise(entry)
     # registers: accumulators, weight vectors (depthwise/pool: input vectors), one broadcast
     live = r * v + v + 1
     spill = max(0, live - target.vector_regs)
     red = math.prod(d for d, k in zip(loops, kinds) if k == "r")
     steps = (volume / red) / (r * w) * red  # block count x reduction length
     step = max(r * v, r + v) / 2 + 2 * spill
-    overhead = 0.0  # loop control per reduction step: hidden by out-of-order cores
-    if in_order(target):
-        step_s = 1
-        if reduce and len(reduce) == len(loops) and kinds[-1] == "r":
-            step_s = max(1, reduce[-1])
-        overhead = 1.0 / step_s
-    cycles = steps * (step + overhead) / useful
+    step_s = 1  # loop control per reduction step, saved by steps of several channels
+    if reduce and len(reduce) == len(loops) and kinds[-1] == "r":
+        step_s = max(1, reduce[-1])
+    cycles = steps * (step + 1.0 / step_s) / useful
     blocks = (volume / red) / (r * w)
     cycles += blocks * (r * v + 8)
     if not depthwise and target.cache_bytes:
@@ -81,6 +73,91 @@ def predict(entry: dict, schedule: dict, target) -> float:
         if weight_bytes > target.cache_bytes // 4 and not any(outer):
             cycles += steps * v * 4
     return cycles
+
+
+def _block_dims(entry: dict, tile: list[int], lanes: int):
+    """(rows, width, vectors, useful lane fraction, column loop) of an op's register block, or
+    None for ops without one (elementwise generics, transposes)."""
+    loops, kinds, linalg = entry["loops"], entry["kinds"], entry["linalg"]
+    p = [i for i, k in enumerate(kinds) if k == "p"]
+    if linalg.startswith(("linalg.conv_2d", "linalg.depthwise", "linalg.pooling")):
+        rows_i, cols_i = 2, 3
+    elif len(p) >= 2 and "r" in kinds:
+        rows_i, cols_i = p[-2], p[-1]
+    else:
+        return None
+    r, w = max(1, tile[rows_i]), max(1, tile[cols_i])
+    v = -(-w // lanes)
+    return r, w, v, w / (v * lanes), cols_i
+
+
+def _depthwise(entry: dict) -> bool:
+    """Depthwise convs and poolings: (n, oh, ow, c, kh, kw), no reduction over channels."""
+    return not entry["linalg"].startswith(("linalg.conv_2d", "linalg.matmul", "linalg.batch_matmul")) and \
+        "r" in entry["kinds"] and len(entry["loops"]) == 6
+
+
+L1_BYTES = 32 << 10  # L1 data cache of the out-of-order cores modelled (Zen 4, Golden Cove, A76)
+FMA_LATENCY = 4  # cycles: Zen 4, Golden Cove, Cortex-A76
+HIDDEN_CHAIN = 64  # reduction steps per block that an out-of-order window overlaps with the next
+
+
+def _predict_ooo(entry: dict, schedule: dict, target) -> float:
+    """The model for out-of-order cores (x86, Cortex-A72/A76). A reduction step of a register
+    block of r rows x v vectors costs the most of:
+
+      - its FMAs, r*v, at two 256-bit pipes' worth per cycle (a 512-bit FMA takes both on
+        Zen 4);
+      - its loads: v weight vectors and r broadcasts at two per cycle, a broadcast counting
+        half (it is folded into the FMA as a memory operand);
+      - the FMA latency, when the block's accumulation chain is long enough (HIDDEN_CHAIN
+        steps) that the out-of-order window cannot overlap it with the next block: a block of
+        fewer than latency x pipes accumulators waits on its own results (a 1x16 matmul
+        block: 2.8x the time of 4x16, measured);
+      - the weights' traffic from L2, two cycles per weight vector, when the op's weights
+        exceed L1 (a 1-row block reads each of them once per row: 2x on 128x128 and 256x256
+        weights, measured);
+    plus one cycle per register the block needs beyond the register file (spills). Depthwise
+    convs and poolings read (r + kw - 1) input vectors and kw weight vectors per kernel row
+    (the 1-D window decomposition keeps the overlapping inputs in registers), so wide blocks
+    run out of registers (24 pixels: 2.6x the time of 4, measured). A step of two input
+    channels costs r shuffles more: LLVM loads each pixel's pair as one 64-bit value and splats
+    the halves on the FP ports the FMAs use, where steps of 1 or 4 fold the broadcast into the
+    FMA (seen in the assembly; 1.3-1.5x on small 1x1 convs, measured). Blocks also pay their
+    stores and loop control, r*v + 8. Parameters are the cores' published data, except the
+    broadcast's half load and HIDDEN_CHAIN, which were read off the x86 samples of
+    bench/predictor.py --fresh (lenet5, ds_cnn, resnet8, mobilenet_v1_025, tiny_bert); its
+    held-out rank correlation is in README.md."""
+    loops, kinds = entry["loops"], entry["kinds"]
+    volume = math.prod(loops)
+    if not schedule.get("vectorize", True):
+        return float(volume)
+    lanes = _lanes(target)
+    tile, reduce = schedule["tile"], schedule["reduce"]
+    block = _block_dims(entry, tile, lanes)
+    if block is None:
+        return volume / lanes
+    r, w, v, useful, cols_i = block
+    rate = max(1.0, min(2.0, 512 / target.vector_bits))  # vector FMAs (or loads) per cycle
+    red = math.prod(d for d, k in zip(loops, kinds) if k == "r")
+    blocks = (volume / red) / (r * w)
+    if _depthwise(entry):
+        kh, kw = loops[4], loops[5]
+        steps, chain = kh, kh * kw  # a step: one kernel row
+        fmas = r * v * kw
+        loads = (r + kw - 1) * v + kw * v
+        live = r * v + (r + kw - 1) * v + kw * v
+        weights_l2 = 0
+    else:
+        steps = chain = red
+        fmas, loads, live = r * v, 0.5 * r + v, r * v + v + 1
+        weights_l2 = v if 4 * loops[cols_i] * red > L1_BYTES else 0
+        if reduce and len(reduce) == len(loops) and kinds[-1] == "r" and reduce[-1] == 2:
+            fmas += r  # the splats of a channel pair
+    step = max(fmas / rate, loads / rate, 2 * weights_l2,
+               FMA_LATENCY * min(1.0, chain / HIDDEN_CHAIN))
+    step += max(0, live - target.vector_regs)
+    return blocks * (steps * step / useful + r * v + 8)
 
 
 REFINE = 12  # candidates the llvm-mca model re-ranks on in-order cores (~0.3 s each)
