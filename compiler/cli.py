@@ -156,7 +156,7 @@ def compile(model, target, out_dir, name, opt, emit, input_shapes, dump_ir, prin
 @click.option("-t", "--target", default="host", show_default=True, help=_TARGET_HELP)
 @click.option("--trials", type=int, default=None,
               help="Candidates to measure in all (default 32 when no --budget), spread over the op "
-                   "signatures by their share of the model's work.")
+                   "signatures by their share of the model's estimated cost.")
 @click.option("--budget", default=None, help="Time budget instead of (or besides) --trials, e.g. 90s, 10m, 1h.")
 @click.option("--db", "db_path", default="tuning.json", show_default=True, type=click.Path(dir_okay=False),
               help="Tuning database: read (resume), updated after every trial; pass it to "

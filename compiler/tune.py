@@ -8,8 +8,9 @@ best, both timed in the same child process (`dgc.measure`: interleaved batches, 
 by at least 3% (0.1% for exact QEMU counts), confirmed by a second independent run (the candidate's slower time against
 the incumbent's faster one: noise on a shared machine must not choose). Each candidate compiles in a child process too
 (`compile_contained`), so a crash in MLIR/LLVM or in the generated code only loses that
-candidate. Trials are spread over the signatures by their share of the model's loop volume
-(product of loop ranges x ops: the MACs of convs and matmuls), biggest first.
+candidate. Trials (or the --budget's time) are spread over the signatures by their share of
+the model's estimated cost (`estimated_cost`: the cost model's cycles of each op with its
+default schedule, summed over the signature's ops), costliest first.
 
 Every trial is written to the database as soon as it is measured (`TuningDB.save`, atomic):
 Ctrl-C loses at most the running trial and a new run resumes where it stopped. At the end
@@ -38,6 +39,7 @@ from dgc.errors import DgcError, UsageError
 from dgc.spec import ModelSpec
 from dgc.targets import get_target, host_can_run
 
+from .predict import predict
 from .tuning import SCHEMA, TuningDB, candidates, dgc_version, target_key
 
 MARGIN = 0.97  # a timed candidate must be >= 3% faster than the incumbent to replace it
@@ -48,7 +50,7 @@ EXACT_MARGIN = 0.999  # one counted in QEMU (no noise): >= 0.1% fewer estimated 
 class SignatureResult:
     signature: str
     ops: int
-    share: float  # of the model's loop volume
+    share: float  # of the model's estimated cost (estimated_cost)
     trials: int  # measured in this run
     speedup: float  # product of the accepted trials' measured gains (whole model, incumbent / new)
 
@@ -65,6 +67,16 @@ class TuneReport:
     @property
     def speedup(self) -> float:
         return self.default_s / self.tuned_s if self.tuned_s else 1.0
+
+
+def estimated_cost(op: dict, target) -> float:
+    """Cycles the cost model (dgc.predict) expects of the op `op` (an item of `--dump-schedule`)
+    with its default schedule: what decides its share of the tuning budget. The int8 SMLAD
+    kernels (`"dsp"` items, no cost model) count one cycle per MAC: 0.86-1.3 measured on
+    Cortex-M7 (bench/cortexm.py)."""
+    if "tile" not in op:
+        return float(math.prod(op["loops"]))
+    return predict(op, op, target)
 
 
 def parse_budget(text: str | None) -> float | None:
@@ -238,7 +250,7 @@ class _Tuner:
         groups: dict[str, list[dict]] = {}
         for op in ops:
             groups.setdefault(signature(op["linalg"], op["loops"], op["kinds"], op["fuse"], op.get("kernel")), []).append(op)
-        volume = {s: sum(math.prod(o["loops"]) for o in g) for s, g in groups.items()}
+        volume = {s: sum(estimated_cost(o, self.tgt) for o in g) for s, g in groups.items()}
         total = sum(volume.values()) or 1
         order = sorted(groups, key=lambda s: (-volume[s], s))
         spaces = {s: candidates(groups[s][0], self.tgt, self.rng) for s in order}  # ordered when tuned
@@ -283,7 +295,7 @@ class _Tuner:
         return TuneReport(self.tgt.name, t_default, t_tuned, results, kept, "cycles" if self.exact else "s")
 
     def _plan(self, order, volume, spaces, trials) -> dict:
-        """Trials per signature by share of the loop volume (at least one each while any are left)."""
+        """Trials per signature by share of the estimated cost (at least one each while any are left)."""
         if trials is None:
             return {}
         plan, left, left_volume = {}, trials, sum(volume.values()) or 1
