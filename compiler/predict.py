@@ -69,10 +69,27 @@ def predict(entry: dict, schedule: dict, target) -> float:
     blocks = (volume / red) / (r * w)
     cycles += blocks * (r * v + 8)
     if not depthwise and target.cache_bytes:
-        weight_bytes = 4 * loops[cols_i] * red
+        weight_bytes, _ = _working_sets(entry, schedule, cols_i)
         if weight_bytes > target.cache_bytes // 4 and not any(outer):
             cycles += steps * v * 4
     return cycles
+
+
+def _working_sets(entry: dict, schedule: dict, cols_i: int) -> tuple[int, bool]:
+    """(bytes of weights the op touches between two uses of the same weight tile, whether
+    the output channels loop runs outside other loops), from the loop order. Output channels
+    innermost (the natural order): all the weights (of the cache block, with an `outer` tile)
+    between two uses. Further out: one register tile's weights, reused across the pixels
+    (rows) inside."""
+    loops, kinds, tile = entry["loops"], entry["kinds"], schedule["tile"]
+    outer = schedule.get("outer") or [0] * len(loops)
+    within = [o or d for o, d in zip(outer, loops)]
+    order = schedule.get("order") or [i for i, k in enumerate(kinds) if k == "p"]
+    multi = [i for i in order if tile[i] and within[i] > tile[i]]
+    red = math.prod(d for d, k in zip(loops, kinds) if k == "r")
+    if cols_i not in multi or multi[-1] == cols_i:
+        return 4 * within[cols_i] * red, False
+    return 4 * max(1, tile[cols_i]) * red, True
 
 
 def _block_dims(entry: dict, tile: list[int], lanes: int):
@@ -114,9 +131,10 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         steps) that the out-of-order window cannot overlap it with the next block: a block of
         fewer than latency x pipes accumulators waits on its own results (a 1x16 matmul
         block: 2.8x the time of 4x16, measured);
-      - the weights' traffic from L2, two cycles per weight vector, when the op's weights
-        exceed L1 (a 1-row block reads each of them once per row: 2x on 128x128 and 256x256
-        weights, measured);
+      - the weights' traffic from L2, two cycles per weight vector, when the weights used
+        between two uses of the same weight tile exceed L1 (`_working_sets`: all of them in
+        the natural loop order; a 1-row block reads each of them once per row: 2x on 128x128
+        and 256x256 weights, measured);
     plus one cycle per register the block needs beyond the register file (spills). Depthwise
     convs and poolings read (r + kw - 1) input vectors and kw weight vectors per kernel row
     (the 1-D window decomposition keeps the overlapping inputs in registers), so wide blocks
@@ -124,7 +142,11 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     channels costs r shuffles more: LLVM loads each pixel's pair as one 64-bit value and splats
     the halves on the FP ports the FMAs use, where steps of 1 or 4 fold the broadcast into the
     FMA (seen in the assembly; 1.3-1.5x on small 1x1 convs, measured). Blocks also pay their
-    stores and loop control, r*v + 8. Parameters are the cores' published data, except the
+    stores and loop control, r*v + 8, and, in loop orders with the output channels outside
+    the pixels, four cycles per output line when the output exceeds L1: a block's lines are
+    written out of sequence, so the prefetcher does not bring them (1x1 convs over 16 to 576
+    input channels: 1.22x to 1.007x slower with the output channels outermost, measured,
+    i.e. ~4 / reduction length; four cycles fit). Parameters are the cores' published data, except the
     broadcast's half load and HIDDEN_CHAIN, which were read off the x86 samples of
     bench/predictor.py --fresh (lenet5, ds_cnn, resnet8, mobilenet_v1_025, tiny_bert); its
     held-out rank correlation is in README.md."""
@@ -141,6 +163,7 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     rate = max(1.0, min(2.0, 512 / target.vector_bits))  # vector FMAs (or loads) per cycle
     red = math.prod(d for d, k in zip(loops, kinds) if k == "r")
     blocks = (volume / red) / (r * w)
+    refill = 0.0
     if _depthwise(entry):
         kh, kw = loops[4], loops[5]
         steps, chain = kh, kh * kw  # a step: one kernel row
@@ -150,14 +173,20 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         weights_l2 = 0
     else:
         steps = chain = red
-        fmas, loads, live = r * v, 0.5 * r + v, r * v + v + 1
-        weights_l2 = v if 4 * loops[cols_i] * red > L1_BYTES else 0
+        unroll = math.prod(max(1, x) for x, k in zip(reduce, kinds) if k == "r") \
+            if reduce and len(reduce) == len(loops) else 1
+        # the weight vectors of every unrolled reduction step are loaded up front
+        fmas, loads, live = r * v, 0.5 * r + v, r * v + v * unroll + 1
+        weight_set, strided = _working_sets(entry, schedule, cols_i)
+        weights_l2 = v if weight_set > L1_BYTES else 0
+        if strided and 4 * volume / red > L1_BYTES:
+            refill = 4 * r * v  # its r x v output lines fetched for writing, out of sequence
         if reduce and len(reduce) == len(loops) and kinds[-1] == "r" and reduce[-1] == 2:
             fmas += r  # the splats of a channel pair
     step = max(fmas / rate, loads / rate, 2 * weights_l2,
                FMA_LATENCY * min(1.0, chain / HIDDEN_CHAIN))
     step += max(0, live - target.vector_regs)
-    return blocks * (steps * step / useful + r * v + 8)
+    return blocks * (steps * step / useful + r * v + 8 + refill)
 
 
 REFINE = 12  # candidates the llvm-mca model re-ranks on in-order cores (~0.3 s each)
@@ -167,7 +196,8 @@ def predict_mca_refines(target) -> bool:
     """Targets whose ranking the llvm-mca model (dgc.predict_mca) refines: bare-metal cores
     (in-order, no data cache to speak of), where llvm-mca's per-block cycles are what the
     tuner measures (bench/predictor.py, Cortex-M7: mean rho 0.915 against 0.612 for this
-    model). On x86 it ranks no better than this model (0.586 against 0.601)."""
+    model). On x86 it ranks worse than this model (held-out, 37 signatures: 0.668 against the
+    out-of-order model's 0.722), and llvm-mca assumes every load hits the cache."""
     return bool(target.bare_metal)
 
 
@@ -201,7 +231,8 @@ TRUST_GAIN = 1.10  # analytic-only targets: predicted gain needed to leave the d
 def best_predicted(entry: dict, target) -> dict:
     """The candidate schedule (`dgc.tuning.candidates`, default included) of the op `entry`
     ranked cheapest (`rank`); the default wins ties. Where only this analytic model ranks
-    (not `predict_mca_refines`: x86, where its rank correlation with measured times is ~0.6),
+    (not `predict_mca_refines`: x86, where its held-out rank correlation with measured times
+    is 0.72),
     the default heuristics stand unless the model predicts at least TRUST_GAIN: smaller
     predicted gains are within its error (bench/tuned.py --target host measured them as
     losses of up to 15%). Deterministic."""

@@ -43,7 +43,7 @@ import re
 import numpy as np
 
 KEY = "op"
-_FIELDS = ("tile", "reduce", "outer", "vectorize", "fuse")
+_FIELDS = ("tile", "reduce", "outer", "order", "vectorize", "fuse")
 _cache: dict[tuple, float] = {}
 
 
@@ -232,10 +232,9 @@ def schedule_trips(entry: dict, sched: dict) -> list[int]:
     for i, o in enumerate(outer):  # outer (cache) tiles first
         if o and kinds[i] == "p":
             trips.append(loops[i] // o)
-    for i, k in enumerate(kinds):
-        if k == "p":
-            within = outer[i] or loops[i]
-            trips.append(within // tile[i] if tile[i] else 1)
+    for i in sched.get("order") or [i for i, k in enumerate(kinds) if k == "p"]:  # in loop order
+        within = outer[i] or loops[i]
+        trips.append(within // tile[i] if tile[i] else 1)
     for i, k in enumerate(kinds):
         if k == "r":
             trips.append(loops[i] // red[i] if red[i] else 1)
@@ -390,7 +389,7 @@ def explain(entry: dict, schedule: dict, target, workdir: str | None = None) -> 
 
     target = target if not isinstance(target, str) else dgc.get_target(target)
     entry = {**entry, "fuse": _fuse_of(entry)}
-    sched = {k: schedule[k] for k in ("tile", "reduce", "outer", "vectorize") if k in schedule}
+    sched = {k: schedule[k] for k in ("tile", "reduce", "outer", "order", "vectorize") if k in schedule}
     sched.setdefault("outer", [0] * len(entry["loops"]))
     sched.setdefault("vectorize", True)
     key = (target.name, target.cpu, entry["linalg"], tuple(entry["loops"]), entry["kinds"], entry["fuse"],
@@ -398,7 +397,7 @@ def explain(entry: dict, schedule: dict, target, workdir: str | None = None) -> 
     if key not in _cache:
         t0 = time.perf_counter()
         res, got = compile_op(entry, sched, target, workdir)
-        applied = {k: got[k] for k in ("tile", "reduce", "outer", "vectorize")}
+        applied = {k: got[k] for k in ("tile", "reduce", "outer", "order", "vectorize")}
         a = analyse(res.asm, entry, applied, target)
         a.compile_s = time.perf_counter() - t0
         _cache[key] = a

@@ -29,7 +29,7 @@ import tempfile
 from dgc.errors import UsageError
 
 SCHEMA = "dgc-tuning/1"
-FIELDS = ("tile", "reduce", "outer", "vectorize")
+FIELDS = ("tile", "reduce", "outer", "order", "vectorize")
 
 
 def target_key(target) -> str:
@@ -111,22 +111,36 @@ def _widths(dim: int, lanes: int, regs: int) -> list[int]:
 def candidates(entry: dict, target, rng: random.Random, limit: int = 400) -> list[dict]:
     """Schedules to try for the op `entry` (an item of `--dump-schedule`): the default first,
     then the register blocks (rows x vector widths within the register file), reduction steps
-    (input channels per step; one window column or the whole window row unrolled) and cache
-    blocks around them that keep every tile a divisor of its loop, in random order."""
+    (input channels per step; one window column or the whole window row unrolled), cache
+    blocks around them that keep every tile a divisor of its loop, and loop orders of convs
+    and matmuls (output channels innermost, outermost, or per image row), in random order."""
     if "space" in entry:  # an int8 conv of the SMLAD kernels (the "dsp" list): its register blocks
         rest = [{"dsp_block": list(b)} for b in entry["space"][1:]]
         rng.shuffle(rest)
         return [{"dsp_block": list(entry["space"][0])}] + rest[:limit]
     loops, kinds, linalg = entry["loops"], entry["kinds"], entry["linalg"]
-    default = {k: entry[k] for k in FIELDS}
+    natural = [i for i, k in enumerate(kinds) if k == "p"]
+    default = {k: entry.get(k, natural) for k in FIELDS}
     lanes = max(1, target.vector_bits // 32)
     regs = max(2, target.vector_regs - 2)
     found: list[dict] = []
 
-    def add(tile, reduce, outer):
-        c = {"tile": tile, "reduce": reduce, "outer": outer, "vectorize": True}
-        if c != default and c not in found:
-            found.append(c)
+    def add(tile, reduce, outer, cols=None):
+        """The candidate in the natural loop order and, when the column (output channel)
+        loop runs more than once, with it outermost and, for convs, between the image rows
+        and the row's pixel blocks: the weight tile stays in cache while the pixels go by."""
+        orders = [natural]
+        within = [o or d for o, d in zip(outer, loops)]
+        if cols is not None and within[cols] > tile[cols] and \
+                any(within[i] > max(1, tile[i]) for i in natural if i != cols):
+            rest = [i for i in natural if i != cols]
+            orders.append([cols, *rest])
+            if linalg.startswith("linalg.conv_2d") and within[1] > 1:
+                orders.append([*rest[:2], cols, *rest[2:]])
+        for order in orders:
+            c = {"tile": tile, "reduce": reduce, "outer": outer, "order": order, "vectorize": True}
+            if c != default and c not in found:
+                found.append(c)
 
     p = [i for i, k in enumerate(kinds) if k == "p"]
     if linalg.startswith(("linalg.conv_2d", "linalg.depthwise", "linalg.pooling")):
@@ -147,7 +161,7 @@ def candidates(entry: dict, target, rng: random.Random, limit: int = 400) -> lis
                     for o in outers:
                         outer = [0] * len(loops)
                         outer[col] = o
-                        add(tile, red, outer)
+                        add(tile, red, outer, col if len(loops) == 7 else None)
     elif len(p) >= 2 and "r" in kinds:  # matmul-like: (..., m, n, k)
         m, n = p[-2], p[-1]
         for w in _widths(loops[n], lanes, regs):
@@ -155,7 +169,7 @@ def candidates(entry: dict, target, rng: random.Random, limit: int = 400) -> lis
             for r in _divisors(loops[m], max(1, regs // vecs)):
                 tile = [1 if k == "p" else 0 for k in kinds]
                 tile[m], tile[n] = r, w
-                add(tile, [1 if k == "r" else 0 for k in kinds], [0] * len(loops))
+                add(tile, [1 if k == "r" else 0 for k in kinds], [0] * len(loops), n)
     elif kinds and kinds[-1] == "p" and "r" not in kinds and linalg == "linalg.generic":
         for w in (lanes * k for k in (1, 2, 4, 8)):
             if loops[-1] % w == 0:

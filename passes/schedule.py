@@ -41,7 +41,7 @@ _POOLS = ("linalg.pooling_nhwc_max", "linalg.pooling_nhwc_sum", "linalg.pooling_
 _MATMULS = ("linalg.matmul", "linalg.batch_matmul")
 _WINDOWED = (_CONV, _DW, *_POOLS)
 _ANCHORS = (*_WINDOWED, *_MATMULS, "linalg.transpose", "linalg.generic")
-_FIELDS = ("tile", "reduce", "outer", "vectorize", "fuse")
+_FIELDS = ("tile", "reduce", "outer", "order", "vectorize", "fuse")
 _LISTS = ("tile", "reduce", "outer")
 
 
@@ -55,15 +55,23 @@ class OpSchedule:
     tile: list[int]  # parallel tile sizes (0 = loop not tiled)
     reduce: list[int]  # reduction tile sizes (0 = loop not tiled)
     outer: list[int]  # cache-level tile sizes around `tile` (0 = none)
+    # the register tiles' loops, outermost first: a permutation of the parallel loops
+    # (empty: loop order, the natural order)
+    order: list[int] = dataclasses.field(default_factory=list)
     vectorize: bool = True
     fuse: bool = True
     note: str = ""
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
+        d["order"] = self.order or natural_order(self.kinds)
         if not d["note"]:
             del d["note"]
         return d
+
+
+def natural_order(kinds: str) -> list[int]:
+    return [i for i, k in enumerate(kinds) if k == "p"]
 
 
 # ---- target data -> default schedules ----------------------------------------------------
@@ -307,6 +315,13 @@ def _apply_override(s: OpSchedule, entry: dict) -> None:
                                  f"(kinds {s.kinds})", where=where,
                                  hint="parallel loops go in 'tile'/'outer', reductions in 'reduce'")
             v = [min(x, d) for x, d in zip(v, s.loops)]  # a tile larger than its loop = the loop
+        elif field == "order":
+            want = natural_order(s.kinds)
+            if not isinstance(v, list) or not all(type(x) is int for x in v) or v and sorted(v) != want:
+                raise UsageError(f"'order' must list the parallel loops {want} (kinds {s.kinds}) "
+                                 f"outermost first, got {v}", where=where,
+                                 hint=f"e.g. {want[:-2] + want[:-3:-1] if len(want) > 1 else want}")
+            v = [] if v == want else v
         elif not isinstance(v, bool):
             raise UsageError(f"'{field}' must be true or false, got {v!r}", where=where)
         setattr(s, field, v)
@@ -457,7 +472,8 @@ def _apply_overrides(groups: list[_Group], overrides: list[dict]) -> None:
                              "schedulable op in this model", hint="op types here: " +
                              ", ".join(sorted({g.sched.op_type for g in groups} - {""})))
         for s in hits:
-            if all(len(entry.get(f, s.loops)) == len(s.loops) for f in _LISTS):
+            if all(len(entry.get(f, s.loops)) == len(s.loops) for f in _LISTS) and \
+                    len(entry.get("order", s.kinds.replace("r", ""))) in (0, s.kinds.count("p")):
                 # lists of another length are for another op of the type (e.g. depthwise)
                 _apply_override(s, entry)
     for entry in (e for e in overrides if "key" in e):
@@ -529,13 +545,26 @@ def _tile_script(i: int, g: _Group) -> str:
     if tiled and any(s.outer):
         tile_and_fuse("o", s.outer)
     if tiled:
-        tile_and_fuse("t", s.tile)
+        for k, level in enumerate(_order_levels(s)):
+            tile_and_fuse(f"t{k}", level)
     for handle, value in ((anchor, i), (root if root != anchor else None, 1000000 + i), (init, 2000000 + i)):
         if handle is not None:
             lines.append(f"%p{value} = transform.param.constant {value} : i64 -> !transform.param<i64>")
             lines.append(f'transform.annotate {handle} "{_TILED}" = %p{value}'
                          f" : {_ANY}, !transform.param<i64>")
     return _sequence("".join(f"    {x}\n" for x in lines))
+
+
+def _order_levels(s: OpSchedule) -> list[list[int]]:
+    """The register tiling as tile_using_forall levels, outermost first. In the natural loop
+    order one level (scf-forall-to-for nests its loops in dimension order); another `order`
+    is one level per loop that runs more than once, in that order (each a 1-D forall); loops
+    of one trip need no tiling."""
+    within = [o or d for o, d in zip(s.outer, s.loops)]
+    multi = [i for i in s.order if s.tile[i] and within[i] > s.tile[i]]
+    if not s.order or multi == sorted(multi):
+        return [s.tile]
+    return [[s.tile[i] if i == d else 0 for i in range(len(s.tile))] for d in multi]
 
 
 def _vector_script(i: int, g: _Group) -> str:

@@ -166,6 +166,27 @@ def test_layout_transposes_in_register_blocks(target, shape, perm, tmp_path):
         assert ops["t"]["vectorize"] and ops["t"]["linalg"] == "linalg.transpose"
 
 
+@pytest.mark.parametrize("target", ["host", "armv7a"])
+@pytest.mark.parametrize("make,entry,nest", [
+    (lambda: _conv_model(c=32, k=32, hw=12, residual=True),  # output channels outermost
+     {"key": "conv", "tile": [1, 1, 4, 8, 0, 0, 0], "order": [0, 3, 1, 2]}, [4, 12, 3]),
+    (lambda: _conv_model(c=32, k=32, hw=12, residual=True),  # inside a cache block of 16 channels
+     {"key": "conv", "tile": [1, 1, 4, 8, 0, 0, 0], "outer": [0, 0, 0, 16, 0, 0, 0], "order": [3, 2, 1, 0]},
+     [2, 2, 3, 12]),
+    (lambda: _matmul_model(m=16, k=12, n=32), {"key": "mm", "tile": [1, 4, 8, 0], "order": [2, 1, 0]}, [4, 4]),
+])
+def test_loop_order(target, make, entry, nest, tmp_path):
+    """`order` nests the register tiles' loops outermost first (loops of one trip need none);
+    the numbers stay those of onnxruntime."""
+    model = make()
+    res, _, _ = check_on_target(model, target, tmp_path, schedule=[entry])
+    assert _ops(res)[entry["key"]]["order"] == entry["order"]
+    dgc.compile(model, target, name="m", schedule=[entry], stop_after="schedule", dump_ir=str(tmp_path / "ir"))
+    ir_text = next((tmp_path / "ir").glob("*-schedule.mlir")).read_text()
+    trips = [int(n) for n in re.findall(r"scf\.forall \([^)]*\) in \((\d+)\)", ir_text)]
+    assert trips[-len(nest):] == nest
+
+
 def test_conv_relu_fuse_into_one_loop_nest():
     res = dgc.compile(_conv_model(second=True), "host", name="m", stop_after="schedule")
     ops = _ops(res)
@@ -258,6 +279,9 @@ def test_op_type_entry_and_node_entry(tmp_path):
     ([{"key": "conv", "tile": [1, 1, 1, 1, 1, 0, 0]}], "reduction loop"),
     ([{"key": "conv", "reduce": [1, 0, 0, 0, 0, 0, 0]}], "parallel loop"),
     ([{"key": "conv", "vectorize": "yes"}], "true or false"),
+    ([{"key": "conv", "order": [0, 1, 2]}], "'order' must list the parallel loops [0, 1, 2, 3]"),
+    ([{"key": "conv", "order": [0, 1, 2, 4]}], "'order' must list"),
+    ([{"key": "conv", "order": [0, 1, 2, True]}], "'order' must list"),
     ([{"key": "conv", "tiles": [1]}], "unknown field"),
     ([{"vectorize": False}], "neither"),
 ])
