@@ -114,9 +114,19 @@ def _depthwise(entry: dict) -> bool:
         "r" in entry["kinds"] and len(entry["loops"]) == 6
 
 
-L1_BYTES = 32 << 10  # L1 data cache of the out-of-order cores modelled (Zen 4, Golden Cove, A76)
 FMA_LATENCY = 4  # cycles: Zen 4, Golden Cove, Cortex-A76
 HIDDEN_CHAIN = 64  # reduction steps per block that an out-of-order window overlaps with the next
+BLOCK_OVERHEAD = 8  # cycles of loop control per register block
+
+
+# cores whose 512-bit FMAs and loads take both 256-bit halves of the datapath (one per cycle);
+# the others with AVX-512 (Zen 5, Intel server cores) and every AVX2/NEON core issue two per cycle
+HALF_RATE_512 = ("znver4", "icelake-client", "tigerlake", "rocketlake", "cannonlake")
+
+
+def _vector_rate(target) -> float:
+    """Vector FMAs (or loads) of the target's width per cycle, by the core's published data."""
+    return 1.0 if target.vector_bits >= 512 and target.cpu in HALF_RATE_512 else 2.0
 
 
 def _predict_ooo(entry: dict, schedule: dict, target) -> float:
@@ -160,7 +170,7 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     if block is None:
         return volume / lanes
     r, w, v, useful, cols_i = block
-    rate = max(1.0, min(2.0, 512 / target.vector_bits))  # vector FMAs (or loads) per cycle
+    rate = _vector_rate(target)
     red = math.prod(d for d, k in zip(loops, kinds) if k == "r")
     blocks = (volume / red) / (r * w)
     refill = 0.0
@@ -175,18 +185,22 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         steps = chain = red
         unroll = math.prod(max(1, x) for x, k in zip(reduce, kinds) if k == "r") \
             if reduce and len(reduce) == len(loops) else 1
-        # the weight vectors of every unrolled reduction step are loaded up front
-        fmas, loads, live = r * v, 0.5 * r + v, r * v + v * unroll + 1
+        fmas, loads, live = r * v, 0.5 * r + v, r * v + v + 1
+        if live + v > target.vector_regs:
+            # no room for the next step's weights beside this one's: LLVM hoists the weight
+            # loads of every unrolled step and spills (14x32 blocks over 2 or 12 unrolled
+            # steps: 10 and 27 stack accesses per step on AVX-512, seen in the assembly)
+            live = r * v + v * unroll + 1
         weight_set, strided = _working_sets(entry, schedule, cols_i)
-        weights_l2 = v if weight_set > L1_BYTES else 0
-        if strided and 4 * volume / red > L1_BYTES:
+        weights_l2 = v if weight_set > target.l1_bytes else 0
+        if strided and 4 * volume / red > target.l1_bytes:
             refill = 4 * r * v  # its r x v output lines fetched for writing, out of sequence
         if reduce and len(reduce) == len(loops) and kinds[-1] == "r" and reduce[-1] == 2:
             fmas += r  # the splats of a channel pair
     step = max(fmas / rate, loads / rate, 2 * weights_l2,
                FMA_LATENCY * min(1.0, chain / HIDDEN_CHAIN))
     step += max(0, live - target.vector_regs)
-    return blocks * (steps * step / useful + r * v + 8 + refill)
+    return blocks * (steps * step / useful + r * v + BLOCK_OVERHEAD + refill)
 
 
 REFINE = 12  # candidates the llvm-mca model re-ranks on in-order cores (~0.3 s each)

@@ -24,6 +24,7 @@ class Target:
     vector_bits: int = 128
     vector_regs: int = 16  # architectural vector (or FP) registers the schedule may block into
     cache_bytes: int = 0  # per-core cache (L2) the schedule sizes weight blocks for; 0 = none
+    l1_bytes: int = 32 << 10  # L1 data cache (the cost model of out-of-order cores)
     fpu: str = ""  # human-readable FPU name ("" = no FPU: soft float)
     dsp: bool = False
     mve: bool = False
@@ -160,7 +161,8 @@ def host_target() -> Target:
         dot = "sdot" if "asimddp" in flags else ""
     return dataclasses.replace(base, name="host", cpu=host_cpu(), host_flags=(), int8_dot=dot,
                                vector_bits=bits, vector_regs=regs,
-                               cache_bytes=_host_l2_bytes() or base.cache_bytes,
+                               cache_bytes=_host_cache_bytes(2) or base.cache_bytes,
+                               l1_bytes=_host_cache_bytes(1) or base.l1_bytes,
                                description=f"this machine ({host_cpu()})")
 
 
@@ -172,19 +174,22 @@ def _cpu_flags() -> list[str]:
         return []
 
 
-def _host_l2_bytes() -> int:
-    """This CPU's per-core L2 size from sysfs (0 when it is not there)."""
+def _host_cache_bytes(level: int) -> int:
+    """This CPU's per-core data (or unified) cache size at `level` from sysfs (0 when it is
+    not there)."""
     import glob
 
     for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
         try:
             with open(f"{d}/level") as f:
-                level = f.read().strip()
+                lv = f.read().strip()
+            with open(f"{d}/type") as f:
+                kind = f.read().strip()
             with open(f"{d}/size") as f:
                 size = f.read().strip()
         except OSError:
             continue
-        if level == "2" and size[:-1].isdigit():
+        if lv == str(level) and kind != "Instruction" and size[:-1].isdigit():
             return int(size[:-1]) << {"K": 10, "M": 20}.get(size[-1], 0)
     return 0
 
