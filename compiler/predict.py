@@ -133,9 +133,9 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     """The model for out-of-order cores (x86, Cortex-A72/A76). A reduction step of a register
     block of r rows x v vectors costs the most of:
 
-      - its FMAs, r*v, at two 256-bit pipes' worth per cycle (a 512-bit FMA takes both on
-        Zen 4);
-      - its loads: v weight vectors and r broadcasts at two per cycle, a broadcast counting
+      - its FMAs, r*v, at two per cycle (`_vector_rate`: one for 512-bit vectors on cores
+        that split them in two, Zen 4);
+      - its loads: v weight vectors and r broadcasts at the same rate, a broadcast counting
         half (it is folded into the FMA as a memory operand);
       - the FMA latency, when the block's accumulation chain is long enough (HIDDEN_CHAIN
         steps) that the out-of-order window cannot overlap it with the next block: a block of
@@ -210,8 +210,8 @@ def predict_mca_refines(target) -> bool:
     """Targets whose ranking the llvm-mca model (dgc.predict_mca) refines: bare-metal cores
     (in-order, no data cache to speak of), where llvm-mca's per-block cycles are what the
     tuner measures (bench/predictor.py, Cortex-M7: mean rho 0.915 against 0.612 for this
-    model). On x86 it ranks worse than this model (held-out, 37 signatures: 0.668 against the
-    out-of-order model's 0.722), and llvm-mca assumes every load hits the cache."""
+    model). On x86 it ranks worse than this model (held-out, 43 signatures on Zen 5: 0.565
+    against the out-of-order model's 0.821), and llvm-mca assumes every load hits the cache."""
     return bool(target.bare_metal)
 
 
@@ -246,8 +246,7 @@ def best_predicted(entry: dict, target) -> dict:
     """The candidate schedule (`dgc.tuning.candidates`, default included) of the op `entry`
     ranked cheapest (`rank`); the default wins ties. Where only this analytic model ranks
     (not `predict_mca_refines`: x86, where its held-out rank correlation with measured times
-    is 0.72),
-    the default heuristics stand unless the model predicts at least TRUST_GAIN: smaller
+    is 0.82), the default heuristics stand unless the model predicts at least TRUST_GAIN: smaller
     predicted gains are within its error (bench/tuned.py --target host measured them as
     losses of up to 15%). Deterministic."""
     import random
