@@ -66,6 +66,8 @@ def fresh_samples(models: list[str], target, per_sig: int, seed: int, match: str
     import random
     import tempfile
 
+    import onnx
+
     from dgc import zoo
     from dgc.measure import count_models, time_models
     from dgc.passes.schedule import signature
@@ -74,7 +76,8 @@ def fresh_samples(models: list[str], target, per_sig: int, seed: int, match: str
 
     seen = set()
     for name in models:
-        ops = json.loads(dgc.compile(zoo.build(name), target, name="m").schedule)["ops"]
+        model = onnx.load(name) if name.endswith(".onnx") else zoo.build(name)
+        ops = json.loads(dgc.compile(model, target, name="m").schedule)["ops"]
         for op in ops:
             sig = signature(op["linalg"], op["loops"], op["kinds"], op["fuse"])
             if sig in seen or match not in sig or not ("conv" in sig or "matmul" in sig):
@@ -111,8 +114,8 @@ def fresh_samples(models: list[str], target, per_sig: int, seed: int, match: str
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dbs", nargs="*")
-    ap.add_argument("--fresh", default="", help="instead of databases: zoo models whose conv/matmul ops are "
-                    "sampled and costed alone now, e.g. --fresh lenet5,ds_cnn,resnet8")
+    ap.add_argument("--fresh", default="", help="instead of databases: zoo models (or .onnx files) whose conv/matmul "
+                    "ops are sampled and costed alone now, e.g. --fresh lenet5,ds_cnn,resnet8")
     ap.add_argument("--candidates", type=int, default=12, help="--fresh: candidates per signature")
     ap.add_argument("--seed", type=int, default=0, help="--fresh: candidate sample seed")
     ap.add_argument("--save", default=None, help="--fresh: also write the costed samples as a tuning-database "

@@ -134,3 +134,21 @@ def test_printed_report(run):
     assert "| lenet5 | yes |" in stdout
     assert "geomean dgc/ORT over lenet5:" in stdout
     assert "| together | 2 (2) |" in stdout
+
+
+def test_mlp_rows_probe_shapes_and_numbers():
+    """bench/mlp_rows.py --rows/--dims: the probe is the MLP it says (onnxruntime against numpy)."""
+    import onnx
+    import onnxruntime as ort
+
+    spec = importlib.util.spec_from_file_location("bench_mlp_rows", BENCH.parent / "mlp_rows.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.build(5, (16, 24, 8, 4))
+    onnx.checker.check_model(model)
+    w = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    x = np.random.default_rng(1).standard_normal((5, 16)).astype(np.float32)
+    want = np.maximum(x @ w["w1"] + w["b1"], 0) @ w["w2"] @ w["w3"]
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert got.shape == (5, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
