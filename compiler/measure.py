@@ -4,10 +4,11 @@
 library and times them in ONE child process (`python -m dgc.measure JOB.json`), so code that
 crashes cannot take the caller down: a crash or a non-zero return raises MeasureError.
 
-Method: the child loads every library (ctypes, buffers allocated once, inputs seeded; every
-input, output and arena starts on a page boundary, so all candidates see the same addresses
-modulo 4 KiB: where malloc puts them would otherwise decide 4K-aliasing stalls between an
-op's loads and stores, up to 1.7x on a small depthwise conv), runs
+Method: the child loads every library (ctypes, buffers allocated once, inputs seeded; the
+arena starts on a page boundary and input/output k SPREAD*k bytes past one, so all candidates
+see the same addresses modulo 4 KiB, and no two buffers the same: where malloc puts them
+would otherwise decide 4K-aliasing stalls between an op's loads and stores, up to 1.7x on a
+small depthwise conv), runs
 each model `warmup` times, picks a batch size so one batch of the first model takes about
 `batch_s`, then takes `samples` rounds; each round times one batch of every model, in a
 rotating order (so drift and noise from the shared machine hit all of them alike). The
@@ -34,6 +35,7 @@ from dgc.spec import ModelSpec
 
 ARENA_ALIGN = 64
 PAGE = 4096
+SPREAD = 17 * 64  # bytes between the page offsets of successive buffers: apart, cache-line aligned
 
 
 class MeasureError(DgcError):
@@ -49,12 +51,13 @@ class LoadedModel:
         self.lib = ctypes.CDLL(lib_path)
         self.fn = getattr(self.lib, spec.entry)
         self.fn.restype = ctypes.c_int
-        def paged(shape, dtype, data=None):
-            a = _aligned_empty(int(np.prod(shape)) * np.dtype(dtype).itemsize, PAGE).view(dtype).reshape(shape)
+        def placed(k, shape, dtype, data=None):  # buffer k: SPREAD * k bytes past a page boundary
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            a = _aligned_empty(nbytes + PAGE, PAGE)[SPREAD * k % PAGE:][:nbytes].view(dtype).reshape(shape)
             a[...] = 0 if data is None else data
             return a
-        self.inputs = [paged(x.shape, x.dtype, x) for x in inputs]  # the buffers live as long as the pointers
-        self.outputs = [paged(t.shape, t.dtype) for t in spec.outputs]
+        self.inputs = [placed(k, x.shape, x.dtype, x) for k, x in enumerate(inputs)]  # live as long as the pointers
+        self.outputs = [placed(len(inputs) + k, t.shape, t.dtype) for k, t in enumerate(spec.outputs)]
         self.arena = _aligned_empty(spec.arena_size, max(PAGE, spec.arena_align)) if spec.arena_size else None
         pointers = [b.ctypes.data for b in (*self.inputs, *self.outputs)]
         pointers.append(self.arena.ctypes.data if self.arena is not None else None)
