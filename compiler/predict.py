@@ -210,8 +210,8 @@ def predict_mca_refines(target) -> bool:
     """Targets whose ranking the llvm-mca model (dgc.predict_mca) refines: bare-metal cores
     (in-order, no data cache to speak of), where llvm-mca's per-block cycles are what the
     tuner measures (bench/predictor.py, Cortex-M7: mean rho 0.915 against 0.612 for this
-    model). On x86 it ranks worse than this model (held-out, 43 signatures on Zen 5: 0.565
-    against the out-of-order model's 0.821), and llvm-mca assumes every load hits the cache."""
+    model). On x86 it ranks worse than this model (held-out, 43 signatures on Zen 5: 0.57
+    against the out-of-order model's 0.79), and llvm-mca assumes every load hits the cache."""
     return bool(target.bare_metal)
 
 
@@ -246,7 +246,7 @@ def best_predicted(entry: dict, target) -> dict:
     """The candidate schedule (`dgc.tuning.candidates`, default included) of the op `entry`
     ranked cheapest (`rank`); the default wins ties. Where only this analytic model ranks
     (not `predict_mca_refines`: x86, where its held-out rank correlation with measured times
-    is 0.82), the default heuristics stand unless the model predicts at least TRUST_GAIN: smaller
+    is 0.79: convs 0.88, depthwise 0.49, matmuls 0.93), the default heuristics stand unless the model predicts at least TRUST_GAIN: smaller
     predicted gains are within its error (bench/tuned.py --target host measured them as
     losses of up to 15%). Deterministic."""
     import random
