@@ -68,3 +68,17 @@ def first_line(e: BaseException) -> str:
     one-line reports of failures that are data, not errors: a tuning candidate's)."""
     text = str(e)
     return text.splitlines()[0] if text.strip() else type(e).__name__
+
+
+def read_json_file(path, where: str, hint: str):
+    """The JSON document at `path`; a UsageError naming `where` (e.g. "schedule file 'x.json'")
+    when it cannot be read or is not JSON, with `hint` on how to write a good one."""
+    import json
+
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        raise UsageError(f"cannot read {where}", hint=e.strerror or str(e)) from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{where} is not valid JSON ({e.msg}, line {e.lineno})", hint=hint) from None

@@ -26,7 +26,7 @@ import os
 import random
 import tempfile
 
-from dgc.errors import UsageError
+from dgc.errors import UsageError, read_json_file
 
 SCHEMA = "dgc-tuning/1"
 FIELDS = ("tile", "reduce", "outer", "order", "vectorize")
@@ -55,14 +55,7 @@ class TuningDB:
         if path is None or (not os.path.exists(path) and not must_exist):
             return cls(None if path is None else os.fspath(path), {"schema": SCHEMA, "targets": {}})
         where = f"tuning database '{path}'"
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except OSError as e:
-            raise UsageError(f"cannot read {where}", hint=e.strerror or str(e)) from None
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{where} is not valid JSON ({e.msg}, line {e.lineno})",
-                             hint="write it with `dgc tune --db FILE`") from None
+        data = read_json_file(path, where, hint="write it with `dgc tune --db FILE`")
         if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("targets"), dict):
             raise UsageError(f"{where} is not a dgc tuning database (schema {SCHEMA})",
                              hint="write it with `dgc tune --db FILE`")

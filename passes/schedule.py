@@ -25,7 +25,7 @@ import math
 import re
 
 import numpy as np
-from dgc.errors import UsageError
+from dgc.errors import UsageError, read_json_file
 from dgc.ir import attr_array, constant_op, ir, linalg_d, ops_named, vector_d
 from dgc.passes import dsp_kernels
 from dgc.passes import forward_writes
@@ -269,14 +269,7 @@ def _is_contraction(op, kinds: str) -> bool:
 # ---- user overrides ----------------------------------------------------------------------
 
 def read_schedule_file(path: str) -> list[dict]:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as e:
-        raise UsageError(f"cannot read schedule file '{path}'", hint=e.strerror or str(e)) from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"schedule file '{path}' is not valid JSON ({e.msg}, line {e.lineno})",
-                         hint="write it with --dump-schedule and edit it") from None
+    data = read_json_file(path, f"schedule file '{path}'", hint="write it with --dump-schedule and edit it")
     return validate_entries(data.get("ops") if isinstance(data, dict) else data,
                             f"schedule file '{path}'")
 
