@@ -33,7 +33,6 @@ import numpy as np
 from dgc.errors import DgcError
 from dgc.spec import ModelSpec
 
-ARENA_ALIGN = 64
 PAGE = 4096
 SPREAD = 17 * 64  # bytes between the page offsets of successive buffers: apart, cache-line aligned
 
@@ -56,7 +55,8 @@ class LoadedModel:
             a = _aligned_empty(nbytes + PAGE, PAGE)[SPREAD * k % PAGE:][:nbytes].view(dtype).reshape(shape)
             a[...] = 0 if data is None else data
             return a
-        self.inputs = [placed(k, x.shape, x.dtype, x) for k, x in enumerate(inputs)]  # live as long as the pointers
+        # the buffers live as long as the pointers
+        self.inputs = [placed(k, x.shape, x.dtype, x) for k, x in enumerate(inputs)]
         self.outputs = [placed(len(inputs) + k, t.shape, t.dtype) for k, t in enumerate(spec.outputs)]
         self.arena = _aligned_empty(spec.arena_size, max(PAGE, spec.arena_align)) if spec.arena_size else None
         pointers = [b.ctypes.data for b in (*self.inputs, *self.outputs)]

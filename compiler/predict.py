@@ -116,7 +116,7 @@ def _depthwise(entry: dict) -> bool:
 
 FMA_LATENCY = 4  # cycles: Zen 4, Golden Cove, Cortex-A76
 HIDDEN_CHAIN = 64  # reduction steps per block that an out-of-order window overlaps with the next
-BLOCK_OVERHEAD = 8  # cycles of loop control per register block
+BLOCK_OVERHEAD = 8  # cycles of loop control and set-up per register block
 
 
 # cores whose 512-bit FMAs and loads take both 256-bit halves of the datapath (one per cycle);
@@ -246,9 +246,9 @@ def best_predicted(entry: dict, target) -> dict:
     """The candidate schedule (`dgc.tuning.candidates`, default included) of the op `entry`
     ranked cheapest (`rank`); the default wins ties. Where only this analytic model ranks
     (not `predict_mca_refines`: x86, where its held-out rank correlation with measured times
-    is 0.79: convs 0.88, depthwise 0.49, matmuls 0.93), the default heuristics stand unless the model predicts at least TRUST_GAIN: smaller
-    predicted gains are within its error (bench/tuned.py --target host measured them as
-    losses of up to 15%). Deterministic."""
+    is 0.79: convs 0.88, depthwise 0.49, matmuls 0.93), the default heuristics stand unless
+    the model predicts at least TRUST_GAIN: smaller predicted gains are within its error
+    (bench/tuned.py --target host measured them as losses of up to 15%). Deterministic."""
     import random
 
     from .tuning import candidates
