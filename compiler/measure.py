@@ -37,6 +37,18 @@ PAGE = 4096
 SPREAD = 17 * 64  # bytes between the page offsets of successive buffers: apart, cache-line aligned
 
 
+def placed_buffer(k: int, shape, dtype, data=None) -> np.ndarray:
+    """A zeroed array (or a copy of `data`) starting SPREAD * k bytes past a page boundary:
+    buffer k of a timed model, at the same page offset for every candidate."""
+    from dgc.runtime.runners import _aligned_empty
+
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    a = _aligned_empty(nbytes + PAGE, PAGE)[SPREAD * k % PAGE:][:nbytes].view(dtype).reshape(shape)
+    if data is not None:
+        a[...] = data
+    return a
+
+
 class MeasureError(DgcError):
     exit_code = 7
 
@@ -50,14 +62,9 @@ class LoadedModel:
         self.lib = ctypes.CDLL(lib_path)
         self.fn = getattr(self.lib, spec.entry)
         self.fn.restype = ctypes.c_int
-        def placed(k, shape, dtype, data=None):  # buffer k: SPREAD * k bytes past a page boundary
-            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-            a = _aligned_empty(nbytes + PAGE, PAGE)[SPREAD * k % PAGE:][:nbytes].view(dtype).reshape(shape)
-            a[...] = 0 if data is None else data
-            return a
         # the buffers live as long as the pointers
-        self.inputs = [placed(k, x.shape, x.dtype, x) for k, x in enumerate(inputs)]
-        self.outputs = [placed(len(inputs) + k, t.shape, t.dtype) for k, t in enumerate(spec.outputs)]
+        self.inputs = [placed_buffer(k, x.shape, x.dtype, x) for k, x in enumerate(inputs)]
+        self.outputs = [placed_buffer(len(inputs) + k, t.shape, t.dtype) for k, t in enumerate(spec.outputs)]
         self.arena = _aligned_empty(spec.arena_size, max(PAGE, spec.arena_align)) if spec.arena_size else None
         pointers = [b.ctypes.data for b in (*self.inputs, *self.outputs)]
         pointers.append(self.arena.ctypes.data if self.arena is not None else None)

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 import dgc
 from conftest import check_on_target, run_dgc, zoo_model
 from dgc.errors import UsageError
-from dgc.measure import MeasureError, time_models
+from dgc.measure import PAGE, SPREAD, MeasureError, placed_buffer, time_models
 from dgc.passes.schedule import signature
 from dgc.tools import run_tool
 from dgc.tune import parse_budget, tune
@@ -404,3 +404,17 @@ def test_whole_window_rows_per_reduction_step_verify(target, tmp_path):
     res, _, _ = check_on_target(model, target, tmp_path, schedule=schedule)
     used = {o["key"]: o for o in json.loads(res.schedule)["ops"]}
     assert all(used[e["key"]]["reduce"][5] == 3 and used[e["key"]]["vectorize"] for e in schedule)
+
+
+def test_timed_buffers_sit_at_fixed_distinct_page_offsets():
+    """dgc.measure places buffer k SPREAD*k bytes past a page boundary (the same for every
+    candidate, no two co-aligned), zeroed or holding a copy of the data."""
+    data = np.arange(30, dtype=np.float32).reshape(5, 6)
+    offsets = []
+    for k in range(4):
+        a = placed_buffer(k, data.shape, data.dtype, data if k % 2 else None)
+        offsets.append(a.ctypes.data % PAGE)
+        assert a.shape == data.shape and a.dtype == data.dtype
+        np.testing.assert_array_equal(a, data if k % 2 else np.zeros_like(data))
+    assert offsets == [SPREAD * k % PAGE for k in range(4)]
+    assert len(set(offsets)) == 4 and all(o % 64 == 0 for o in offsets)
