@@ -27,9 +27,19 @@ from dgc.tuning import target_key
 
 
 def entry_of(sig: str) -> dict:
-    linalg, loops, kinds, fuse = sig.split(":")
-    return {"linalg": linalg, "loops": [int(x) for x in loops.split("x")], "kinds": kinds,
-            "fuse": fuse == "fused"}
+    """The op entry of a signature (`dgc.passes.schedule.signature`)."""
+    linalg, loops, kinds, fuse, *rest = sig.split(":")
+    entry = {"linalg": linalg, "loops": [int(x) for x in loops.split("x")], "kinds": kinds, "fuse": fuse == "fused"}
+    window = [1, 1, 1, 1]
+    for part in rest:
+        if part[:1] in "sd" and part[1:2].isdigit():
+            k = 0 if part[0] == "s" else 2
+            window[k:k + 2] = [int(x) for x in part[1:].split("x")]
+        else:
+            entry["kernel"] = part
+    if window != [1, 1, 1, 1]:
+        entry["window"] = window
+    return entry
 
 
 def signatures(path: str, target, min_trials: int, match: str = ""):
@@ -70,7 +80,7 @@ def fresh_samples(models: list[str], target, per_sig: int, seed: int, match: str
 
     from dgc import zoo
     from dgc.measure import count_models, time_models
-    from dgc.passes.schedule import signature
+    from dgc.passes.schedule import entry_signature
     from dgc.predict_mca import KEY, one_op_model
     from dgc.tuning import candidates
 
@@ -79,7 +89,7 @@ def fresh_samples(models: list[str], target, per_sig: int, seed: int, match: str
         model = onnx.load(name) if name.endswith(".onnx") else zoo.build(name)
         ops = json.loads(dgc.compile(model, target, name="m").schedule)["ops"]
         for op in ops:
-            sig = signature(op["linalg"], op["loops"], op["kinds"], op["fuse"])
+            sig = entry_signature(op)
             if sig in seen or match not in sig or not ("conv" in sig or "matmul" in sig):
                 continue
             seen.add(sig)

@@ -146,8 +146,9 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         the natural loop order; a 1-row block reads each of them once per row: 2x on 128x128
         and 256x256 weights, measured);
     plus one cycle per register the block needs beyond the register file (spills). Depthwise
-    convs and poolings read (r + kw - 1) input vectors and kw weight vectors per kernel row
-    (the 1-D window decomposition keeps the overlapping inputs in registers), so wide blocks
+    convs and poolings read (r + kw - 1) input vectors (with strides and dilations, the
+    (r - 1) * sw + (kw - 1) * dw + 1 pixels the row's windows span) and kw weight vectors per
+    kernel row (the 1-D window decomposition keeps the overlapping inputs in registers), so wide blocks
     run out of registers (24 pixels: 2.6x the time of 4, measured). A step of two input
     channels costs r shuffles more: LLVM loads each pixel's pair as one 64-bit value and splats
     the halves on the FP ports the FMAs use, where steps of 1 or 4 fold the broadcast into the
@@ -176,10 +177,12 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     refill = 0.0
     if _depthwise(entry):
         kh, kw = loops[4], loops[5]
+        _, sw, _, dw = entry.get("window") or (1, 1, 1, 1)
         steps, chain = kh, kh * kw  # a step: one kernel row
         fmas = r * v * kw
-        loads = (r + kw - 1) * v + kw * v
-        live = r * v + (r + kw - 1) * v + kw * v
+        span = (r - 1) * sw + (kw - 1) * dw + 1  # input pixels of a block's kernel row
+        loads = span * v + kw * v
+        live = r * v + span * v + kw * v
         weights_l2 = 0
     else:
         steps = chain = red

@@ -51,7 +51,8 @@ _cache: dict[tuple, float] = {}
 
 def one_op_model(entry: dict, fuse: bool | None = None):
     """An ONNX model whose node "op" lowers to the Linalg op of `entry` with its loop ranges
-    (stride 1, no padding: the input is the output plus the window; NHWC in and out, so no
+    (the entry's strides and dilations, `window`, else 1; no padding: the input is what the
+    output's window reads; NHWC in and out, so no
     layout transposes remain). `fuse`: a bias and a ReLU after convs, a bias after matmuls
     (default: the entry's `fuse`)."""
     import onnx
@@ -70,19 +71,26 @@ def one_op_model(entry: dict, fuse: bool | None = None):
     if nchw:  # NHWC in and out around the NCHW ONNX op: dgc's layout transposes cancel
         n, oh, ow, ch, kh, kw = loops[:6]
         c = loops[6] if linalg == "linalg.conv_2d_nhwc_hwcf" else ch
-        x_shape, y_shape = [n, oh + kh - 1, ow + kw - 1, c], [n, oh, ow, ch]
+        sh, sw, dh, dw = entry.get("window") or (1, 1, 1, 1)
+        win = dict(strides=[sh, sw], dilations=[dh, dw]) if entry.get("window") else {}
+        x_shape = [n, (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1, c]
+        y_shape = [n, oh, ow, ch]
         nodes.append(helper.make_node("Transpose", ["x"], ["xc"], name="to_nchw", perm=[0, 3, 1, 2]))
         if linalg.startswith("linalg.pooling_nhwc_"):
             kind = linalg.rsplit("_", 1)[1]
             if kind in ("max", "sum"):
+                if kind == "sum" and win.get("dilations", [1, 1]) != [1, 1]:
+                    raise ValueError("no one-op model for a dilated average pool")
+                if kind == "sum" and win:
+                    win = {"strides": win["strides"]}
                 nodes.append(helper.make_node("MaxPool" if kind == "max" else "AveragePool", ["xc"], ["t"],
-                                              name=KEY, kernel_shape=[kh, kw]))
+                                              name=KEY, kernel_shape=[kh, kw], **win))
             else:
                 raise ValueError(f"no one-op model for {linalg}")
         else:
             group = 1 if linalg == "linalg.conv_2d_nhwc_hwcf" else c
             ins = ["xc", const("w", [ch, c // group, kh, kw])] + ([const("b", [ch])] if fuse else [])
-            nodes.append(helper.make_node("Conv", ins, ["t"], name=KEY, kernel_shape=[kh, kw], group=group))
+            nodes.append(helper.make_node("Conv", ins, ["t"], name=KEY, kernel_shape=[kh, kw], group=group, **win))
             if fuse:
                 nodes.append(helper.make_node("Relu", ["t"], ["t2"], name="relu"))
         nodes.append(helper.make_node("Transpose", [nodes[-1].output[0]], ["y"], name="to_nhwc", perm=[0, 2, 3, 1]))

@@ -233,7 +233,7 @@ class _Tuner:
 
     # -- the search ------------------------------------------------------------------------------
     def run(self, trials: int | None, budget_s: float | None) -> TuneReport:
-        from dgc.passes.schedule import signature
+        from dgc.passes.schedule import entry_signature
 
         from .contain import compile_contained
 
@@ -249,7 +249,7 @@ class _Tuner:
         ops = report["ops"] + report.get("dsp", [])  # int8 SMLAD convs (Cortex-M DSP): register blocks
         groups: dict[str, list[dict]] = {}
         for op in ops:
-            groups.setdefault(signature(op["linalg"], op["loops"], op["kinds"], op["fuse"], op.get("kernel")), []).append(op)
+            groups.setdefault(entry_signature(op), []).append(op)
         volume = {s: sum(estimated_cost(o, self.tgt) for o in g) for s, g in groups.items()}
         total = sum(volume.values()) or 1
         order = sorted(groups, key=lambda s: (-volume[s], s))

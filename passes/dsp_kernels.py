@@ -1049,7 +1049,7 @@ def describe(module, target) -> list[dict]:
     "kinds" (as schedule.loop_ranges), "fuse" (requantization or bias fused), "signature" (schedule.signature: what makes two ops
     one tuning problem), "block": the default [P, F], "space": every allowed [P, F] (default
     first)}. An op whose weights turn out not constant keeps its linalg loops whatever its block."""
-    from dgc.passes.schedule import signature
+    from dgc.passes.schedule import entry_signature, window_of
 
     if not blocks_tunable(target):
         return []
@@ -1060,8 +1060,10 @@ def describe(module, target) -> list[dict]:
         loops, kinds = _loops(op)
         default, space = (DEFAULT_DW, DW_BLOCKS) if dw else (DEFAULT_CONV, CONV_CHOICES)
         fused = bool(partners(op)) if op.results else _fused_on_buffers(op)
-        out.append({"key": key, "linalg": linalg, "loops": loops, "kinds": kinds, "fuse": fused, "kernel": KERNEL,
-                    "signature": signature(linalg, loops, kinds, fused, KERNEL), "block": list(default),
+        entry = {"key": key, "linalg": linalg, "loops": loops, "kinds": kinds, "fuse": fused, "kernel": KERNEL}
+        if window := window_of(op):
+            entry["window"] = window
+        out.append({**entry, "signature": entry_signature(entry), "block": list(default),
                     "space": [list(default)] + [list(b) for b in space if b != default]})
     return out
 

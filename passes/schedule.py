@@ -61,12 +61,16 @@ class OpSchedule:
     vectorize: bool = True
     fuse: bool = True
     note: str = ""
+    # windowed ops with a stride or dilation other than 1: [sh, sw, dh, dw] (part of the
+    # tuning signature; not a choice)
+    window: list[int] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["order"] = self.order or natural_order(self.kinds)
-        if not d["note"]:
-            del d["note"]
+        for k in ("note", "window"):
+            if not d[k]:
+                del d[k]
         return d
 
 
@@ -205,7 +209,8 @@ def default_schedule(op, target) -> OpSchedule | None:
     else:
         return None
     return OpSchedule("", "", name, loops, kinds, tile, red, outer,
-                      fuse=name not in ("linalg.generic", "linalg.transpose"))
+                      fuse=name not in ("linalg.generic", "linalg.transpose"),
+                      window=window_of(op) if name in _WINDOWED else [])
 
 
 def loop_ranges(op) -> tuple[list[int] | None, str]:
@@ -282,7 +287,7 @@ def validate_entries(entries, where: str) -> list[dict]:
         if "key" not in e and "op_type" not in e:
             raise UsageError(f"schedule entry {json.dumps(e)[:80]} names neither \"key\" "
                              "(ONNX node) nor \"op_type\"", hint="add one of them")
-        unknown = set(e) - {"key", "op_type", "linalg", "loops", "kinds", "note", *_FIELDS}
+        unknown = set(e) - {"key", "op_type", "linalg", "loops", "kinds", "note", "window", *_FIELDS}
         if unknown:
             raise UsageError(f"schedule entry for '{e.get('key', e.get('op_type'))}' has unknown "
                              f"field(s) {sorted(unknown)}", hint="fields: " + ", ".join(_FIELDS))
@@ -393,13 +398,37 @@ class _Group:
     init: object | None
 
 
-def signature(linalg: str, loops, kinds: str, fuse: bool, kernel: str | None = None) -> str:
+def signature(linalg: str, loops, kinds: str, fuse: bool, kernel: str | None = None, window=()) -> str:
     """What makes two ops one tuning problem (`dgc tune`): the Linalg op, its loop ranges and
     kinds, and whether an elementwise tail / initial value is fused into it; `kernel` names a
     hand-written kernel family computing it instead of scheduled Linalg loops (e.g. "i8smlad",
-    dsp_kernels), whose choices are not schedules."""
+    dsp_kernels), whose choices are not schedules; `window` ([sh, sw, dh, dw], windowed ops
+    only, empty when all are 1): a stride-2 conv reads other inputs than its stride-1 twin of
+    the same loop ranges, so they are tuned apart (":s2x2", ":d2x2" suffixes)."""
     sig = f"{linalg}:{'x'.join(map(str, loops))}:{kinds}:{'fused' if fuse else 'alone'}"
-    return f"{sig}:{kernel}" if kernel else sig
+    if kernel:
+        sig += f":{kernel}"
+    if window and list(window[:2]) != [1, 1]:
+        sig += f":s{window[0]}x{window[1]}"
+    if window and list(window[2:]) != [1, 1]:
+        sig += f":d{window[2]}x{window[3]}"
+    return sig
+
+
+def entry_signature(entry: dict) -> str:
+    """`signature` of an op as --dump-schedule / dsp_kernels.describe list it."""
+    return signature(entry["linalg"], entry["loops"], entry["kinds"], entry["fuse"], entry.get("kernel"),
+                     entry.get("window", ()))
+
+
+def window_of(op) -> list[int]:
+    """[sh, sw, dh, dw] of a windowed Linalg op when any is not 1, else []."""
+    if "strides" not in op.attributes:
+        return []
+    w = [int(x) for a in ("strides", "dilations") if a in op.attributes
+         for x in np.array(ir.DenseElementsAttr(op.attributes[a]))]
+    w += [1] * (4 - len(w))
+    return w if any(x != 1 for x in w) else []
 
 
 def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
@@ -441,7 +470,7 @@ def choose(module, ctx, overrides: list[dict] | None = None) -> list[_Group]:
         groups.append(_Group(s, op, consumer, init))
     tuned = getattr(ctx, "tuning", None) or {}
     for g in groups:
-        if (entry := tuned.get(signature(g.sched.linalg, g.sched.loops, g.sched.kinds, g.sched.fuse))):
+        if (entry := tuned.get(entry_signature(g.sched.to_json()))):
             _apply_override(g.sched, entry)
         elif getattr(ctx, "predict", False):
             from dgc.predict import best_predicted

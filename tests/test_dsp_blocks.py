@@ -169,7 +169,7 @@ def test_describe(tmp_path):
     assert c1["kinds"] == "pppprrr" and c1["block"] == [2, 2] and c1["space"][0] == [2, 2]
     assert sorted(map(tuple, c1["space"])) == sorted(dsp_kernels.CONV_CHOICES)
     assert len(dsp_kernels.CONV_CHOICES) == 2 * len(dsp_kernels.CONV_BLOCKS)
-    assert c1["signature"] == "linalg.conv_2d_nhwc_hwcf:1x5x6x5x3x3x3:pppprrr:fused:i8smlad"
+    assert c1["signature"] == "linalg.conv_2d_nhwc_hwcf:1x5x6x5x3x3x3:pppprrr:fused:i8smlad:s2x2"  # stride 2
     dw = ops[4]
     assert dw["loops"] == [1, 5, 6, 6, 3, 3] and dw["block"] == [1, 4] and len(dw["space"]) == 3
     assert dsp_kernels.describe(None, dgc.get_target("cortex-m55")) == []  # Helium: no block choice

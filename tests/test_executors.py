@@ -36,9 +36,9 @@ def test_compile_job_applies_the_database_and_reports_errors_as_data():
     ref = dgc.compile(_two_convs(), "host", name="tuned")
     assert plain["object"] == ref.object  # the same compile as in this process
     op = json.loads(ref.schedule)["ops"][0]
-    from dgc.passes.schedule import signature
+    from dgc.passes.schedule import entry_signature
 
-    sig = signature(op["linalg"], op["loops"], op["kinds"], op["fuse"])
+    sig = entry_signature(op)
     other = dict(tile=[1, 1, 1, 4] + [0] * (len(op["loops"]) - 4), reduce=op["reduce"], outer=op["outer"],
                  vectorize=True)
     tuned = compile_job(model, "host", _db_with("host", {sig: other}), None)

@@ -15,7 +15,7 @@ import dgc
 from conftest import check_on_target, run_dgc, zoo_model
 from dgc.errors import UsageError
 from dgc.measure import PAGE, SPREAD, MeasureError, placed_buffer, time_models
-from dgc.passes.schedule import signature
+from dgc.passes.schedule import entry_signature
 from dgc.tools import run_tool
 from dgc.tune import parse_budget, tune
 from dgc.tuning import SCHEMA, TuningDB, candidates, target_key
@@ -44,8 +44,46 @@ def _entries(model, target="host"):
 
 def test_identical_layers_share_a_signature():
     ops = _entries(_two_convs())
-    sigs = [signature(o["linalg"], o["loops"], o["kinds"], o["fuse"]) for o in ops if o["key"] in ("c2", "c3", "c4")]
+    sigs = [entry_signature(o) for o in ops if o["key"] in ("c2", "c3", "c4")]
     assert sigs[0] == sigs[1] != sigs[2]
+
+
+def _stride_twins() -> onnx.ModelProto:
+    """Two depthwise 3x3 convs with the same loop ranges (8x8 outputs, 16 channels), one
+    of stride 1 on an 8x8 image and one of stride 2 on a 16x16 image."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.2, n)
+             for n, s in (("w1", (16, 1, 3, 3)), ("w2", (16, 1, 3, 3)), ("b1", (16,)), ("b2", (16,)))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], name="s2", pads=[1, 1, 1, 1], strides=[2, 2],
+                              group=16),
+             helper.make_node("Relu", ["a"], ["r"], name="r"),
+             helper.make_node("Conv", ["r", "w2", "b2"], ["y"], name="s1", pads=[1, 1, 1, 1], group=16)]
+    g = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_strides_and_dilations_are_part_of_the_signature(tmp_path):
+    """Ops of the same loop ranges but other strides read other inputs: distinct signatures,
+    so a database entry for the stride-2 conv leaves its stride-1 twin alone; the one-op
+    model of a strided entry (the predictor's) has that stride again."""
+    from dgc.predict_mca import one_op_model
+
+    model = _stride_twins()
+    ops = {o["key"]: o for o in _entries(model)}
+    assert ops["s2"]["loops"] == ops["s1"]["loops"] and ops["s2"]["window"] == [2, 2, 1, 1]
+    assert "window" not in ops["s1"]
+    assert entry_signature(ops["s2"]) == entry_signature(ops["s1"]) + ":s2x2"
+    one = _entries(one_op_model(ops["s2"]))
+    assert [entry_signature(o) for o in one if o["linalg"] == ops["s2"]["linalg"]] == [entry_signature(ops["s2"])]
+    dil = dict(ops["s1"], window=[1, 1, 2, 2])
+    assert entry_signature(dil) == entry_signature(ops["s1"]) + ":d2x2"
+    other = next(c for c in candidates(ops["s2"], dgc.get_target("host"), random.Random(0))[1:]
+                 if c["tile"] != ops["s2"]["tile"])
+    db = _db_with(tmp_path, "host", {entry_signature(ops["s2"]): other})
+    used = {o["key"]: o for o in json.loads(dgc.compile(model, "host", name="m", tuning_db=db).schedule)["ops"]}
+    assert used["s2"]["tile"] == other["tile"] and used["s1"]["tile"] == ops["s1"]["tile"]
+    check_on_target(model, "host", tmp_path, tuning_db=db)
 
 
 @pytest.mark.parametrize("target", ["host", "x86-64-v3", "cortex-m7", "aarch64"])
@@ -113,7 +151,7 @@ def test_compile_applies_the_database(target, tmp_path):
     model = _two_convs()
     ops = _entries(model, target)
     c2 = next(o for o in ops if o["key"] == "c2")
-    sig = signature(c2["linalg"], c2["loops"], c2["kinds"], c2["fuse"])
+    sig = entry_signature(c2)
     other = next(c for c in candidates(c2, dgc.get_target(target), random.Random(0))[1:] if c["outer"] == [0] * 7)
     db = _db_with(tmp_path, target, {sig: other})
     a = dgc.compile(model, target, name="m", tuning_db=db)
@@ -130,7 +168,7 @@ def test_compile_applies_the_database(target, tmp_path):
 def test_a_database_for_another_target_changes_nothing(tmp_path):
     model = _two_convs()
     c2 = next(o for o in _entries(model, "cortex-m7") if o["key"] == "c2")
-    sig = signature(c2["linalg"], c2["loops"], c2["kinds"], c2["fuse"])
+    sig = entry_signature(c2)
     db = _db_with(tmp_path, "cortex-m4", {sig: candidates(c2, dgc.get_target("cortex-m7"), random.Random(0))[1]})
     assert dgc.compile(model, "cortex-m7", name="m", tuning_db=db).object == \
         dgc.compile(model, "cortex-m7", name="m").object
@@ -257,7 +295,7 @@ def test_order_seed_measures_the_seeded_candidates_in_order(tmp_path):
     m7 = dgc.get_target("cortex-m7")
     groups = {}
     for op in _entries(_two_convs(), "cortex-m7"):
-        groups.setdefault(signature(op["linalg"], op["loops"], op["kinds"], op["fuse"]), []).append(op)
+        groups.setdefault(entry_signature(op), []).append(op)
     first = min(groups, key=lambda s: (-sum(math.prod(o["loops"]) for o in groups[s]), s))  # tuned first
     tried = [t["schedule"] for t in entries[first]["trials"]]
     assert len(tried) >= 2 and tried == candidates(groups[first][0], m7, random.Random(4))[1:1 + len(tried)]
@@ -363,7 +401,7 @@ def test_predict_picks_the_cost_models_best_candidate(target, tmp_path):
         else:
             assert predict(ops[key], best, t) == cheapest
     assert dgc.compile(model, target, name="m", predict=True).object == res.object
-    sig = signature(ops["c4"]["linalg"], ops["c4"]["loops"], ops["c4"]["kinds"], ops["c4"]["fuse"])
+    sig = entry_signature(ops["c4"])
     tuned = next(c for c in candidates(ops["c4"], t, random.Random(0))[1:] if c != best_predicted(ops["c4"], t))
     both = dgc.compile(model, target, name="m", predict=True, tuning_db=_db_with(tmp_path, target, {sig: tuned}))
     assert next(o for o in json.loads(both.schedule)["ops"] if o["key"] == "c4")["tile"] == tuned["tile"]
