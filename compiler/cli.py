@@ -178,7 +178,7 @@ def tune_cmd(model, target, trials, budget, db_path, seed, order, input_shapes, 
     """Tune MODEL's schedules for TARGET by compiling and running candidates on this machine.
 
     \b
-    Each distinct op signature (op, shapes, fused tail) is tuned once; candidates run in child
+    Each distinct op signature (op, shapes, strides, fused tail) is tuned once; candidates run in child
     processes, the database is written after every trial (Ctrl-C, then run again to resume).
     Examples:
       dgc tune model.onnx --target host --budget 10m --db tuning.json
