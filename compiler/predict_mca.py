@@ -27,9 +27,9 @@
 That is the way Cortex-M costs are measured by `dgc tune` (llvm-mca of the executed blocks),
 without QEMU: only the counts are modelled (on Cortex-M7 within ~1% of the QEMU count of the
 same one-op object for most schedules, tests/test_predict_mca.py). What it cannot see: the op
-in its model (other ops around it change LLVM's register allocation and code), strides and
-padding (the signature has neither: the one-op model has stride 1, no padding), caches
-(llvm-mca assumes L1 hits). Results are cached in memory by (target, signature, schedule).
+in its model (other ops around it change LLVM's register allocation and code), padding (the
+signature has none: the one-op model has the op's strides and dilations but no padding),
+caches (llvm-mca assumes L1 hits). Results are cached in memory by (target, signature, schedule).
 Nothing is run; a prediction costs one compile (~0.3 s on Cortex-M, more for big ops).
 """
 

@@ -1,7 +1,8 @@
 """The tuning database and the schedule space `dgc tune` searches.
 
 Database (JSON, schema "dgc-tuning/1"), keyed by target and op signature
-(`dgc.passes.schedule.signature`: Linalg op, loop ranges, loop kinds, fused tail or not):
+(`dgc.passes.schedule.signature`: Linalg op, loop ranges, loop kinds, fused tail or not, and
+":s2x2" / ":d2x2" for windowed ops of strides / dilations other than 1):
 
     {"schema": "dgc-tuning/1",
      "targets": {"host-znver4": {
