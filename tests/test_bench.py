@@ -152,3 +152,19 @@ def test_mlp_rows_probe_shapes_and_numbers():
     got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert got.shape == (5, 4)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_predictor_reads_signatures_back_into_entries():
+    """bench/predictor.py rebuilds an op entry from a database signature: kernel and stride /
+    dilation suffixes included, so its predictions see the op that was measured."""
+    from dgc.passes.schedule import entry_signature
+
+    spec = importlib.util.spec_from_file_location("bench_predictor", BENCH.parent / "predictor.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for entry in ({"linalg": "linalg.matmul", "loops": [4, 8, 16], "kinds": "ppr", "fuse": False},
+                  {"linalg": "linalg.depthwise_conv_2d_nhwc_hwc", "loops": [1, 7, 7, 64, 3, 3], "kinds": "pppprr",
+                   "fuse": True, "window": [2, 2, 1, 1]},
+                  {"linalg": "linalg.conv_2d_nhwc_hwcf", "loops": [1, 5, 6, 5, 3, 3, 3], "kinds": "pppprrr",
+                   "fuse": True, "kernel": "i8smlad", "window": [2, 1, 1, 2]}):
+        assert mod.entry_of(entry_signature(entry)) == entry
