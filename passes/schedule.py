@@ -134,6 +134,35 @@ def _block(target, rows: int, cols: int, weight_bytes: int = 0) -> tuple[int, in
     return max((score(w) for w in widths), key=lambda x: x[0])[1]
 
 
+def _depthwise_block(target, loops: list[int], kinds: str, window: list[int], block: tuple[int, int]):
+    """Register block (rows, cols) of a depthwise conv on out-of-order cores: the one the cost
+    model ranks cheapest (`dgc.predict`: FMAs and loads per kernel row, and the registers a
+    block's window needs: r accumulators, the r + kw - 1 inputs of a row's windows and kw
+    weights per vector) among the candidates' blocks (`dgc.tuning`). `_block`'s choice
+    (`block`, kept on in-order cores) counts a broadcast per row shared by the block's
+    vectors, which depthwise convs do not have: it took 2 x 128 on 14x14x384 (72 registers a
+    kernel row). Each depthwise conv of mobilenet_v2 and mobilenet_v1_025 timed alone, old
+    block against this one (Zen 4, 2026-12-06): host (AVX-512) geomean 1.04x faster over 18
+    (14x14x384 1.57x, 14x14x576 1.12x; worst 0.91x on 3x3x256, 0.9 us), x86-64-v3 (AVX2)
+    1.15x over 19 (7x7x960 2.9x; worst 0.88x)."""
+    from dgc.predict import in_order, predict
+    from dgc.tuning import _divisors, _widths
+
+    lanes = _lanes(target)
+    if in_order(target) or lanes == 1:
+        return block
+    entry = {"linalg": _DW, "loops": loops, "kinds": kinds, "window": window}
+    regs = max(2, target.vector_regs - 2)
+    best = None
+    for w in _widths(loops[3], lanes, regs):
+        for r in _divisors(loops[2], max(1, regs // -(-w // lanes))):
+            sched = {"tile": [1, 1, r, w, 0, 0], "reduce": [0, 0, 0, 0, 1, 1], "outer": [0] * 6, "vectorize": True}
+            key = (predict(entry, sched, target), -r, w)
+            if best is None or key < best[0]:
+                best = (key, (r, w))
+    return best[1] if best else block
+
+
 def _weight_block(target, f: int, cols: int, bytes_per_channel: int) -> int:
     """Output channels per cache block: the most register blocks (`cols` each, dividing f,
     fewer than f) whose weights fill at most a quarter of the target's cache (the rest holds
@@ -162,6 +191,8 @@ def default_schedule(op, target) -> OpSchedule | None:
     if name in _WINDOWED:  # (n, oh, ow, c|f, kh, kw[, c])
         wbytes = 4 * math.prod(loops[3:]) if name == _CONV else 0
         rows, cols = _block(target, loops[2], loops[3], wbytes)
+        if name == _DW:
+            rows, cols = _depthwise_block(target, loops, kinds, window_of(op), (rows, cols))
         tile[:4] = [1, 1, rows, cols]
         red[4:6] = [1, 1]
         if name == _CONV:
