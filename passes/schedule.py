@@ -135,21 +135,24 @@ def _block(target, rows: int, cols: int, weight_bytes: int = 0) -> tuple[int, in
 
 
 def _depthwise_block(target, loops: list[int], kinds: str, window: list[int], block: tuple[int, int]):
-    """Register block (rows, cols) of a depthwise conv on out-of-order cores: the one the cost
-    model ranks cheapest (`dgc.predict`: FMAs and loads per kernel row, and the registers a
-    block's window needs: r accumulators, the r + kw - 1 inputs of a row's windows and kw
-    weights per vector) among the candidates' blocks (`dgc.tuning`). `_block`'s choice
-    (`block`, kept on in-order cores) counts a broadcast per row shared by the block's
-    vectors, which depthwise convs do not have: it took 2 x 128 on 14x14x384 (72 registers a
-    kernel row). Each depthwise conv of mobilenet_v2 and mobilenet_v1_025 timed alone, old
-    block against this one (Zen 4, 2026-12-06): host (AVX-512) geomean 1.04x faster over 18
-    (14x14x384 1.57x, 14x14x576 1.12x; worst 0.91x on 3x3x256, 0.9 us), x86-64-v3 (AVX2)
-    1.15x over 19 (7x7x960 2.9x; worst 0.88x)."""
-    from dgc.predict import in_order, predict
+    """Register block (rows, cols) of a depthwise conv on targets with vectors: the one the
+    cost model ranks cheapest (`dgc.predict`: FMAs and loads per kernel row, and the
+    registers a block's window needs: r accumulators, the r + kw - 1 inputs of a row's
+    windows and kw weights per vector) among the candidates' blocks (`dgc.tuning`).
+    `_block`'s choice (`block`, kept without vectors) counts a broadcast per row shared by
+    the block's vectors, which depthwise convs do not have: it took 2 x 128 on 14x14x384
+    (72 registers a kernel row). Every depthwise conv of mobilenet_v2 and mobilenet_v1_025
+    alone, old block against this one (2026-12-06): timed on Zen 4, host (AVX-512) geomean
+    1.04x faster over 18 (14x14x384 1.57x, 14x14x576 1.12x; worst 0.91x on 3x3x256, 0.9 us),
+    x86-64-v3 (AVX2) 1.15x over 19 (7x7x960 2.9x; worst 0.88x). Exact QEMU counts of every
+    block of each, against the best block: Cortex-A53 old 1.31x (geomean over 19, up to
+    1.74x), this one 1.02x (at most 1.09x); ARMv7-A old 1.27x, this one 1.08x (at most 1.56x,
+    6x6x64 stride 2); Cortex-M55 (8 registers) both 1.01x."""
+    from dgc.predict import predict
     from dgc.tuning import _divisors, _widths
 
     lanes = _lanes(target)
-    if in_order(target) or lanes == 1:
+    if lanes == 1:
         return block
     entry = {"linalg": _DW, "loops": loops, "kinds": kinds, "window": window}
     regs = max(2, target.vector_regs - 2)

