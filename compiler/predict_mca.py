@@ -79,10 +79,9 @@ def one_op_model(entry: dict, fuse: bool | None = None):
         if linalg.startswith("linalg.pooling_nhwc_"):
             kind = linalg.rsplit("_", 1)[1]
             if kind in ("max", "sum"):
-                if kind == "sum" and win.get("dilations", [1, 1]) != [1, 1]:
-                    raise ValueError("no one-op model for a dilated average pool")
-                if kind == "sum" and win:
-                    win = {"strides": win["strides"]}
+                if kind == "sum":  # AveragePool: no dilations before opset 19
+                    if win.pop("dilations", [1, 1]) != [1, 1]:
+                        raise ValueError("no one-op model for a dilated average pool")
                 nodes.append(helper.make_node("MaxPool" if kind == "max" else "AveragePool", ["xc"], ["t"],
                                               name=KEY, kernel_shape=[kh, kw], **win))
             else:
