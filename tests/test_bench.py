@@ -168,3 +168,23 @@ def test_predictor_reads_signatures_back_into_entries():
                   {"linalg": "linalg.conv_2d_nhwc_hwcf", "loops": [1, 5, 6, 5, 3, 3, 3], "kinds": "pppprrr",
                    "fuse": True, "kernel": "i8smlad", "window": [2, 1, 1, 2]}):
         assert mod.entry_of(entry_signature(entry)) == entry
+
+
+def test_dw_blocks_default_beats_the_old_conv_heuristic_on_cortex_a53():
+    """bench/dw_blocks.py costs depthwise blocks alone in QEMU (exact counts): on a 14x14x64
+    depthwise conv the default block (the cost model's) runs fewer estimated cycles than the
+    conv heuristic's block the default used before, and both are candidate blocks."""
+    import dgc
+    from dgc.passes import schedule as S
+
+    spec = importlib.util.spec_from_file_location("bench_dw_blocks", BENCH.parent / "dw_blocks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    t = dgc.get_target("cortex-a53")
+    op = {"linalg": "linalg.depthwise_conv_2d_nhwc_hwc", "loops": [1, 14, 14, 64, 3, 3], "kinds": "pppprr",
+          "fuse": True}
+    default = tuple(S._depthwise_block(t, op["loops"], op["kinds"], [], (0, 0)))
+    old = S._block(t, 14, 64)
+    assert default != old and {default, old} <= set(mod.blocks_of(op, t))
+    new_cost, old_cost = mod.costs(op, [default, old], t)
+    assert 0 < new_cost < old_cost
