@@ -27,19 +27,6 @@ from dgc.measure import count_models, time_models
 from dgc.passes import schedule as S
 from dgc.predict import predict
 from dgc.predict_mca import KEY, one_op_model
-from dgc.tuning import _divisors, _widths
-
-
-def blocks_of(op: dict, target) -> list[tuple[int, int]]:
-    lanes = max(1, target.vector_bits // 32)
-    regs = max(2, target.vector_regs - 2)
-    loops = op["loops"]
-    return [(r, w) for w in _widths(loops[3], lanes, regs) for r in _divisors(loops[2], max(1, regs // -(-w // lanes)))]
-
-
-def _sched(r: int, w: int) -> dict:
-    return {"tile": [1, 1, r, w, 0, 0], "reduce": [0, 0, 0, 0, 1, 1], "outer": [0] * 6, "order": [0, 1, 2, 3],
-            "vectorize": True}
 
 
 def costs(op: dict, blocks: list[tuple[int, int]], target) -> list[float]:
@@ -48,7 +35,7 @@ def costs(op: dict, blocks: list[tuple[int, int]], target) -> list[float]:
         built = []
         for i, (r, w) in enumerate(blocks):
             res = dgc.compile(model, target, name=f"c{i}", ram_limit=None, flash_limit=None,
-                              schedule=[{"key": KEY, **_sched(r, w), "fuse": op["fuse"]}])
+                              schedule=[{"key": KEY, **S.depthwise_block_schedule(r, w), "fuse": op["fuse"]}])
             path = f"{wd}/c{i}.o"
             with open(path, "wb") as f:
                 f.write(res.object)
@@ -67,11 +54,11 @@ def rows(models: list[str], target):
             if op["linalg"] != "linalg.depthwise_conv_2d_nhwc_hwc" or sig in seen:
                 continue
             seen.add(sig)
-            blocks = blocks_of(op, target)
+            blocks = S.depthwise_blocks(target, op["loops"])
             cost = costs(op, blocks, target)
             best = min(cost)
             old = S._block(target, op["loops"][2], op["loops"][3])
-            pick = min(blocks, key=lambda b: (predict(op, _sched(*b), target), -b[0], b[1]))
+            pick = min(blocks, key=lambda b: (predict(op, S.depthwise_block_schedule(*b), target), -b[0], b[1]))
 
             def rel(b):
                 return cost[blocks.index(tuple(b))] / best if tuple(b) in blocks else None

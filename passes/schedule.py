@@ -147,23 +147,34 @@ def _depthwise_block(target, loops: list[int], kinds: str, window: list[int], bl
     x86-64-v3 (AVX2) 1.15x over 19 (7x7x960 2.9x; worst 0.88x). Exact QEMU counts of every
     block of each, against the best block: Cortex-A53 old 1.31x (geomean over 19, up to
     1.74x), this one 1.02x (at most 1.09x); ARMv7-A old 1.27x, this one 1.08x (at most 1.56x,
-    6x6x64 stride 2); Cortex-M55 (8 registers) both 1.01x."""
+    6x6x64 stride 2); Cortex-M55 (8 registers; mobilenet_v1_025 and ds_cnn, 10 convs) old
+    1.46x, this one 1.015x (bench/dw_blocks.py)."""
     from dgc.predict import predict
+
+    if _lanes(target) == 1:
+        return block
+    entry = {"linalg": _DW, "loops": loops, "kinds": kinds, "window": window}
+    blocks = depthwise_blocks(target, loops)
+    if not blocks:
+        return block
+    return min(blocks, key=lambda b: (predict(entry, depthwise_block_schedule(*b), target), -b[0], b[1]))
+
+
+def depthwise_blocks(target, loops: list[int]) -> list[tuple[int, int]]:
+    """(rows, cols) register blocks of a depthwise conv (n, oh, ow, c, kh, kw) in the tuning
+    space (`dgc.tuning.candidates`): vector widths of c x rows dividing ow within the registers."""
     from dgc.tuning import _divisors, _widths
 
     lanes = _lanes(target)
-    if lanes == 1:
-        return block
-    entry = {"linalg": _DW, "loops": loops, "kinds": kinds, "window": window}
     regs = max(2, target.vector_regs - 2)
-    best = None
-    for w in _widths(loops[3], lanes, regs):
-        for r in _divisors(loops[2], max(1, regs // -(-w // lanes))):
-            sched = {"tile": [1, 1, r, w, 0, 0], "reduce": [0, 0, 0, 0, 1, 1], "outer": [0] * 6, "vectorize": True}
-            key = (predict(entry, sched, target), -r, w)
-            if best is None or key < best[0]:
-                best = (key, (r, w))
-    return best[1] if best else block
+    return [(r, w) for w in _widths(loops[3], lanes, regs) for r in _divisors(loops[2], max(1, regs // -(-w // lanes)))]
+
+
+def depthwise_block_schedule(r: int, w: int) -> dict:
+    """The schedule fields of a depthwise conv with an r x w register block, one window column
+    per step (the default's reduction steps)."""
+    return {"tile": [1, 1, r, w, 0, 0], "reduce": [0, 0, 0, 0, 1, 1], "outer": [0] * 6, "order": [0, 1, 2, 3],
+            "vectorize": True}
 
 
 def _weight_block(target, f: int, cols: int, bytes_per_channel: int) -> int:

@@ -185,6 +185,6 @@ def test_dw_blocks_default_beats_the_old_conv_heuristic_on_cortex_a53():
           "fuse": True}
     default = tuple(S._depthwise_block(t, op["loops"], op["kinds"], [], (0, 0)))
     old = S._block(t, 14, 64)
-    assert default != old and {default, old} <= set(mod.blocks_of(op, t))
+    assert default != old and {default, old} <= set(S.depthwise_blocks(t, op["loops"]))
     new_cost, old_cost = mod.costs(op, [default, old], t)
     assert 0 < new_cost < old_cost
