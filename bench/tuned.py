@@ -11,7 +11,8 @@ measured together: on x86 in one child process, interleaved (`dgc.measure.time_m
 medians); on Cortex-M, the llvm-mca cycle estimate of the exact instructions one run executes
 in QEMU (`dgc.measure.count_models`). Prints a table (speedups are default / variant) and the
 geometric means; `predict/tuned` is the cost of the predicted schedules relative to the tuned
-(goal: <= 1.15). A name ending in `_qdq` is the int8 QDQ version of the zoo model.
+(goal: <= 1.15); the last column is the flash (code + weights, bytes) of the default and the
+tuned object (tuned int8 kernels may unroll loops and store int16 weights). A name ending in `_qdq` is the int8 QDQ version of the zoo model.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ def model_proto(name: str):
 def measure(name: str, target, db: str, workdir: str, samples: int) -> dict:
     proto = model_proto(name)
     variants = {"default": {}, "predict": {"predict": True}, "tuned": {"tuning_db": db}}
-    objs, spec = [], None
+    objs, spec, flash = [], None, {}
     os.makedirs(workdir, exist_ok=True)
     for v, kw in variants.items():
         res = dgc.compile(proto, target, name=name, **kw)
+        flash[v] = res.footprint.get("flash")
         path = os.path.join(workdir, f"{name}.{v}.o")
         with open(path, "wb") as f:
             f.write(res.object)
@@ -56,7 +58,8 @@ def measure(name: str, target, db: str, workdir: str, samples: int) -> dict:
         costs, unit = [r["cycles"] for r in count_models([(spec, o) for o in objs], target, workdir)], "cycles"
     row = dict(zip(variants, costs))
     row.update(model=name, unit=unit, tuned_speedup=row["default"] / row["tuned"],
-               predict_speedup=row["default"] / row["predict"], predict_vs_tuned=row["predict"] / row["tuned"])
+               predict_speedup=row["default"] / row["predict"], predict_vs_tuned=row["predict"] / row["tuned"],
+               flash=flash)
     return row
 
 
@@ -93,15 +96,16 @@ def main(argv=None) -> int:
     unit = rows[0]["unit"] if rows else ""
     print(f"target {args.target}; cost = {'median seconds per run' if unit == 's' else 'estimated cycles'}; "
           f"dgc tune --trials {args.trials} --seed {args.seed} --order {args.order}")
-    print("\n| model | default | predict | tuned | tuned speedup | predict speedup | predict/tuned |")
-    print("|---|--:|--:|--:|--:|--:|--:|")
+    print("\n| model | default | predict | tuned | tuned speedup | predict speedup | predict/tuned | flash default / tuned |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|")
     fmt = (lambda x: f"{x * 1e3:.4g} ms") if unit == "s" else (lambda x: f"{x:,.0f}")
     for r in rows:
         print(f"| {r['model']} | {fmt(r['default'])} | {fmt(r['predict'])} | {fmt(r['tuned'])} | "
-              f"x{r['tuned_speedup']:.3f} | x{r['predict_speedup']:.3f} | {r['predict_vs_tuned']:.3f} |")
+              f"x{r['tuned_speedup']:.3f} | x{r['predict_speedup']:.3f} | {r['predict_vs_tuned']:.3f} | "
+              f"{r['flash']['default']:,} / {r['flash']['tuned']:,} B |")
     if geo:
         print(f"| geomean | | | | x{geo['tuned_speedup']:.3f} | x{geo['predict_speedup']:.3f} | "
-              f"{geo['predict_vs_tuned']:.3f} |")
+              f"{geo['predict_vs_tuned']:.3f} | |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"target": args.target, "trials": args.trials, "seed": args.seed, "models": rows,

@@ -141,13 +141,15 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
     that every EXPLORE-th slot takes the next candidate in seed order, so what the model
     ranks wrongly is still reached on a long run. Int8 SMLAD blocks have no cycle model; the
     ones with int16 weights come first (they drop the SXTB16s of the weights from the loop:
-    ~8% fewer cycles on DS-CNN/ResNet-8 int8, Cortex-M7), each group in seed order."""
+    ~8% fewer cycles on DS-CNN/ResNet-8 int8, Cortex-M7), and in each half the loops unrolled
+    once or twice last (more loop overhead: they rarely win), each group in seed order."""
     from .predict import rank
 
     if len(space) <= 2:
         return space
     if "dsp_block" in space[0]:
-        ranked = sorted(range(1, len(space)), key=lambda i: (len(space[i]["dsp_block"]) < 3, i))
+        ranked = sorted(range(1, len(space)), key=lambda i: (len(space[i]["dsp_block"]) < 3,
+                                                             space[i].get("dsp_unroll", 0) in (1, 2), i))
     else:
         ranked = [i for i in rank(entry, space, target) if i != 0]
     seeded = list(range(1, len(space)))

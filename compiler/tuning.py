@@ -71,7 +71,7 @@ class TuningDB:
         for sig, e in self.data["targets"].get(target_key(target), {}).items():
             best = e.get("best") if isinstance(e, dict) else None
             if isinstance(best, dict):
-                out[sig] = {k: v for k, v in best.items() if k in FIELDS or k == "dsp_block"}
+                out[sig] = {k: v for k, v in best.items() if k in FIELDS or k in ("dsp_block", "dsp_unroll")}
         return out
 
     def save(self) -> None:
@@ -108,10 +108,12 @@ def candidates(entry: dict, target, rng: random.Random, limit: int = 400) -> lis
     (input channels per step; one window column or the whole window row unrolled), cache
     blocks around them that keep every tile a divisor of its loop, and loop orders of convs
     and matmuls (output channels innermost, outermost, or per image row), in random order."""
-    if "space" in entry:  # an int8 conv of the SMLAD kernels (the "dsp" list): its register blocks
-        rest = [{"dsp_block": list(b)} for b in entry["space"][1:]]
+    if "space" in entry:  # an int8 conv of the SMLAD kernels (the "dsp" list): register blocks x unroll counts
+        unrolls = entry.get("unrolls", [0])
+        pairs = [(b, u) for b in entry["space"] for u in unrolls][1:]
+        rest = [{"dsp_block": list(b), "dsp_unroll": u} for b, u in pairs]
         rng.shuffle(rest)
-        return [{"dsp_block": list(entry["space"][0])}] + rest[:limit]
+        return [{"dsp_block": list(entry["space"][0]), "dsp_unroll": unrolls[0]}] + rest[:limit]
     loops, kinds, linalg = entry["loops"], entry["kinds"], entry["linalg"]
     natural = [i for i, k in enumerate(kinds) if k == "p"]
     default = {k: entry.get(k, natural) for k in FIELDS}

@@ -24,7 +24,9 @@ Register blocks: (P, F) per op from `ctx.dsp_blocks` ({ONNX node key: {"pixels":
 "filters": F}}, absent = the defaults DEFAULT_CONV / DEFAULT_DW; allowed: CONV_BLOCKS,
 DW_BLOCKS); a conv may also take "weights": 16 (CONV_CHOICES: (P, F, 16)): its weights are
 stored already split as SXTB16 splits them, int16 pairs (w0, w2), (w1, w3) per word of 4,
-twice the flash for no SXTB16 in the loop (~8% fewer cycles on DS-CNN/ResNet-8 int8, Cortex-M7); `describe(module, target)` lists the ops and their choices for a tuner.
+twice the flash for no SXTB16 in the loop (~8% fewer cycles on DS-CNN/ResNet-8 int8, Cortex-M7);
+and "unroll": U (UNROLLS) unrolls the kernel's innermost loop U times (0: LLVM decides).
+`describe(module, target)` lists the ops and their choices for a tuner.
 
 Fusion: the accumulators start from the conv's initial value when it is known (a constant
 fill, or a bias vector broadcast by a linalg.generic; the schedule stage leaves that generic
@@ -59,6 +61,16 @@ DW_BLOCKS = ((1, 4), (2, 4), (4, 4))
 DEFAULT_CONV = (2, 2)
 KERNEL = "i8smlad"  # the kernel family in tuning signatures (schedule.signature)
 DEFAULT_DW = (1, 4)
+# Unroll count of a kernel's innermost loop (a conv's K loop over words, a depthwise conv's loop
+# over groups of 4 channels), as LLVM loop metadata: 0 leaves it to LLVM's unroller (opt -O3
+# with dgc's threshold: 4x for DS-CNN's K loops), 1 keeps the loop rolled, U unrolls U times
+# (a count at or above the trip count unrolls fully). The best depends on the block (register
+# pressure against loop overhead and static addresses) and costs flash: on Cortex-M7, int8
+# DS-CNN with the default blocks runs 11% fewer estimated cycles unrolled 16 times than with
+# LLVM's choice, 1% more unrolled 8 times, and takes 2.1x the flash (bench/dsp_unroll.py). So
+# the default stays LLVM's (small code) and the tuner chooses per op (dgc.tuning.candidates).
+UNROLLS = (0, 1, 2, 4, 8, 16)
+DEFAULT_UNROLL = 0
 _HARMLESS = {"memref.alloc", "memref.expand_shape", "memref.collapse_shape", "memref.subview",
              "memref.get_global", "memref.cast", "arith.constant"}
 
@@ -494,8 +506,10 @@ class _Text:
         return self(f'llvm.call_intrinsic "llvm.arm.smlad"({a}, {b}, {acc}) : (i32, i32, i32) -> i32')
 
 
-def _for(t: _Text, lo, hi, iters: list[str], body, types: list[str] | None = None) -> list[str]:
-    """scf.for %i = lo to hi step 1 with iter_args (i32 unless `types`); body(i, args) -> new args."""
+def _for(t: _Text, lo, hi, iters: list[str], body, types: list[str] | None = None, unroll: int = 0) -> list[str]:
+    """scf.for %i = lo to hi step 1 with iter_args (i32 unless `types`); body(i, args) -> new args.
+    `unroll` (see UNROLLS): 0 no loop metadata, 1 unrolling disabled, else that unroll count
+    (an `llvm.loop` annotation, which scf-to-cf carries to the loop's back edge)."""
     iv = t.fresh("i")
     args = [t.fresh("a") for _ in iters]
     res = t.fresh("r")
@@ -510,7 +524,11 @@ def _for(t: _Text, lo, hi, iters: list[str], body, types: list[str] | None = Non
         t.raw(f"scf.for {iv} = {lo} to {hi} step {t.c(1)} {{")
     out = body(iv, args)
     t.raw(f"scf.yield {', '.join(out)} : {', '.join(types)}" if out else "scf.yield")
-    t.raw("}")
+    if unroll:
+        how = "disable = true" if unroll == 1 else f"count = {unroll} : i32"
+        t.raw(f"}} {{loop_annotation = #llvm.loop_annotation<unroll = #llvm.loop_unroll<{how}>>}}")
+    else:
+        t.raw("}")
     return [f"{res}#{k}" for k in range(len(iters))]
 
 
@@ -674,8 +692,10 @@ class _Conv(_ConvGeometry):
     """conv_2d_nhwc_hwcf, int8: im2col of P pixels to int16, then P x F (pixels x filters)
     SMLAD blocks over K; `block` = (P, F), default (2, 2) (see CONV_BLOCKS)."""
 
-    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, block=DEFAULT_CONV):
+    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, block=DEFAULT_CONV,
+                 unroll: int = DEFAULT_UNROLL):
         super().__init__(op, w, xst, fusion)
+        self.unroll = unroll
         self.bp, self.bf = block[:2]
         self.w16 = len(block) > 2 and block[2] == 16  # weights stored as int16 pairs (no SXTB16)
         self.kp = -(-self.k // 4) * 4  # K padded: whole words
@@ -780,7 +800,7 @@ class _Conv(_ConvGeometry):
                 for k, (we, wo) in enumerate(ws):
                     a[i * fb + k] = t.smlad(xo, wo, t.smlad(xe, we, a[i * fb + k]))
             return a + [t.gep(wp, (8 if self.w16 else 4) * fb), t.gep(sp, 8)]
-        res = _for(t, 0, words, accs + [pw, ps], kbody, ["i32"] * nacc + ["!llvm.ptr"] * 2)[:nacc]
+        res = _for(t, 0, words, accs + [pw, ps], kbody, ["i32"] * nacc + ["!llvm.ptr"] * 2, self.unroll)[:nacc]
         for idx, v in zip(idxs, res):
             self.fusion.finish(t, v, idx, name)
 
@@ -811,8 +831,10 @@ class _Depthwise(_DepthwiseGeometry):
     step, paired with PKHBT/PKHTB, 4 SMLAD per pixel; `block` = (P, 4): P output pixels share
     each weight load (default 1, see DW_BLOCKS)."""
 
-    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, block=DEFAULT_DW):
+    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, block=DEFAULT_DW,
+                 unroll: int = DEFAULT_UNROLL):
         super().__init__(op, w, xst, fusion)
+        self.unroll = unroll
         self.bp = block[0]
         self.pairs = (self.k + 1) // 2
         self.groups, self.rest = divmod(self.c, 4)
@@ -869,7 +891,7 @@ class _Depthwise(_DepthwiseGeometry):
                         self.fusion.finish(t, v, idx, name)
                 return []
             if self.groups:
-                _for(t, 0, self.groups, [], gbody)
+                _for(t, 0, self.groups, [], gbody, unroll=self.unroll)
             for oh, ow, base in pix:
                 bp = t.ptr(base) if self.rest else None
                 for r in range(self.rest):
@@ -917,7 +939,7 @@ def handles(op, target) -> bool:
     return bool(target.int8_dot) and op.name != _DW and eligible(op)
 
 
-def _rewrite(op, ctx, module, made: int, block=None) -> bool:
+def _rewrite(op, ctx, module, made: int, block=None, unroll: int = DEFAULT_UNROLL) -> bool:
     w = _global_array(op.operands[1], ctx)
     xst = _strides(op.operands[0].type)
     if w is None or xst is None:
@@ -929,7 +951,8 @@ def _rewrite(op, ctx, module, made: int, block=None) -> bool:
         kern = (MveConv if op.name == _CONV else MveDepthwise)(op, w, xst, fusion)
     elif ctx.target.dsp:
         kern = (_Conv if op.name == _CONV else _Depthwise)(op, w, xst, fusion,
-                                                           block or (DEFAULT_CONV if op.name == _CONV else DEFAULT_DW))
+                                                           block or (DEFAULT_CONV if op.name == _CONV else DEFAULT_DW),
+                                                           unroll)
     else:
         from dgc.passes.dot_kernels import DotConv
 
@@ -1048,6 +1071,7 @@ def describe(module, target) -> list[dict]:
     ctx.dsp_blocks), "linalg": op name (conv_2d_nhwc_hwcf for both conv layouts), "loops",
     "kinds" (as schedule.loop_ranges), "fuse" (requantization or bias fused), "signature" (schedule.signature: what makes two ops
     one tuning problem), "block": the default [P, F], "space": every allowed [P, F] (default
+    first), "unroll": the default unroll count, "unrolls": every allowed one (UNROLLS, default
     first)}. An op whose weights turn out not constant keeps its linalg loops whatever its block."""
     from dgc.passes.schedule import entry_signature, window_of
 
@@ -1064,7 +1088,8 @@ def describe(module, target) -> list[dict]:
         if window := window_of(op):
             entry["window"] = window
         out.append({**entry, "signature": entry_signature(entry), "block": list(default),
-                    "space": [list(default)] + [list(b) for b in space if b != default]})
+                    "space": [list(default)] + [list(b) for b in space if b != default],
+                    "unroll": DEFAULT_UNROLL, "unrolls": [DEFAULT_UNROLL] + [u for u in UNROLLS if u != DEFAULT_UNROLL]})
     return out
 
 
@@ -1073,18 +1098,23 @@ def _fused_on_buffers(op) -> bool:
     return f.epi is not None or f.init is not None
 
 
-def _block_for(op, key: str, blocks: dict) -> tuple:
-    """The (P, F) or (P, F, 16) block of `op` from ctx.dsp_blocks (UsageError when not allowed)."""
+def _block_for(op, key: str, blocks: dict) -> tuple[tuple, int]:
+    """The (P, F) or (P, F, 16) block of `op` and its unroll count from ctx.dsp_blocks
+    (UsageError when not allowed)."""
     from dgc.errors import UsageError
 
     dw = op.name == _DW
     default, space = (DEFAULT_DW, DW_BLOCKS) if dw else (DEFAULT_CONV, CONV_CHOICES)
     entry = blocks.get(key)
     if entry is None:
-        return default
-    if not isinstance(entry, dict) or set(entry) - {"pixels", "filters", "weights"}:
-        raise UsageError(f"dsp block for node '{key}' must be {{\"pixels\": P, \"filters\": F[, \"weights\": 8|16]}}, "
-                         f"got {entry!r}")
+        return default, DEFAULT_UNROLL
+    if not isinstance(entry, dict) or set(entry) - {"pixels", "filters", "weights", "unroll"}:
+        raise UsageError(f"dsp block for node '{key}' must be {{\"pixels\": P, \"filters\": F[, \"weights\": 8|16]"
+                         f"[, \"unroll\": U]}}, got {entry!r}")
+    unroll = entry.get("unroll", DEFAULT_UNROLL)
+    if unroll not in UNROLLS or isinstance(unroll, bool):
+        raise UsageError(f"dsp unroll {unroll!r} is not allowed for node '{key}'",
+                         hint="allowed: " + ", ".join(map(str, UNROLLS)) + " (0: LLVM decides, 1: not unrolled)")
     block = (entry.get("pixels", default[0]), entry.get("filters", default[1]))
     if entry.get("weights", 8) != 8:
         block = (*block, entry["weights"])
@@ -1092,14 +1122,15 @@ def _block_for(op, key: str, blocks: dict) -> tuple:
         raise UsageError(f"dsp block {list(block)} (pixels, filters[, weight bits]) is not allowed for node '{key}' "
                          f"({'depthwise conv' if dw else 'conv'})", hint="allowed: " +
                          ", ".join(str(list(b)) for b in space))
-    return block
+    return block, unroll
 
 
 def run(module, ctx) -> None:
     """Rewrite every eligible int8 conv. `ctx.dsp_blocks` (optional): {ONNX node key (see
-    `describe`): {"pixels": P, "filters": F[, "weights": 16]}} overrides the default register
-    block (and for convs the int8 weights in flash: "weights": 16 stores int16 pairs) per op on
-    the targets where it applies (`blocks_tunable`); a missing field keeps its default."""
+    `describe`): {"pixels": P, "filters": F[, "weights": 16][, "unroll": U]}} overrides the
+    default register block (and for convs the int8 weights in flash: "weights": 16 stores int16
+    pairs; the innermost loop's unroll count) per op on the targets where it applies
+    (`blocks_tunable`); a missing field keeps its default."""
     if not (ctx.target.dsp or ctx.target.int8_dot):
         return
     blocks = (getattr(ctx, "dsp_blocks", None) or {}) if blocks_tunable(ctx.target) else {}
@@ -1117,7 +1148,7 @@ def run(module, ctx) -> None:
         for op, key in todo:
             if op.name not in (_CONV, _DW):
                 continue
-            if _rewrite(op, ctx, module, made, _block_for(op, key, blocks)):
+            if _rewrite(op, ctx, module, made, *_block_for(op, key, blocks)):
                 made += 1
     if made:
         _drop_dead_buffers(module)

@@ -1066,19 +1066,23 @@ def dump(schedules: list[OpSchedule], target, dsp_ops: list | None = None) -> st
 
 def _dsp_blocks(module, ctx) -> list[dict]:
     """The int8 convs the SMLAD kernels will compute (`dsp_kernels.describe`, on tensors):
-    tuned register blocks (`--tuning-db` entries {"dsp_block": [P, F]} by signature) go to
+    tuned register blocks and unroll counts (`--tuning-db` entries {"dsp_block": [P, F],
+    "dsp_unroll": U} by signature; an entry without "dsp_unroll" keeps the default) go to
     ctx.dsp_blocks by node key, which the dsp-kernels stage reads after bufferization."""
     ops = dsp_kernels.describe(module, ctx.target)
     tuned = getattr(ctx, "tuning", None) or {}
     blocks = getattr(ctx, "dsp_blocks", None)
     for d in ops:
-        block = (tuned.get(d["signature"]) or {}).get("dsp_block")
+        best = tuned.get(d["signature"]) or {}
+        block, unroll = best.get("dsp_block"), best.get("dsp_unroll", d["unroll"])
         if block is None or blocks is None or d["key"] in blocks:
             continue
-        if not (isinstance(block, list) and block in d["space"]):
-            raise UsageError(f"tuned dsp block {block!r} is not allowed for node '{d['key']}'",
-                             hint="allowed: " + ", ".join(map(str, d["space"])) + "; tune again with `dgc tune`")
-        blocks[d["key"]] = {"pixels": block[0], "filters": block[1], **({"weights": block[2]} if len(block) > 2 else {})}
-        d["block"] = block
+        if not (isinstance(block, list) and block in d["space"]) or unroll not in d["unrolls"]:
+            raise UsageError(f"tuned dsp block {block!r} (unroll {unroll!r}) is not allowed for node '{d['key']}'",
+                             hint="allowed: " + ", ".join(map(str, d["space"])) + "; unroll " +
+                             ", ".join(map(str, d["unrolls"])) + "; tune again with `dgc tune`")
+        blocks[d["key"]] = {"pixels": block[0], "filters": block[1], **({"weights": block[2]} if len(block) > 2 else {}),
+                            "unroll": unroll}
+        d["block"], d["unroll"] = block, unroll
     return ops
 

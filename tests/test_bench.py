@@ -188,3 +188,23 @@ def test_dw_blocks_default_beats_the_old_conv_heuristic_on_cortex_a53():
     assert default != old and {default, old} <= set(S.depthwise_blocks(t, op["loops"]))
     new_cost, old_cost = mod.costs(op, [default, old], t)
     assert 0 < new_cost < old_cost
+
+
+def test_dsp_unroll_bench_prices_unrolling_in_cycles_and_flash(tmp_path, capsys):
+    """bench/dsp_unroll.py: the explicit defaults (block 2x2, unroll 0) count exactly the
+    default build's cycles; unrolling the SMLAD loops of int8 DS-CNN 16 times changes the count
+    and costs flash (QEMU counts, Cortex-M7)."""
+    import json
+
+    from conftest import require_tools
+
+    require_tools("cortex-m7")
+    spec = importlib.util.spec_from_file_location("bench_dsp_unroll", BENCH.parent / "dsp_unroll.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "u.json"
+    assert mod.main(["--models", "ds_cnn_qdq", "--blocks", "2,2", "--unrolls", "0,16", "--json", str(out)]) == 0
+    default, explicit, unrolled = json.loads(out.read_text())["rows"]
+    assert explicit["cycles"] == default["cycles"] and explicit["flash"] == default["flash"]
+    assert unrolled["cycles"] != default["cycles"] and unrolled["flash"] > default["flash"]
+    assert "| ds_cnn_qdq | 2,2 | 16 |" in capsys.readouterr().out

@@ -133,7 +133,8 @@ def _rotations(keys, space) -> list[dict]:
 
 def test_every_block_agrees_on_cortex_m7(tmp_path):
     """All 12 conv blocks (every other variant with int16 weights) and 3 depthwise blocks on
-    every op of the edge-case model: 12 compiles, one QEMU run."""
+    every op of the edge-case model, each op's innermost loop unrolled by every count in turn
+    (remainders, full unrolls, rolled loops): 12 compiles, one QEMU run."""
     model = _model()
     conv = _rotations(CONVS, dsp_kernels.CONV_BLOCKS)
     for c in conv[1::2]:  # every other variant: the weights stored as int16 pairs
@@ -141,6 +142,10 @@ def test_every_block_agrees_on_cortex_m7(tmp_path):
             b["weights"] = 16
     dw = _rotations(["dw"], dsp_kernels.DW_BLOCKS)
     variants = [{}] + [{**c, **dw[i % len(dw)]} for i, c in enumerate(conv)]
+    unrolls = dsp_kernels.UNROLLS
+    for i, v in enumerate(variants[1:]):
+        for j, b in enumerate(v.values()):
+            b["unroll"] = unrolls[(i + j) % len(unrolls)]
     _check(model, variants, tmp_path)
 
 
@@ -151,7 +156,9 @@ def test_default_block_is_unchanged_code():
     a = _compile(model, "m", {}, emit=("asm",)).asm
     b = _compile(model, "m", default, emit=("asm",)).asm
     c = _compile(model, "m", {"c4": {"pixels": 4, "filters": 3}}, emit=("asm",)).asm
-    assert a == b and a != c
+    d = _compile(model, "m", {"c4": {"unroll": 0}}, emit=("asm",)).asm  # 0: LLVM decides, the default
+    e = _compile(model, "m", {"c4": {"unroll": 1}}, emit=("asm",)).asm
+    assert a == b == d and a != c and a != e
 
 
 def test_describe(tmp_path):
@@ -172,9 +179,11 @@ def test_describe(tmp_path):
     assert c1["signature"] == "linalg.conv_2d_nhwc_hwcf:1x5x6x5x3x3x3:pppprrr:fused:i8smlad:s2x2"  # stride 2
     dw = ops[4]
     assert dw["loops"] == [1, 5, 6, 6, 3, 3] and dw["block"] == [1, 4] and len(dw["space"]) == 3
+    assert all(o["unroll"] == 0 and sorted(o["unrolls"]) == sorted(dsp_kernels.UNROLLS) for o in ops)
     assert dsp_kernels.describe(None, dgc.get_target("cortex-m55")) == []  # Helium: no block choice
     for bad in ({"c1": {"pixels": 3}}, {"dw": {"pixels": 2, "filters": 2}}, {"nope": {"pixels": 1}},
-                {"c1": {"pixel": 1}}, {"c1": {"weights": 32}}, {"dw": {"weights": 16}}):
+                {"c1": {"pixel": 1}}, {"c1": {"weights": 32}}, {"dw": {"weights": 16}}, {"c1": {"unroll": 3}},
+                {"dw": {"unroll": True}}):
         with pytest.raises(UsageError):
             _compile(model, "m", bad, emit=())
 
@@ -196,14 +205,19 @@ def test_tuning_database_sets_blocks_and_dgc_tune_searches_them(tmp_path):
     ops = {o["key"]: o for o in _describe(model, "schedule")}
     key = target_key(dgc.get_target(TARGET))
     db = {"schema": SCHEMA, "targets": {key: {ops["c4"]["signature"]: {"best": {"dsp_block": [4, 3, 16]}},
-                                              ops["dw"]["signature"]: {"best": {"dsp_block": [2, 4]}}}}}
+                                              ops["dw"]["signature"]: {"best": {"dsp_block": [2, 4],
+                                                                                "dsp_unroll": 16}}}}}
     res = dgc.compile(model, TARGET, name="m", emit=("asm",), tuning_db=TuningDB(None, db))
-    want = _compile(model, "m", {"c4": {"pixels": 4, "filters": 3, "weights": 16}, "dw": {"pixels": 2, "filters": 4}},
-                    emit=("asm",))
+    want = _compile(model, "m", {"c4": {"pixels": 4, "filters": 3, "weights": 16},
+                                 "dw": {"pixels": 2, "filters": 4, "unroll": 16}}, emit=("asm",))
     assert res.asm == want.asm
     assert res.asm != dgc.compile(model, TARGET, name="m", emit=("asm",)).asm
-    report = {d["key"]: d["block"] for d in json.loads(res.schedule)["dsp"]}
-    assert report["c4"] == [4, 3, 16] and report["dw"] == [2, 4] and report["c1"] == [2, 2]
+    report = {d["key"]: (d["block"], d["unroll"]) for d in json.loads(res.schedule)["dsp"]}
+    assert report["c4"] == ([4, 3, 16], 0) and report["dw"] == ([2, 4], 16) and report["c1"] == ([2, 2], 0)
+    db["targets"][key][ops["dw"]["signature"]]["best"]["dsp_unroll"] = 5
+    with pytest.raises(UsageError, match="not allowed"):
+        dgc.compile(model, TARGET, name="m", emit=(), tuning_db=TuningDB(None, db))
+    db["targets"][key][ops["dw"]["signature"]]["best"]["dsp_unroll"] = 16
     db["targets"][key][ops["c4"]["signature"]]["best"]["dsp_block"] = [3, 3]
     with pytest.raises(UsageError, match="not allowed"):
         dgc.compile(model, TARGET, name="m", emit=(), tuning_db=TuningDB(None, db))
@@ -214,7 +228,7 @@ def test_tuning_database_sets_blocks_and_dgc_tune_searches_them(tmp_path):
     rep = tune(str(path), TARGET, trials=6, db_path=str(tmp_path / "db.json"), progress=False)
     entries = json.loads((tmp_path / "db.json").read_text())["targets"][key]
     tried = [t for sig, e in entries.items() if sig.endswith(":i8smlad") for t in e["trials"]]
-    assert tried and all("dsp_block" in t["schedule"] for t in tried)
+    assert tried and all("dsp_block" in t["schedule"] and "dsp_unroll" in t["schedule"] for t in tried)
     assert any("seconds" in t for t in tried) and rep.tuned_s <= rep.default_s
 
 

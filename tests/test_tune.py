@@ -275,11 +275,14 @@ def test_search_order_measures_the_predicted_best_first():
     assert order[1:EXPLORE] == ranked[:EXPLORE - 1]
     assert order[EXPLORE] == next(c for c in space[1:] if c not in order[:EXPLORE])
     dsp = {"linalg": "linalg.conv_2d_nhwc_hwcf", "loops": [1, 8, 8, 16, 3, 3, 8], "kinds": "pppprrr",
-           "space": [[2, 2], [1, 1], [1, 1, 16], [4, 2], [2, 2, 16], [4, 4, 16], [2, 1]]}
+           "space": [[2, 2], [1, 1], [1, 1, 16], [4, 2], [2, 2, 16], [4, 4, 16], [2, 1]], "unrolls": [0, 1, 2, 8]}
     space = candidates(dsp, dgc.get_target("cortex-m7"), random.Random(1))
+    assert len(space) == 7 * 4  # every block with every unroll count
     order = search_order(dsp, space, dgc.get_target("cortex-m7"))
-    assert order[0] == {"dsp_block": [2, 2]} and sorted(map(key, order)) == sorted(map(key, space))
-    assert all(len(c["dsp_block"]) == 3 for c in order[1:EXPLORE])  # int16 weights first
+    assert order[0] == {"dsp_block": [2, 2], "dsp_unroll": 0} and sorted(map(key, order)) == sorted(map(key, space))
+    head = [c for i, c in enumerate(order[1:EXPLORE + 2], 1) if i % EXPLORE]  # the first 4 ranked slots
+    assert all(len(c["dsp_block"]) == 3 for c in head)  # int16 weights first
+    assert all(c["dsp_unroll"] in (0, 8) for c in head)  # then loops unrolled once or twice last
 
 
 def test_order_seed_measures_the_seeded_candidates_in_order(tmp_path):
