@@ -3,7 +3,10 @@
 For every distinct op signature of the model (`dgc.passes.schedule.signature`: identical
 layers are tuned once) the tuner tries schedules from `dgc.tuning.candidates` - the default
 first, then the cost model's most promising (`search_order`: `dgc.predict.rank`, every 4th
-candidate in seed order instead, for what the model misjudges) - and keeps one only when the whole model with it runs faster than with the current
+candidate in seed order instead, for what the model misjudges; the int8 SMLAD kernels of
+Cortex-M DSP cores, which have no cost model, are searched coordinate-wise instead: after each
+round of ROUND candidates the ones sharing the best's register block or unroll count come
+first, `neighbours_first`) - and keeps one only when the whole model with it runs faster than with the current
 best, both timed in the same child process (`dgc.measure`: interleaved batches, medians),
 by at least 3% (0.1% for exact QEMU counts), confirmed by a second independent run (the candidate's slower time against
 the incumbent's faster one: noise on a shared machine must not choose). Each candidate compiles in a child process too
@@ -133,6 +136,7 @@ def tune(model, target="host", *, trials: int | None = None, budget_s: float | N
 
 
 EXPLORE = 4  # every 4th candidate measured is the next in seed order, not the predicted best
+ROUND = 8  # SMLAD candidates measured between re-orderings (`neighbours_first`); not the batch size
 
 
 def search_order(entry: dict, space: list[dict], target) -> list[dict]:
@@ -160,6 +164,15 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
         out.append(i)
         used.add(i)
     return [space[i] for i in out]
+
+
+def neighbours_first(pending: list[dict], best: dict) -> list[dict]:
+    """Coordinate search over the two choices of an int8 SMLAD kernel, which has no cost model:
+    once a candidate wins, the untried ones with its register block come next (its other
+    unroll counts), then those with its unroll count (other blocks), then the rest, each group
+    in its previous order."""
+    block, unroll = best.get("dsp_block"), best.get("dsp_unroll")
+    return sorted(pending, key=lambda c: (c.get("dsp_block") != block, c.get("dsp_unroll") != unroll))
 
 
 class _Tuner:
@@ -319,12 +332,17 @@ class _Tuner:
             ranked = search_order(ops[0], space, self.tgt)  # here, not up front: trials start sooner
             pending.sort(key=lambda c: ranked.index(c))
         gain, done = 1.0, 0
+        # SMLAD blocks x unroll counts: re-ordered around each new best every ROUND candidates
+        # (fixed rounds, so the database still does not depend on the number of workers)
+        local, in_round, round_best = self.order == "predicted" and "dsp_block" in space[0], 0, entry.get("best")
         while pending:
             if n_trials is not None and done >= n_trials:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
             k = min(self.batch, len(pending), n_trials - done if n_trials is not None else len(pending))
+            if local:
+                k = min(k, ROUND - in_round)
             batch, pending = pending[:k], pending[k:]
             done += k
             trials = [{"schedule": c} for c in batch]
@@ -356,6 +374,12 @@ class _Tuner:
             entry["trials"].extend(trials)
             self.db.save()
             bar.update(k)
+            in_round += k
+            if local and in_round >= ROUND:
+                in_round = 0
+                if entry.get("best") not in (None, round_best):
+                    pending = neighbours_first(pending, entry["best"])
+                round_best = entry.get("best")
             best = [t["incumbent"] / t["seconds"] for t in entry["trials"] if "seconds" in t]
             bar.set_postfix_str(f"{sig.split(':')[0].split('.')[-1]} best x{max(best, default=1):.2f}")
         return SignatureResult(sig, len(ops), share, done, gain), inc_spec, inc_obj

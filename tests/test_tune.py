@@ -459,3 +459,49 @@ def test_timed_buffers_sit_at_fixed_distinct_page_offsets():
         np.testing.assert_array_equal(a, data if k % 2 else np.zeros_like(data))
     assert offsets == [SPREAD * k % PAGE for k in range(4)]
     assert len(set(offsets)) == 4 and all(o % 64 == 0 for o in offsets)
+
+
+def test_neighbours_first_orders_by_the_best_block_then_its_unroll():
+    from dgc.tune import neighbours_first
+
+    pending = [{"dsp_block": b, "dsp_unroll": u} for b in ([1, 1], [2, 2, 16], [4, 2]) for u in (0, 8, 16)]
+    order = neighbours_first(pending, {"dsp_block": [2, 2, 16], "dsp_unroll": 8})
+    assert [c["dsp_block"] for c in order[:3]] == [[2, 2, 16]] * 3
+    assert order[3:5] == [{"dsp_block": [1, 1], "dsp_unroll": 8}, {"dsp_block": [4, 2], "dsp_unroll": 8}]
+    assert sorted(map(json.dumps, order)) == sorted(map(json.dumps, pending))
+
+
+def test_int8_smlad_search_is_coordinate_wise_and_independent_of_workers(tmp_path):
+    """An int8 conv on Cortex-M7: blocks x unroll counts. After the first round of ROUND
+    candidates, the next are the neighbours of the best so far (its block, then its unroll
+    count); rounds are fixed, so 1 and 2 workers write the same database."""
+    from conftest import require_tools
+    from dgc import zoo
+    from dgc.quantize import quantize
+    from dgc.tune import ROUND
+
+    require_tools("cortex-m7")
+    rng = np.random.default_rng(4)
+    w = numpy_helper.from_array((rng.standard_normal((16, 8, 3, 3)) * 0.3).astype(np.float32), "w")
+    b = numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "b")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])], [w, b])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "q.onnx"
+    onnx.save(quantize(model, [zoo.random_inputs(model, seed=i) for i in range(4)]), path)
+    dbs = []
+    for workers in (1, 2):
+        db = tmp_path / f"w{workers}.json"
+        tune(str(path), "cortex-m7", trials=ROUND + 4, db_path=str(db), progress=False, seed=2, workers=workers)
+        (entry,) = [e for sig, e in json.loads(db.read_text())["targets"]["cortex-m7"].items()
+                    if sig.endswith(":i8smlad")]
+        dbs.append(entry)
+    assert dbs[0]["trials"] == dbs[1]["trials"] and dbs[0].get("best") == dbs[1].get("best")
+    trials = dbs[0]["trials"]
+    assert len(trials) > ROUND and all("seconds" in t for t in trials)
+    first = [t for t in trials[:ROUND] if t["seconds"] < t["incumbent"] * 0.999]
+    if first:  # a candidate of the first round won: the next round starts with its neighbours
+        best = min(first, key=lambda t: t["seconds"])["schedule"]
+        nxt = trials[ROUND]["schedule"]
+        assert nxt["dsp_block"] == best["dsp_block"] or nxt["dsp_unroll"] == best["dsp_unroll"]
