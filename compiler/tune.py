@@ -4,9 +4,10 @@ For every distinct op signature of the model (`dgc.passes.schedule.signature`: i
 layers are tuned once) the tuner tries schedules from `dgc.tuning.candidates` - the default
 first, then the cost model's most promising (`search_order`: `dgc.predict.rank`, every 4th
 candidate in seed order instead, for what the model misjudges; the int8 SMLAD kernels of
-Cortex-M DSP cores, which have no cost model, are searched coordinate-wise instead: after each
-round of ROUND candidates the ones sharing the best's register block or unroll count come
-first, `neighbours_first`) - and keeps one only when the whole model with it runs faster than with the current
+Cortex-M DSP cores, which have no cost model, are searched coordinate-wise instead: first the
+default's neighbours (its block with other unroll counts, then its unroll count with other
+blocks), and after each round of ROUND candidates that improved on the best, the new best's,
+`neighbours_first`) - and keeps one only when the whole model with it runs faster than with the current
 best, both timed in the same child process (`dgc.measure`: interleaved batches, medians),
 by at least 3% (0.1% for exact QEMU counts), confirmed by a second independent run (the candidate's slower time against
 the incumbent's faster one: noise on a shared machine must not choose). Each candidate compiles in a child process too
@@ -335,6 +336,8 @@ class _Tuner:
         # SMLAD blocks x unroll counts: re-ordered around each new best every ROUND candidates
         # (fixed rounds, so the database still does not depend on the number of workers)
         local, in_round, round_best = self.order == "predicted" and "dsp_block" in space[0], 0, entry.get("best")
+        if local:  # from the best so far (the default at first): its neighbours first
+            pending = neighbours_first(pending, round_best or space[0])
         while pending:
             if n_trials is not None and done >= n_trials:
                 break

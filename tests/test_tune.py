@@ -472,7 +472,8 @@ def test_neighbours_first_orders_by_the_best_block_then_its_unroll():
 
 
 def test_int8_smlad_search_is_coordinate_wise_and_independent_of_workers(tmp_path):
-    """An int8 conv on Cortex-M7: blocks x unroll counts. After the first round of ROUND
+    """An int8 conv on Cortex-M7: blocks x unroll counts, searched from the default's
+    neighbours (its block with the other unroll counts first); after the first round of ROUND
     candidates, the next are the neighbours of the best so far (its block, then its unroll
     count); rounds are fixed, so 1 and 2 workers write the same database."""
     from conftest import require_tools
@@ -500,6 +501,8 @@ def test_int8_smlad_search_is_coordinate_wise_and_independent_of_workers(tmp_pat
     assert dbs[0]["trials"] == dbs[1]["trials"] and dbs[0].get("best") == dbs[1].get("best")
     trials = dbs[0]["trials"]
     assert len(trials) > ROUND and all("seconds" in t for t in trials)
+    assert [t["schedule"]["dsp_block"] for t in trials[:5]] == [[2, 2]] * 5  # the default block's other unrolls
+    assert sorted(t["schedule"]["dsp_unroll"] for t in trials[:5]) == [1, 2, 4, 8, 16]
     first = [t for t in trials[:ROUND] if t["seconds"] < t["incumbent"] * 0.999]
     if first:  # a candidate of the first round won: the next round starts with its neighbours
         best = min(first, key=lambda t: t["seconds"])["schedule"]
