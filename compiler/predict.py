@@ -273,6 +273,22 @@ def best_predicted(entry: dict, target) -> dict:
     return space[best]
 
 
+def best_predicted_dsp(d: dict) -> dict:
+    """`dgc compile --predict` for an int8 SMLAD conv (`d`: an item of `dsp_kernels.describe`):
+    its default register block and unroll count, with the weights stored as int16 pairs where
+    the op allows it. Not a cycle model (none ranks these kernels well enough: an analytic
+    count of loads, SXTB16, SMLAD and spills, and llvm-mca of the hot loop, reached rank
+    correlations of 0.5-0.7 on Cortex-M7), a dominance rule: per word of 4 int8 of the
+    reduction, F filters' weights cost F loads and 2F SXTB16 as int8 and 2F loads as int16
+    pairs, one register fewer each, every other instruction the same; the price is flash
+    (the conv weights twice). Measured on Cortex-M7 (bench/dsp_unroll.py): 7.8% / 7.4% fewer
+    estimated cycles on DS-CNN / ResNet-8 int8, against 17% / 12% for 80 tuned trials.
+    Blocks and unroll counts, whose best depends on register pressure, are left to `dgc tune`."""
+    block = list(d["block"])
+    wide = block[:2] + [16]
+    return {"dsp_block": wide if wide in d["space"] else block, "dsp_unroll": d["unroll"]}
+
+
 def spearman(a: list[float], b: list[float]) -> float:
     """Spearman rank correlation (average ranks for ties)."""
     def ranks(x):

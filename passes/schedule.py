@@ -1067,13 +1067,19 @@ def dump(schedules: list[OpSchedule], target, dsp_ops: list | None = None) -> st
 def _dsp_blocks(module, ctx) -> list[dict]:
     """The int8 convs the SMLAD kernels will compute (`dsp_kernels.describe`, on tensors):
     tuned register blocks and unroll counts (`--tuning-db` entries {"dsp_block": [P, F],
-    "dsp_unroll": U} by signature; an entry without "dsp_unroll" keeps the default) go to
+    "dsp_unroll": U} by signature; an entry without "dsp_unroll" keeps the default; untuned ops
+    under `--predict`: `dgc.predict.best_predicted_dsp`) go to
     ctx.dsp_blocks by node key, which the dsp-kernels stage reads after bufferization."""
     ops = dsp_kernels.describe(module, ctx.target)
     tuned = getattr(ctx, "tuning", None) or {}
     blocks = getattr(ctx, "dsp_blocks", None)
+    predict = getattr(ctx, "predict", False)
     for d in ops:
         best = tuned.get(d["signature"]) or {}
+        if not best and predict:
+            from dgc.predict import best_predicted_dsp
+
+            best = best_predicted_dsp(d)
         block, unroll = best.get("dsp_block"), best.get("dsp_unroll", d["unroll"])
         if block is None or blocks is None or d["key"] in blocks:
             continue

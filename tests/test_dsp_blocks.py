@@ -246,3 +246,31 @@ def test_zoo_blocks_on_cortex_m7(name, tmp_path):
         variants.append({o["key"]: {"pixels": dp} if "depthwise" in o["linalg"] else {"pixels": p, "filters": f}
                          for o in ops})
     _check(model, variants, tmp_path)
+
+
+def test_predict_stores_conv_weights_as_int16_pairs(tmp_path):
+    """`dgc compile --predict` on the SMLAD kernels (dgc.predict.best_predicted_dsp): every conv
+    keeps its default block and unroll count with int16 weights (the same code as those blocks
+    given per node), depthwise convs keep theirs, a database entry still wins, and the result
+    is bit-identical to the defaults (which agree with onnxruntime)."""
+    import json
+
+    from dgc.tuning import SCHEMA, TuningDB, target_key
+
+    model = _model()
+    res = dgc.compile(model, TARGET, name="m", emit=("asm",), predict=True)
+    report = {d["key"]: (d["block"], d["unroll"]) for d in json.loads(res.schedule)["dsp"]}
+    default = dsp_kernels.DEFAULT_UNROLL
+    assert report == {**{k: ([*dsp_kernels.DEFAULT_CONV, 16], default) for k in CONVS},
+                      "dw": (list(dsp_kernels.DEFAULT_DW), default)}
+    wide = {k: {"pixels": dsp_kernels.DEFAULT_CONV[0], "filters": dsp_kernels.DEFAULT_CONV[1], "weights": 16}
+            for k in CONVS}
+    assert res.asm == _compile(model, "m", wide, emit=("asm",)).asm
+    assert res.footprint["flash"] > dgc.compile(model, TARGET, name="m", emit=()).footprint["flash"]
+    ops = {o["key"]: o for o in _describe(model, "schedule")}
+    db = {"schema": SCHEMA, "targets": {target_key(dgc.get_target(TARGET)): {
+        ops["c4"]["signature"]: {"best": {"dsp_block": [4, 3], "dsp_unroll": 4}}}}}
+    both = dgc.compile(model, TARGET, name="m", emit=(), predict=True, tuning_db=TuningDB(None, db))
+    report = {d["key"]: (d["block"], d["unroll"]) for d in json.loads(both.schedule)["dsp"]}
+    assert report["c4"] == ([4, 3], 4) and report["c7"] == ([*dsp_kernels.DEFAULT_CONV, 16], default)
+    _check(model, [{}, wide], tmp_path)
