@@ -281,12 +281,28 @@ def best_predicted_dsp(d: dict) -> dict:
     correlations of 0.5-0.7 on Cortex-M7), a dominance rule: per word of 4 int8 of the
     reduction, F filters' weights cost F loads and 2F SXTB16 as int8 and 2F loads as int16
     pairs, one register fewer each, every other instruction the same; the price is flash
-    (the conv weights twice). Measured on Cortex-M7 (bench/dsp_unroll.py): 7.8% / 7.4% fewer
-    estimated cycles on DS-CNN / ResNet-8 int8, against 17% / 12% for 80 tuned trials.
+    (the conv weights twice). Measured on Cortex-M7 (bench/tuned.py): 7.6% / 6.7% fewer
+    estimated cycles than the defaults on DS-CNN / ResNet-8 int8, against 17% / 10% for 80
+    tuned trials.
     Blocks and unroll counts, whose best depends on register pressure, are left to `dgc tune`."""
     block = list(d["block"])
     wide = block[:2] + [16]
     return {"dsp_block": wide if wide in d["space"] else block, "dsp_unroll": d["unroll"]}
+
+
+def smlad_order_cost(block: list, unroll: int) -> float:
+    """Instructions per multiply-accumulate of an int8 SMLAD conv's K loop with register block
+    `block` ([P, F] or [P, F, 16]) unrolled `unroll` times, counted per word of 4 reduction
+    int8: P activation loads and P SXTB16 pairs (2P), the F filters' weights (F loads and 2F
+    SXTB16 as int8, 2F loads as int16 pairs), 2PF SMLAD, 2 more per accumulator past the 8 the
+    Cortex-M register file holds beside the pointers (spills), and the loop's compare and
+    branch spread over the unrolled copies (LLVM's default unrolls 4x). Only orders `dgc tune`'s
+    search (`tune.search_order`): on DS-CNN/ResNet-8 int8 trials its rank correlation with the
+    measured cycles is 0.2-0.86 per op, too weak for `--predict` (`best_predicted_dsp`)."""
+    p, f = block[0], block[1]
+    weights = 2 * f if len(block) > 2 else 3 * f
+    copies = {0: 4}.get(unroll, max(1, unroll))
+    return (2 * p + weights + 2 * p * f + 2 * max(0, p * f - 8) + 2 / copies) / (4 * p * f)
 
 
 def spearman(a: list[float], b: list[float]) -> float:

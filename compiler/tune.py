@@ -144,17 +144,24 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
     """`space` (default first, the rest in seed order) in the order to measure it: the
     default, then the candidates the cost model ranks cheapest (`dgc.predict.rank`), except
     that every EXPLORE-th slot takes the next candidate in seed order, so what the model
-    ranks wrongly is still reached on a long run. Int8 SMLAD blocks have no cycle model; the
-    ones with int16 weights come first (they drop the SXTB16s of the weights from the loop:
-    ~8% fewer cycles on DS-CNN/ResNet-8 int8, Cortex-M7), and in each half the loops unrolled
-    once or twice last (more loop overhead: they rarely win), each group in seed order."""
-    from .predict import rank
+    ranks wrongly is still reached on a long run. Int8 SMLAD convs have no cycle model; their
+    blocks are ordered by `predict.smlad_order_cost` (instructions per MAC of the K loop: 2x2,
+    4x2, 2x4 and 2x3 with int16 weights ahead of the 1xF, Px1 and register-spilling 4x4/4x3),
+    ties (and depthwise convs, all of them) broken by int16 weights first (they drop the
+    SXTB16s of the weights from the loop: ~8% fewer cycles on DS-CNN/ResNet-8 int8, Cortex-M7),
+    then loops unrolled once or twice last (more loop overhead: they rarely win), then seed order."""
+    from .predict import rank, smlad_order_cost
 
     if len(space) <= 2:
         return space
     if "dsp_block" in space[0]:
-        ranked = sorted(range(1, len(space)), key=lambda i: (len(space[i]["dsp_block"]) < 3,
-                                                             space[i].get("dsp_unroll", 0) in (1, 2), i))
+        depthwise = "depthwise" in entry.get("linalg", "")
+
+        def key(i):
+            block, unroll = space[i]["dsp_block"], space[i].get("dsp_unroll", 0)
+            cost = 0.0 if depthwise else round(smlad_order_cost(block, unroll), 9)
+            return (cost, len(block) < 3, unroll in (1, 2), i)
+        ranked = sorted(range(1, len(space)), key=key)
     else:
         ranked = [i for i in rank(entry, space, target) if i != 0]
     seeded = list(range(1, len(space)))

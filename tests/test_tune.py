@@ -262,7 +262,7 @@ def test_tune_on_arm_linux_counts_cycles_in_qemu_user(target, tmp_path):
 def test_search_order_measures_the_predicted_best_first():
     """The tuner measures the default, then the cost model's ranking, every 4th candidate in
     seed order instead; nothing is lost or repeated."""
-    from dgc.predict import rank
+    from dgc.predict import rank, smlad_order_cost
     from dgc.tune import EXPLORE, search_order
 
     host = dgc.get_target("host")
@@ -280,9 +280,16 @@ def test_search_order_measures_the_predicted_best_first():
     assert len(space) == 7 * 4  # every block with every unroll count
     order = search_order(dsp, space, dgc.get_target("cortex-m7"))
     assert order[0] == {"dsp_block": [2, 2], "dsp_unroll": 0} and sorted(map(key, order)) == sorted(map(key, space))
-    head = [c for i, c in enumerate(order[1:EXPLORE + 2], 1) if i % EXPLORE]  # the first 4 ranked slots
-    assert all(len(c["dsp_block"]) == 3 for c in head)  # int16 weights first
-    assert all(c["dsp_unroll"] in (0, 8) for c in head)  # then loops unrolled once or twice last
+    ranked = [c for i, c in enumerate(order) if i and i % EXPLORE]
+    cost = [smlad_order_cost(c["dsp_block"], c["dsp_unroll"]) for c in ranked]
+    assert cost == sorted(cost)  # fewest instructions per MAC first
+    assert ranked[0] == {"dsp_block": [4, 2], "dsp_unroll": 8}  # 8 accumulators (no spill), unrolled
+    assert ranked[-1]["dsp_block"] == [1, 1]  # 1x1 int8: 9 instructions per 4 MACs
+    # depthwise convs: int16 weights first (none here), unrolled once or twice last, seed order
+    dw = {**dsp, "linalg": "linalg.depthwise_conv_2d_nhwc_hwcm", "space": [[1, 4], [2, 4], [4, 4]]}
+    space = candidates(dw, dgc.get_target("cortex-m7"), random.Random(1))
+    ranked = [c for i, c in enumerate(search_order(dw, space, dgc.get_target("cortex-m7"))) if i and i % EXPLORE]
+    assert [c["dsp_unroll"] in (1, 2) for c in ranked] == sorted(c["dsp_unroll"] in (1, 2) for c in ranked)
 
 
 def test_order_seed_measures_the_seeded_candidates_in_order(tmp_path):
