@@ -47,7 +47,7 @@ def signatures(path: str, target, min_trials: int, match: str = ""):
     with open(path) as f:
         db = json.load(f)
     for sig, e in db["targets"].get(target_key(target), {}).items():
-        trials = [t for t in e.get("trials", []) if "seconds" in t]
+        trials = [t for t in e.get("trials", []) if "seconds" in t and "joint" not in t]  # joint: all convs
         if len(trials) >= min_trials and match in sig:
             yield sig, entry_of(sig), trials
 

@@ -138,6 +138,7 @@ def tune(model, target="host", *, trials: int | None = None, budget_s: float | N
 
 EXPLORE = 4  # every 4th candidate measured is the next in seed order, not the predicted best
 ROUND = 8  # SMLAD candidates measured between re-orderings (`neighbours_first`); not the batch size
+JOINT = 4  # SMLAD conv choices first tried on every conv of the model at once (`_Tuner._tune_jointly`)
 
 
 def search_order(entry: dict, space: list[dict], target) -> list[dict]:
@@ -279,11 +280,15 @@ class _Tuner:
         spaces = {s: candidates(groups[s][0], self.tgt, self.rng) for s in order}  # ordered when tuned
         chosen = {s: e["best"] for s in order if isinstance(e := self.entries.get(s), dict) and "best" in e}
         before = dict(chosen)
-        plan = self._plan(order, volume, spaces, trials)
-        bar = _progress(sum(plan.values()) if trials is not None else None, budget_s, self.progress)
+        joint_sigs, joint = self._joint_candidates(order, groups, spaces, chosen)
+        joint = joint[:trials] if trials is not None else joint
+        plan = self._plan(order, volume, spaces, trials - len(joint) if trials is not None else None)
+        bar = _progress(sum(plan.values()) + len(joint) if trials is not None else None, budget_s, self.progress)
         results = []
         try:
             inc_spec, inc_obj = (base.spec, base_obj) if not chosen else self.compile(chosen)
+            if joint:
+                inc_spec, inc_obj = self._tune_jointly(joint_sigs, joint, chosen, inc_spec, inc_obj, bar)
             left_volume = total
             for sig in order:
                 deadline = None
@@ -330,11 +335,66 @@ class _Tuner:
             left_volume -= volume[sig]
         return plan
 
+    def _joint_candidates(self, order, groups, spaces, chosen) -> tuple[list[str], list[dict]]:
+        """The int8 SMLAD conv signatures not tuned yet (when there are two or more) and the JOINT
+        choices, block and unroll count, that every one of them allows and that have the fewest
+        instructions per MAC (`predict.smlad_order_cost`; ties: int16 weights, then unrolled
+        more than twice). The layers of a network tend to share their best kernel variant (one
+        choice on every conv of ResNet-8 int8, Cortex-M7: x1.14, more than 200 trials of the
+        per-op search found from the default), so the search tries those on all of them at
+        once before it refines op by op."""
+        from .predict import smlad_order_cost
+
+        if self.order != "predicted":
+            return [], []
+        sigs = [s for s in order if "dsp_block" in spaces[s][0] and "depthwise" not in groups[s][0]["linalg"]
+                and s not in chosen and not self.entries.get(s, {}).get("trials")]
+        if len(sigs) < 2:
+            return [], []
+        key = lambda c: json.dumps(c, sort_keys=True)  # noqa: E731
+        common = set.intersection(*({key(c) for c in spaces[s][1:]} for s in sigs))
+        cands = sorted((json.loads(k) for k in common), key=lambda c: (
+            round(smlad_order_cost(c["dsp_block"], c["dsp_unroll"]), 9), len(c["dsp_block"]) < 3,
+            c["dsp_unroll"] in (1, 2), key(c)))
+        return sigs, cands[:JOINT]
+
+    def _tune_jointly(self, sigs, cands, chosen, inc_spec, inc_obj, bar):
+        """Each of `cands` on every conv of `sigs` at once, measured together with the incumbent;
+        the cheapest becomes every one's best if it beats the incumbent. Recorded in each
+        signature's trials with "joint": the number of signatures it was applied to (these
+        costs are not one op's: `bench/predictor.py` leaves them out)."""
+        trials = [{"schedule": c, "joint": len(sigs)} for c in cands]
+        built = self.compile_many([{**chosen, **{s: c for s in sigs}} for c in cands])
+        ok = [(t, b) for t, b in zip(trials, built) if not isinstance(b, str)]
+        for t, b in zip(trials, built):
+            if isinstance(b, str):
+                t["error"] = b[:300]
+        costs = self._measure(ok, inc_spec, inc_obj)
+        if costs is not None:
+            t_inc = costs[0]
+            for (t, _), c in zip(ok, costs[1:]):
+                if c is not None:
+                    t.update(seconds=c, incumbent=t_inc)
+            timed = [i for i in range(len(ok)) if costs[1 + i] is not None]
+            i = min(timed, key=lambda i: costs[1 + i], default=None)
+            if i is not None and costs[1 + i] < t_inc * self.margin:
+                for s in sigs:
+                    chosen[s] = self.entries.setdefault(s, {})["best"] = ok[i][0]["schedule"]
+                inc_spec, inc_obj = ok[i][1]
+        for s in sigs:
+            self.entries.setdefault(s, {}).setdefault("trials", []).extend(dict(t) for t in trials)
+        self.db.save()
+        bar.update(len(cands))
+        return inc_spec, inc_obj
+
     def _tune_signature(self, sig, ops, share, space, n_trials, deadline, chosen, inc_spec, inc_obj, bar):
         entry = self.entries.setdefault(sig, {})
         entry.setdefault("trials", [])
         entry.update({"dgc": dgc_version(), "model": self.model_name, "ops": len(ops)})
-        tried = {json.dumps(t["schedule"], sort_keys=True) for t in entry["trials"]}
+        # a joint trial measured a choice on all convs at once, not on this one alone
+        tried = {json.dumps(t["schedule"], sort_keys=True) for t in entry["trials"] if "joint" not in t}
+        if "best" in entry:
+            tried.add(json.dumps(entry["best"], sort_keys=True))
         pending = [c for c in space[1:] if json.dumps(c, sort_keys=True) not in tried]
         if len(pending) > 1 and self.order == "predicted" and (n_trials is None or n_trials > 0):
             ranked = search_order(ops[0], space, self.tgt)  # here, not up front: trials start sooner

@@ -515,3 +515,45 @@ def test_int8_smlad_search_is_coordinate_wise_and_independent_of_workers(tmp_pat
         best = min(first, key=lambda t: t["seconds"])["schedule"]
         nxt = trials[ROUND]["schedule"]
         assert nxt["dsp_block"] == best["dsp_block"] or nxt["dsp_unroll"] == best["dsp_unroll"]
+
+
+def test_int8_smlad_search_starts_with_joint_choices_on_every_conv(tmp_path):
+    """Two int8 convs (two signatures) on Cortex-M7: the first JOINT trials of each are the
+    same choices, applied to both convs at once, cheapest per MAC first; the cheapest that
+    beats the default becomes both convs' best, the op-by-op search goes on from there (it
+    does not measure that choice again), and the tuned model still matches onnxruntime."""
+    from conftest import require_tools
+    from dgc import zoo
+    from dgc.predict import smlad_order_cost
+    from dgc.quantize import quantize
+    from dgc.tune import JOINT
+
+    require_tools("cortex-m7")
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32), n)
+             for n, s in (("w1", (16, 8, 3, 3)), ("b1", (16,)), ("w2", (16, 16, 3, 3)), ("b2", (16,)))]
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w1", "b1"], ["h"], name="c1", pads=[1, 1, 1, 1]),
+                           helper.make_node("Relu", ["h"], ["r"], name="relu"),
+                           helper.make_node("Conv", ["r", "w2", "b2"], ["y"], name="c2", pads=[1, 1, 1, 1])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])], inits)
+    model = quantize(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
+                     [zoo.random_inputs(helper.make_model(g), seed=i) for i in range(4)])
+    path, db = tmp_path / "q.onnx", tmp_path / "db.json"
+    onnx.save(model, path)
+    tune(str(path), "cortex-m7", trials=JOINT + 4, db_path=str(db), progress=False, seed=1)
+    entries = [e for sig, e in json.loads(db.read_text())["targets"]["cortex-m7"].items() if ":i8smlad" in sig]
+    assert len(entries) == 2
+    joint = [[t for t in e["trials"] if "joint" in t] for e in entries]
+    assert joint[0] == joint[1] and len(joint[0]) == JOINT and all(t["joint"] == 2 for t in joint[0])
+    assert all(e["trials"][:JOINT] == joint[0] for e in entries)  # before the op-by-op search
+    cost = [smlad_order_cost(t["schedule"]["dsp_block"], t["schedule"]["dsp_unroll"]) for t in joint[0]]
+    assert cost == sorted(cost) and all("seconds" in t for t in joint[0])
+    winner = min(joint[0], key=lambda t: t["seconds"])
+    if winner["seconds"] < winner["incumbent"] * 0.999:
+        for e in entries:
+            later = [t["schedule"] for t in e["trials"][JOINT:]]
+            assert winner["schedule"] not in later  # the incumbent is not measured again
+            won = [t for t in e["trials"][JOINT:] if t["seconds"] < t["incumbent"] * 0.999]
+            assert e["best"] == (min(won, key=lambda t: t["seconds"])["schedule"] if won else winner["schedule"])
+    check_on_target(model, "cortex-m7", tmp_path, tuning_db=str(db))
