@@ -412,7 +412,11 @@ def _coerce(a, t):
               help="Run in the memory-safety harness (Linux targets): guard pages, read-only inputs, "
                    "canaries and two threads; 'asan' builds it with AddressSanitizer, 'valgrind' runs it "
                    "under valgrind memcheck (AVX2 targets, e.g. x86-64-v3).")
-def verify(model, target, seed, input_shapes, opt, memcheck):
+@click.option("--tuning-db", type=click.Path(dir_okay=False), default=None,
+              help="Verify the build with the schedules `dgc tune` stored for this target in FILE, as "
+                   "`dgc compile --tuning-db`, e.g. --tuning-db tuning.json.")
+@click.option("--predict", is_flag=True, help="Verify the build `dgc compile --predict` makes.")
+def verify(model, target, seed, input_shapes, opt, memcheck, tuning_db, predict):
     """Compile MODEL for TARGET, run it (natively or in QEMU), compare with onnxruntime.
 
     Prints max abs/rel error per output and PASS/FAIL; exit code 0 on PASS, 1 on FAIL.
@@ -422,6 +426,7 @@ def verify(model, target, seed, input_shapes, opt, memcheck):
     Examples:
       dgc verify model.onnx --target cortex-m7
       dgc verify model.onnx --target x86-64-v3 --memcheck valgrind
+      dgc verify model.onnx --target cortex-m7 --tuning-db tuning.json
     """
     from .frontend.load import parse_input_shapes
     from .verifier import verify as verify_model
@@ -430,7 +435,8 @@ def verify(model, target, seed, input_shapes, opt, memcheck):
 
     name = c_identifier(os.path.splitext(os.path.basename(model))[0])
     res, cmp = verify_model(model, target, seed=seed, opt_level=opt, name=name,
-                            input_shapes=parse_input_shapes(input_shapes), memcheck=memcheck)
+                            input_shapes=parse_input_shapes(input_shapes), memcheck=memcheck,
+                            tuning_db=tuning_db, predict=predict)
     ok = all(c.ok for c in cmp)
     for c in cmp:
         click.echo(f"{c.name}: max abs err {c.max_abs:.3g}  max rel err {c.max_rel:.3g}  "

@@ -72,8 +72,9 @@ def compare(spec: ModelSpec, got: list[np.ndarray], want: list[np.ndarray]) -> l
 
 
 def verify(model, target, *, seed: int = 0, opt_level: int = 3, input_shapes=None, name=None,
-           workdir: str | None = None, memcheck: str | None = None):
-    """Compile `model` for `target`, run it there, compare with onnxruntime.
+           workdir: str | None = None, memcheck: str | None = None, tuning_db=None, predict: bool = False):
+    """Compile `model` for `target` (with `tuning_db` / `predict` as `dgc.compile` takes them),
+    run it there, compare with onnxruntime.
 
     memcheck ("guard", "asan" or "valgrind", see dgc.runtime.memcheck) runs it in the
     memory-safety harness instead: a finding raises ModelRunError; every run's outputs (the
@@ -85,7 +86,7 @@ def verify(model, target, *, seed: int = 0, opt_level: int = 3, input_shapes=Non
     proto = read_model(model)
     # numerics only: the model runs on the emulator's board whatever the target's default budget
     res = compile(proto, target, name=name or "model", opt_level=opt_level, input_shapes=input_shapes,
-                  ram_limit=None, flash_limit=None)
+                  ram_limit=None, flash_limit=None, tuning_db=tuning_db, predict=predict)
     inputs = random_inputs(res.spec, seed)
     with tempfile.TemporaryDirectory(prefix="dgc-verify-") as tmp:
         wd = workdir or tmp

@@ -557,3 +557,5 @@ def test_int8_smlad_search_starts_with_joint_choices_on_every_conv(tmp_path):
             won = [t for t in e["trials"][JOINT:] if t["seconds"] < t["incumbent"] * 0.999]
             assert e["best"] == (min(won, key=lambda t: t["seconds"])["schedule"] if won else winner["schedule"])
     check_on_target(model, "cortex-m7", tmp_path, tuning_db=str(db))
+    proc = run_dgc("verify", path, "--target", "cortex-m7", "--tuning-db", db)  # the same from the command line
+    assert proc.returncode == 0 and "PASS" in proc.stdout, proc.stdout + proc.stderr
