@@ -151,18 +151,13 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
     ties (and depthwise convs, all of them) broken by int16 weights first (they drop the
     SXTB16s of the weights from the loop: ~8% fewer cycles on DS-CNN/ResNet-8 int8, Cortex-M7),
     then loops unrolled once or twice last (more loop overhead: they rarely win), then seed order."""
-    from .predict import rank, smlad_order_cost
+    from .predict import rank
 
     if len(space) <= 2:
         return space
     if "dsp_block" in space[0]:
         depthwise = "depthwise" in entry.get("linalg", "")
-
-        def key(i):
-            block, unroll = space[i]["dsp_block"], space[i].get("dsp_unroll", 0)
-            cost = 0.0 if depthwise else round(smlad_order_cost(block, unroll), 9)
-            return (cost, len(block) < 3, unroll in (1, 2), i)
-        ranked = sorted(range(1, len(space)), key=key)
+        ranked = sorted(range(1, len(space)), key=lambda i: (*smlad_key(space[i], depthwise), i))
     else:
         ranked = [i for i in rank(entry, space, target) if i != 0]
     seeded = list(range(1, len(space)))
@@ -173,6 +168,16 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
         out.append(i)
         used.add(i)
     return [space[i] for i in out]
+
+
+def smlad_key(c: dict, depthwise: bool = False) -> tuple:
+    """Search order of an SMLAD choice: instructions per MAC (`predict.smlad_order_cost`; not
+    for depthwise convs), then int16 weights first, then loops unrolled once or twice last."""
+    from .predict import smlad_order_cost
+
+    block, unroll = c["dsp_block"], c.get("dsp_unroll", 0)
+    cost = 0.0 if depthwise else round(smlad_order_cost(block, unroll), 9)
+    return cost, len(block) < 3, unroll in (1, 2)
 
 
 def neighbours_first(pending: list[dict], best: dict) -> list[dict]:
@@ -343,8 +348,6 @@ class _Tuner:
         choice on every conv of ResNet-8 int8, Cortex-M7: x1.14, more than 200 trials of the
         per-op search found from the default), so the search tries those on all of them at
         once before it refines op by op."""
-        from .predict import smlad_order_cost
-
         if self.order != "predicted":
             return [], []
         sigs = [s for s in order if "dsp_block" in spaces[s][0] and "depthwise" not in groups[s][0]["linalg"]
@@ -353,9 +356,7 @@ class _Tuner:
             return [], []
         key = lambda c: json.dumps(c, sort_keys=True)  # noqa: E731
         common = set.intersection(*({key(c) for c in spaces[s][1:]} for s in sigs))
-        cands = sorted((json.loads(k) for k in common), key=lambda c: (
-            round(smlad_order_cost(c["dsp_block"], c["dsp_unroll"]), 9), len(c["dsp_block"]) < 3,
-            c["dsp_unroll"] in (1, 2), key(c)))
+        cands = sorted((json.loads(k) for k in common), key=lambda c: (*smlad_key(c), key(c)))
         return sigs, cands[:JOINT]
 
     def _tune_jointly(self, sigs, cands, chosen, inc_spec, inc_obj, bar):
@@ -364,17 +365,9 @@ class _Tuner:
         signature's trials with "joint": the number of signatures it was applied to (these
         costs are not one op's: `bench/predictor.py` leaves them out)."""
         trials = [{"schedule": c, "joint": len(sigs)} for c in cands]
-        built = self.compile_many([{**chosen, **{s: c for s in sigs}} for c in cands])
-        ok = [(t, b) for t, b in zip(trials, built) if not isinstance(b, str)]
-        for t, b in zip(trials, built):
-            if isinstance(b, str):
-                t["error"] = b[:300]
-        costs = self._measure(ok, inc_spec, inc_obj)
+        ok, costs = self._try(trials, [{**chosen, **{s: c for s in sigs}} for c in cands], inc_spec, inc_obj)
         if costs is not None:
             t_inc = costs[0]
-            for (t, _), c in zip(ok, costs[1:]):
-                if c is not None:
-                    t.update(seconds=c, incumbent=t_inc)
             timed = [i for i in range(len(ok)) if costs[1 + i] is not None]
             i = min(timed, key=lambda i: costs[1 + i], default=None)
             if i is not None and costs[1 + i] < t_inc * self.margin:
@@ -416,17 +409,9 @@ class _Tuner:
             batch, pending = pending[:k], pending[k:]
             done += k
             trials = [{"schedule": c} for c in batch]
-            built = self.compile_many([{**chosen, sig: c} for c in batch])
-            ok = [(t, b) for t, b in zip(trials, built) if not isinstance(b, str)]
-            for t, b in zip(trials, built):
-                if isinstance(b, str):
-                    t["error"] = b[:300]
-            costs = self._measure(ok, inc_spec, inc_obj)
+            ok, costs = self._try(trials, [{**chosen, sig: c} for c in batch], inc_spec, inc_obj)
             if costs is not None:
                 t_inc = costs[0]
-                for (t, _), c in zip(ok, costs[1:]):
-                    if c is not None:
-                        t.update(seconds=c, incumbent=t_inc)
                 for i in self._winners(ok, costs):
                     t_best = costs[1 + i]
                     ok[i][0]["incumbent"] = t_inc
@@ -453,6 +438,22 @@ class _Tuner:
             best = [t["incumbent"] / t["seconds"] for t in entry["trials"] if "seconds" in t]
             bar.set_postfix_str(f"{sig.split(':')[0].split('.')[-1]} best x{max(best, default=1):.2f}")
         return SignatureResult(sig, len(ops), share, done, gain), inc_spec, inc_obj
+
+    def _try(self, trials, schedule_sets, inc_spec, inc_obj):
+        """Compile each schedule set and measure the builds together with the incumbent: the
+        builds as [(trial, (spec, object))] and [incumbent, candidate...] costs (`_measure`);
+        each trial gets its "error", or its "seconds" and the "incumbent"'s."""
+        built = self.compile_many(schedule_sets)
+        ok = [(t, b) for t, b in zip(trials, built) if not isinstance(b, str)]
+        for t, b in zip(trials, built):
+            if isinstance(b, str):
+                t["error"] = b[:300]
+        costs = self._measure(ok, inc_spec, inc_obj)
+        if costs is not None:
+            for (t, _), c in zip(ok, costs[1:]):
+                if c is not None:
+                    t.update(seconds=c, incumbent=costs[0])
+        return ok, costs
 
     def _measure(self, ok, inc_spec, inc_obj) -> list | None:
         """[incumbent, candidate...] costs of one batch measured together; when that run fails
