@@ -420,6 +420,8 @@ def test_predict_picks_the_cost_models_best_candidate(target, tmp_path):
     r = run_dgc("compile", tmp_path / "m.onnx", "--target", target, "--predict", "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / "m.o").read_bytes() == res.object
+    r = run_dgc("verify", tmp_path / "m.onnx", "--target", target, "--predict")
+    assert r.returncode == 0 and "PASS" in r.stdout, r.stdout + r.stderr
 
 
 def _conv_dw_pool() -> onnx.ModelProto:
