@@ -31,6 +31,11 @@ def linalg_stage() -> Stage:
         "canonicalize"))
 
 
+def transposes_stage() -> Stage:
+    return Stage("transposes", "pointwise generics between matching transposes run without them (after fusion)",
+                 fn=layout.run_linalg)
+
+
 def math_approx_stage() -> Stage:
     return Stage("math", "math functions as polynomial arith (no libm); 32-bit requantization", fn=math_stage.run)
 
@@ -103,7 +108,7 @@ def finalize_stage() -> Stage:
 
 
 def standard(index_bits: int) -> list[Stage]:
-    return [layout_stage(), tosa_stage(), linalg_stage(), math_approx_stage(), schedule_stage(), padding_stage(), untie_stage(),
+    return [layout_stage(), tosa_stage(), linalg_stage(), transposes_stage(), math_approx_stage(), schedule_stage(), padding_stage(), untie_stage(),
             bufferize_stage(),
             vectors_stage(), out_params_stage(), copies_stage(),
             memory_plan_stage(), loops_stage(), llvm_stage(index_bits), finalize_stage()]

@@ -278,3 +278,29 @@ def test_ds_cnn_batchnorm_mul_add(fold, muls, adds, tmp_path, monkeypatch):
         monkeypatch.setattr(graph_rewrites, "run", lambda model, consts: None)
     imported = _stage_ir(zoo_model("ds_cnn"), tmp_path, stage="import")["import"]
     assert (_count(imported, "mul"), _count(imported, "add")) == (muls, adds)
+
+
+def test_int8_residual_adds_run_in_nhwc_with_each_requantization_in_its_conv(tmp_path):
+    """int8 QDQ residual blocks (the importer's pointwise linalg.generic adds, a shortcut conv
+    beside two convs): after elementwise fusion the adds run on the convs' NHWC results, no
+    transposes around them, and each conv's int32 result is requantized by its own generic
+    (none is fused into the add, which would keep an int32 tensor alive across the other
+    branch); bit-exact against onnxruntime on the host and on Cortex-M7."""
+    from dgc import zoo
+    from dgc.quantize import quantize
+
+    g = _G()
+    x = g.node("Relu", [g.conv("x", "stem", 4, 8)], "stem_relu")
+    a = g.node("Relu", [g.conv(x, "a1", 8, 8)], "a_relu")
+    y = g.node("Relu", [g.node("Add", [g.conv(a, "a2", 8, 8), x], "add1")], "relu1")
+    b = g.conv(g.node("Relu", [g.conv(y, "b1", 8, 16)], "b_relu"), "b2", 16, 16)
+    y = g.node("Relu", [g.node("Add", [b, g.conv(y, "short", 8, 16, k=1)], "add2")], "relu2")
+    f = g.model([1, 4, 8, 8], [y])
+    m = quantize(f, [zoo.random_inputs(f, seed=i) for i in range(4)])
+    ir = _stage_ir(m, tmp_path, stage="transposes")
+    assert len(re.findall(r"= linalg\.transpose\b", ir["linalg"])) > 2  # around the NCHW adds
+    assert len(re.findall(r"= linalg\.transpose\b", ir["transposes"])) == 2  # the model's input and output
+    for ins in re.findall(r"linalg\.generic .*? ins\(([^)]*)\)", ir["transposes"]):
+        assert len(re.findall(r"tensor<1x\d+x\d+x\d+xi32>", ins)) <= 1  # one conv's int32 result at most
+    check_on_target(m, "host", tmp_path)
+    check_on_target(m, "cortex-m7", tmp_path)
