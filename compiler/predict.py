@@ -281,8 +281,8 @@ def best_predicted_dsp(d: dict) -> dict:
     correlations of 0.5-0.7 on Cortex-M7), a dominance rule: per word of 4 int8 of the
     reduction, F filters' weights cost F loads and 2F SXTB16 as int8 and 2F loads as int16
     pairs, one register fewer each, every other instruction the same; the price is flash
-    (the conv weights twice). Measured on Cortex-M7 (bench/tuned.py): 7.6% / 6.7% fewer
-    estimated cycles than the defaults on DS-CNN / ResNet-8 int8, against 17% / 10% for 80
+    (the conv weights twice). Measured on Cortex-M7 (bench/tuned.py): 7.6% / 5.8% fewer
+    estimated cycles than the defaults on DS-CNN / ResNet-8 int8, against 17% / 11% for 80
     tuned trials.
     Blocks and unroll counts, whose best depends on register pressure, are left to `dgc tune`."""
     block = list(d["block"])
