@@ -43,9 +43,14 @@ _DEAD_IF_UNUSED = frozenset({"tosa.const", "tosa.const_shape", "tosa.transpose",
 def run(module, ctx) -> None:
     e = Emitter(ctx.name)
     e.blobs = ctx.blobs  # permuted weights go where llvm_finalize looks them up
-    for fn in module.body.operations:
-        if fn.operation.name == "func.func" and len(fn.operation.regions[0].blocks) == 1:
-            _propagate(fn.operation.regions[0].blocks[0], e)
+    for block in _function_blocks(module):
+        _propagate(block, e)
+
+
+def _function_blocks(module) -> list:
+    """The body of every func.func that is one block (the ones these rewrites take)."""
+    return [fn.operation.regions[0].blocks[0] for fn in module.body.operations
+            if fn.operation.name == "func.func" and len(fn.operation.regions[0].blocks) == 1]
 
 
 def _propagate(block, e) -> None:
@@ -342,10 +347,7 @@ def run_linalg(module, ctx) -> None:
     convs' requantizations into the add, and one conv's int32 result would live across the
     other (ResNet-8 int8, Cortex-M7: +8.7 KB of arena). Done here, after that fusion, each conv
     keeps its requantization (ResNet-8 int8: 9 of 10 transposes gone, 1.9% fewer cycles)."""
-    for fn in module.body.operations:
-        if fn.operation.name != "func.func" or len(fn.operation.regions[0].blocks) != 1:
-            continue
-        block = fn.operation.regions[0].blocks[0]
+    for block in _function_blocks(module):
         for op in [_op(o) for o in block.operations]:
             if op.name == _GENERIC and _pointwise(op):
                 _sink_transposes(op)
