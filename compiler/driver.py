@@ -336,7 +336,9 @@ def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir, 
         _timed(res, "opt", backend.optimize, ll, opt_ll, tgt, opt_level)
         ll = opt_ll
     with open(ll) as f:
-        stack.check_no_dynamic_alloca(f.read())
+        text = f.read()
+    stack.check_no_dynamic_alloca(text)
+    asm_stack = stack.asm_stack(text)
     full = os.path.join(workdir, f"{name}.full.ll")
     _timed(res, "splice", backend.splice_weights, ll, full, ctx.weights, sections[0])
     if "llvm" in emit:
@@ -360,7 +362,7 @@ def _finish(res, lm, ctx, mlir_path, tgt, opt_level, emit, stop_after, workdir, 
     if extra:
         raise PipelineError(f"object exports unexpected global symbols {extra}", where="stage obj")
     doc = stack.read_object(obj)
-    res.stack = _timed(res, "stack", stack.compute, doc, f"{name}_run", tgt.triple)
+    res.stack = _timed(res, "stack", stack.compute, doc, f"{name}_run", tgt.triple, asm_stack)
     sec = footprint.sections(doc)
     res.footprint = dict(flash=sec.flash, text=sec.text, rodata=sec.rodata, data=sec.data, bss=sec.bss,
                          arena=ctx.arena_size, stack=res.stack.bound,

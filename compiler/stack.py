@@ -5,7 +5,10 @@ llc writes each function's fixed frame size into a `.stack_sizes` section
 `-function-sections` every function has its own text section, so a relocation in it belongs
 to that function). The bound of a function is its frame plus the largest bound among the
 functions it calls. Generated code has no recursion (a cycle is an internal error) and no
-dynamic allocas (`check_no_dynamic_alloca` on the LLVM IR).
+dynamic allocas (`check_no_dynamic_alloca` on the LLVM IR). An inline asm statement that
+moves sp itself (passes/smlad_asm keeps a loop bound below the frame) says so with a comment,
+`@ dgc-stack N`; `asm_stack` reads those from the LLVM IR and `compute` adds the largest to
+that function's frame.
 
 Calls leaving the object go to the C runtime's helpers (libgcc's soft-float and division
 routines, memcpy/memset): their stack use belongs to the user's toolchain, so a documented
@@ -26,6 +29,9 @@ from .tools import run_tool, tool_path
 # family (the helpers are leaf functions; the allowance covers their pushes and alignment).
 EXTERNAL_ALLOWANCE = {"arm": 48, "aarch64": 96, "x86": 128}
 _DYNAMIC_ALLOCA = re.compile(r"= alloca [^,]+, i\d+ %")
+ASM_STACK = "@ dgc-stack "  # + bytes: the comment an sp-moving inline asm statement starts with
+_DEFINE = re.compile(r'^define [^@]*@"?([\w.$]+)"?\(', re.M)
+_ASM_STACK = re.compile(re.escape(ASM_STACK) + r"(\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +53,18 @@ def check_no_dynamic_alloca(ll_text: str) -> None:
                             hint=f"internal compiler error: `{m.group(0)}` in the LLVM IR")
 
 
+def asm_stack(ll_text: str) -> dict[str, int]:
+    """Function -> the most stack bytes one of its inline asm statements pushes (ASM_STACK)."""
+    out: dict[str, int] = {}
+    heads = list(_DEFINE.finditer(ll_text))
+    for k, m in enumerate(heads):
+        body = ll_text[m.end():heads[k + 1].start() if k + 1 < len(heads) else len(ll_text)]
+        sizes = [int(n) for n in _ASM_STACK.findall(body)]
+        if sizes:
+            out[m.group(1)] = max(sizes)
+    return out
+
+
 def _family(triple: str) -> str:
     arch = triple.split("-")[0]
     return "aarch64" if arch.startswith(("aarch64", "arm64")) else "arm" if arch.startswith(("arm", "thumb")) \
@@ -60,8 +78,9 @@ def read_object(obj_path: str) -> dict:
     return json.loads(out)[0]
 
 
-def compute(doc: dict, entry: str, triple: str) -> StackBound:
-    """The stack bound of `entry` in the object described by `doc` (`read_object`)."""
+def compute(doc: dict, entry: str, triple: str, asm: dict | None = None) -> StackBound:
+    """The stack bound of `entry` in the object described by `doc` (`read_object`); `asm`:
+    bytes inline asm pushes below a function's frame (`asm_stack`)."""
     sections = {s["Section"]["Index"]: s["Section"] for s in doc.get("Sections", [])}
     funcs_in: dict[int, list[str]] = {}
     undefined = set()
@@ -75,7 +94,7 @@ def compute(doc: dict, entry: str, triple: str) -> StackBound:
     frames: dict[str, int] = {}
     for e in doc.get("StackSizes", []):
         for f in e["Entry"]["Functions"]:
-            frames[f] = int(e["Entry"]["Size"])
+            frames[f] = int(e["Entry"]["Size"]) + (asm or {}).get(f, 0)
     calls: dict[str, set[str]] = {}
     for group in doc.get("Relocations", []):
         target = sections.get(group["SectionIndex"], {}).get("Info")

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dgc.passes import smlad_asm
 from dgc.ir import PassManager, arith_d, attr_array, func_d, ir, ops_named
 
 _CONV = "linalg.conv_2d_nhwc_hwcf"
@@ -693,10 +694,11 @@ class _Conv(_ConvGeometry):
     SMLAD blocks over K; `block` = (P, F), default (2, 2) (see CONV_BLOCKS)."""
 
     def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, block=DEFAULT_CONV,
-                 unroll: int = DEFAULT_UNROLL):
+                 unroll: int = DEFAULT_UNROLL, asm: bool = True):
         super().__init__(op, w, xst, fusion)
         self.unroll = unroll
         self.bp, self.bf = block[:2]
+        self.asm = asm  # hand-scheduled K loops (smlad_asm) where a block allows
         self.w16 = len(block) > 2 and block[2] == 16  # weights stored as int16 pairs (no SXTB16)
         self.kp = -(-self.k // 4) * 4  # K padded: whole words
         self.scratch = self.bp * self.kp // 2  # words: kp/2 per pixel
@@ -800,9 +802,28 @@ class _Conv(_ConvGeometry):
                 for k, (we, wo) in enumerate(ws):
                     a[i * fb + k] = t.smlad(xo, wo, t.smlad(xe, we, a[i * fb + k]))
             return a + [t.gep(wp, (8 if self.w16 else 4) * fb), t.gep(sp, 8)]
-        res = _for(t, 0, words, accs + [pw, ps], kbody, ["i32"] * nacc + ["!llvm.ptr"] * 2, self.unroll)[:nacc]
+        asm = smlad_asm.kernel(len(pix), fb, words, self.kp, self.w16, self.unroll) if self.asm else None
+        if asm is not None:
+            res = self._asm(t, asm, accs, pw, ps)
+        else:
+            res = _for(t, 0, words, accs + [pw, ps], kbody, ["i32"] * nacc + ["!llvm.ptr"] * 2, self.unroll)[:nacc]
         for idx, v in zip(idxs, res):
             self.fusion.finish(t, v, idx, name)
+
+    @staticmethod
+    def _asm(t: _Text, asm, accs: list[str], pw: str, ps: str) -> list[str]:
+        """The K loop as smlad_asm's hand-scheduled asm statement: the accumulators out."""
+        text, cons, temps, span = asm
+        n = len(accs)
+        args, types = accs + [pw, ps], ["i32"] * n + ["!llvm.ptr"] * 2
+        if span:
+            args.append(t.gep(ps, span))
+            types.append("!llvm.ptr")
+        st = f"!llvm.struct<({', '.join(['i32'] * n + ['!llvm.ptr'] * 2 + ['i32'] * temps)})>"
+        body = text.replace("\n", "\\0A").replace("\t", "\\09")
+        r = t(f'llvm.inline_asm has_side_effects "{body}", "{cons}" {", ".join(args)} : '
+              f'({", ".join(types)}) -> {st}')
+        return [t(f"llvm.extractvalue {r}[{i}] : {st}") for i in range(n)]
 
     def body(self, t: _Text, name: str) -> None:
         nfull_f = self.f // self.bf
