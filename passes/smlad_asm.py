@@ -52,21 +52,22 @@ def _program(p: int, f: int, words: int, kp: int, w16: bool) -> tuple[list[_Op],
         producers.setdefault(v, [_Op("ld", v, (ptr, off))])
         return v
 
+    # the operand of the smaller side stays in registers across the other's loop: pixel-major
+    # keeps f weights live (plus two activation words in flight), filter-major p activations
+    order = [(i, k) for i in range(p) for k in range(f)] if f <= p else \
+        [(i, k) for k in range(f) for i in range(p)]
     for j in range(words):
         for h in range(2):
-            for i in range(p):
+            for i, k in order:
                 x = load(("x", j, h, i), "x", i * 2 * kp + 8 * j + 4 * h)
-                for k in range(f):
-                    if w16:
-                        w = load(("w", j, h, k), "w", 8 * (f * j + k) + 4 * h)
-                    else:
-                        word = ("ww", j, k)
-                        w = ("w", j, h, k)
-                        if w not in producers:
-                            producers[w] = [_Op("ld", word, ("w", 4 * (f * j + k))),
-                                            _Op("sxt", w, (word, h == 1))] if h == 0 else \
-                                [_Op("sxt", w, (word, True))]
-                    smlads.append(_Op("smlad", i * f + k, (x, w)))
+                if w16:
+                    w = load(("w", j, h, k), "w", 8 * (f * j + k) + 4 * h)
+                else:
+                    word, w = ("ww", j, k), ("w", j, h, k)
+                    if w not in producers:
+                        producers[w] = [_Op("ld", word, ("w", 4 * (f * j + k))), _Op("sxt", w, (word, False))] \
+                            if h == 0 else [_Op("sxt", w, (word, True))]
+                smlads.append(_Op("smlad", i * f + k, (x, w)))
     return smlads, producers, {"x": 8 * words, "w": (8 if w16 else 4) * f * words}
 
 
