@@ -503,6 +503,14 @@ class _Text:
         """(bytes 0 and 2, bytes 1 and 3) of a word, each sign-extended to int16 pairs."""
         return self.sxtb16(w), self.sxtb16(self.ror8(w))
 
+    def inline_asm(self, text: str, constraints: str, args: list[str], types: list[str], results: list[str]) -> list[str]:
+        """An `asm` statement (side effects kept) returning `results` (types): their values."""
+        st = f"!llvm.struct<({', '.join(results)})>"
+        body = text.replace("\n", "\\0A").replace("\t", "\\09")
+        r = self(f'llvm.inline_asm has_side_effects "{body}", "{constraints}" {", ".join(args)} : '
+                 f'({", ".join(types)}) -> {st}')
+        return [self(f"llvm.extractvalue {r}[{i}] : {st}") for i in range(len(results))]
+
     def smlad(self, a: str, b: str, acc: str) -> str:
         return self(f'llvm.call_intrinsic "llvm.arm.smlad"({a}, {b}, {acc}) : (i32, i32, i32) -> i32')
 
@@ -814,16 +822,11 @@ class _Conv(_ConvGeometry):
     def _asm(t: _Text, asm, accs: list[str], pw: str, ps: str) -> list[str]:
         """The K loop as smlad_asm's hand-scheduled asm statement: the accumulators out."""
         text, cons, temps, span = asm
-        n = len(accs)
-        args, types = accs + [pw, ps], ["i32"] * n + ["!llvm.ptr"] * 2
+        args, types = accs + [pw, ps], ["i32"] * len(accs) + ["!llvm.ptr"] * 2
         if span:
             args.append(t.gep(ps, span))
             types.append("!llvm.ptr")
-        st = f"!llvm.struct<({', '.join(['i32'] * n + ['!llvm.ptr'] * 2 + ['i32'] * temps)})>"
-        body = text.replace("\n", "\\0A").replace("\t", "\\09")
-        r = t(f'llvm.inline_asm has_side_effects "{body}", "{cons}" {", ".join(args)} : '
-              f'({", ".join(types)}) -> {st}')
-        return [t(f"llvm.extractvalue {r}[{i}] : {st}") for i in range(n)]
+        return t.inline_asm(text, cons, args, types, ["i32"] * len(accs) + ["!llvm.ptr"] * 2 + ["i32"] * temps)[:len(accs)]
 
     def body(self, t: _Text, name: str) -> None:
         nfull_f = self.f // self.bf
@@ -853,9 +856,10 @@ class _Depthwise(_DepthwiseGeometry):
     each weight load (default 1, see DW_BLOCKS)."""
 
     def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, block=DEFAULT_DW,
-                 unroll: int = DEFAULT_UNROLL):
+                 unroll: int = DEFAULT_UNROLL, asm: bool = True):
         super().__init__(op, w, xst, fusion)
         self.unroll = unroll
+        self.asm = asm  # one pixel's steps as hand-scheduled asm (smlad_asm.dw_kernel)
         self.bp = block[0]
         self.pairs = (self.k + 1) // 2
         self.groups, self.rest = divmod(self.c, 4)
@@ -891,7 +895,14 @@ class _Depthwise(_DepthwiseGeometry):
                 idxs = [[[n, oh, ow, t.add(ch, c), zero] for c in (0, 2, 1, 3)] for oh, ow, _ in pix]
                 accs = [[self.fusion.start(t, idx) for idx in pidx] for pidx in idxs]
                 wbase = t.mul(g, self.pairs * 4)
-                for q in range(self.pairs):
+                asm = smlad_asm.dw_kernel(offs) if self.asm and len(pix) == 1 else None
+                if asm is not None:
+                    pw = t.gep(t.ptr(t(f"memref.extract_aligned_pointer_as_index %wg : {self.wtype} -> index")),
+                               t.mul(wbase, 4))
+                    text, cons, temps = asm
+                    accs = [t.inline_asm(text, cons, accs[0] + [pxs[0], pw], ["i32"] * 4 + ["!llvm.ptr"] * 2,
+                                         ["i32"] * (4 + temps))[:4]]
+                for q in range(self.pairs if asm is None else 0):
                     pairs = []  # per pixel: c0, c2, c1, c3
                     for px in pxs:
                         (ae, ao), (be, bo) = (t.halves(t.load32(px, offs[2 * q + s])) for s in (0, 1))

@@ -1,23 +1,24 @@
-"""Hand-scheduled SMLAD register blocks as inline assembly (Cortex-M DSP cores).
+"""Hand-scheduled SMLAD kernels as inline assembly (Cortex-M DSP cores).
 
-LLVM schedules dsp_kernels' intrinsic K loop for an in-order, dual-issue core (Cortex-M7) badly
-once a register block holds 8 accumulators: each operand is loaded right before the SMLAD that
-reads it (a load-use stall per load), loads are paired into LDRD (which issues alone), and the
-accumulators spill at the loop boundary. In llvm-mca's Cortex-M7 model the 4x2 int16-weight block
-then runs at 1.39 cycles per SMLAD where the MAC unit allows 1.
+LLVM schedules dsp_kernels' intrinsic loops for an in-order, dual-issue core (Cortex-M7) badly:
+each operand is loaded right before the SMLAD that reads it (a load-use stall per load), loads
+are paired into LDRD (which issues alone), and a block of 8 accumulators spills at the loop
+boundary. In llvm-mca's Cortex-M7 model the 4x2 int16-weight conv block runs at 1.39 cycles per
+SMLAD, the default 2x2 int8-weight block at 1.69, where the MAC unit allows 1.
 
-`block_asm` writes the K loop's body for `words` reduction words as one `asm` statement whose
-instruction order is chosen here: the SMLADs go in a fixed order (for each word, the even
-half-words of every accumulator, then the odd ones; pixel-major) and every load (and, for int8
-weights, each SXTB16) is issued as early as a free temporary register allows, at most one beside
-each SMLAD, so a load's value is ready two cycles before its first use and the dual-issue slot
-next to each SMLAD is filled. The accumulators and the two pointers are tied operands; the
-temporaries are early-clobbered outputs, so LLVM still allocates every register.
+`kernel` writes a conv block's K loop over `words` reduction words, `dw_kernel` one depthwise
+step (one pixel, 4 channels, every window position), each as one `asm` statement whose
+instruction order is chosen here (`_schedule`): the SMLADs go in a fixed order and every
+producer (load, SXTB16, PKHBT/PKHTB) is issued as early as its sources and a free temporary
+register allow, so a load's value is ready before its first use and the slot beside each SMLAD
+is filled. The accumulators (and the conv's two pointers) are tied operands; the temporaries
+are outputs, so LLVM still allocates every register.
 
-The model behind the order (`_M7`): two instructions per cycle, one of them a multiply (SMLAD),
-loads ready two cycles after issue, SXTB16 one cycle, an accumulator forwarded from one SMLAD to
-the next with no stall, and a pointer written by ADD usable by a load two cycles later. These are
-llvm-mca's Cortex-M7 figures (checked with llvm-mca on this kernel: see tests/test_smlad_asm.py).
+The model behind the order: two instructions per cycle, at most one SMLAD and one SIMD op
+(SXTB16, PKH*: they do not pair with each other); loads ready two cycles after issue, SIMD ops
+one; an accumulator forwarded from one SMLAD to the next with no stall; a pointer written by ADD
+usable by a load two cycles later. These are llvm-mca's Cortex-M7 figures (probed with
+llvm-mca; tests/test_smlad_asm.py checks the resulting cycles per SMLAD).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from dgc.stack import ASM_STACK
 
 REGS = 14  # r0-r12 and lr: what `r` operands may use in Thumb-2 (sp and pc excluded)
 SPARE = 1  # left to LLVM beside the asm's operands (the loop counter)
-_LOAD_LAT, _SXT_LAT, _ADD_LAT = 2, 1, 2
 
 
 def temporaries(p: int, f: int) -> int:
@@ -39,13 +39,22 @@ def temporaries(p: int, f: int) -> int:
 
 @dataclasses.dataclass
 class _Op:
-    kind: str  # "ld" | "sxt" | "smlad" | "add"
-    dst: object = None  # value id (ld/sxt), accumulator index (smlad), pointer name (add)
-    src: tuple = ()  # ld: (pointer, offset); sxt: (word value, ror8?); smlad: (x value, w value)
+    kind: str  # "ld" | "sxt" | "pkhbt" | "pkhtb" | "smlad" | "add"
+    dst: object = None  # value id (ld/sxt/pkh), accumulator index (smlad), pointer name (add)
+    src: tuple = ()  # ld: (pointer, offset); sxt: (word, ror8?); pkh*: (a, b); smlad: (x, w); add: (bytes,)
+
+    def reads(self) -> tuple:
+        """The values (temporaries) the op reads."""
+        return {"ld": (), "add": (), "sxt": self.src[:1]}.get(self.kind, self.src)
+
+
+_LAT = {"ld": 2, "sxt": 1, "pkhbt": 1, "pkhtb": 1, "add": 2}
+_SIMD = ("sxt", "pkhbt", "pkhtb")  # one per cycle (they do not pair with each other)
 
 
 def _program(p: int, f: int, words: int, kp: int, w16: bool) -> tuple[list[_Op], dict, dict]:
-    """The SMLADs in order, and each value's producer ops (loads, SXTB16s)."""
+    """A conv block's SMLADs in order, each value's producer ops (loads, SXTB16s) and how far
+    each pointer advances."""
     smlads, producers = [], {}
 
     def load(v, ptr, off):
@@ -71,28 +80,56 @@ def _program(p: int, f: int, words: int, kp: int, w16: bool) -> tuple[list[_Op],
     return smlads, producers, {"x": 8 * words, "w": (8 if w16 else 4) * f * words}
 
 
+def _dw_program(offsets: list[int]) -> tuple[list[_Op], dict, dict]:
+    """A depthwise step (one pixel, 4 channels): per pair of window positions (byte offsets
+    from the activation pointer, a pair per two entries), each channel's (position a,
+    position b) int16 pair times its packed weight word (4 per pair)."""
+    smlads, producers = [], {}
+    for q in range(len(offsets) // 2):
+        a, b, lo, hi = ("a", q), ("b", q), ("lo", q), ("hi", q)
+        # bytes (a0 a1 b0 b1) and (a2 a3 b2 b3): SXTB16 of each (and rotated by 8) is a channel's
+        # (position a, position b) pair, two SIMD ops fewer than unpacking each word first
+        producers[("p", q, 0)] = [_Op("ld", a, ("x", offsets[2 * q])), _Op("ld", b, ("x", offsets[2 * q + 1])),
+                                  _Op("pkhbt", lo, (a, b)), _Op("sxt", ("p", q, 0), (lo, False))]
+        producers[("p", q, 1)] = [_Op("pkhtb", hi, (b, a)), _Op("sxt", ("p", q, 1), (hi, False))]
+        producers[("p", q, 2)] = [_Op("sxt", ("p", q, 2), (lo, True))]
+        producers[("p", q, 3)] = [_Op("sxt", ("p", q, 3), (hi, True))]
+        for i in range(4):  # accumulators in the kernel's channel order c0, c2, c1, c3
+            w = ("w", q, i)
+            producers[w] = [_Op("ld", w, ("w", 4 * (4 * q + i)))]
+            smlads.append(_Op("smlad", i, (("p", q, i), w)))
+    return smlads, producers, {}
+
+
 def schedule(p: int, f: int, words: int, kp: int, w16: bool, temps: int) -> list[_Op]:
-    """The block's instructions in issue order, temporaries allocated (`_Op.dst`/`src` values
-    replaced by ("t", n)); see the module docstring."""
-    smlads, producers, advance = _program(p, f, words, kp, w16)
-    # producer ops in order of their value's first use; a word's SXTB16 of the odd halves
-    # follows the even one (the word stays live until then)
+    """A conv block's instructions in issue order (see the module docstring)."""
+    return _schedule(*_program(p, f, words, kp, w16), temps, f"a {p}x{f} block")
+
+
+def _schedule(smlads: list[_Op], producers: dict, advance: dict, temps: int, what: str) -> list[_Op]:
+    """The SMLADs in their order, each producer op issued as early as its sources and a free
+    temporary allow (at most one beside a SMLAD); temporaries allocated (values replaced by
+    ("t", n)). Raises ValueError when the temporaries cannot hold what the next SMLAD needs."""
     queue, seen = [], set()
-    uses: dict = {}  # value -> remaining reads (SMLADs and SXTB16s)
-    for n, s in enumerate(smlads):
-        for v in s.src:
+    uses: dict = {}  # value -> remaining reads
+
+    def need(v):
+        if v in seen:
+            return
+        seen.add(v)
+        for op in producers[v]:
+            queue.append(op)
+            for r in op.reads():
+                uses[r] = uses.get(r, 0) + 1
+    for sm in smlads:
+        for v in sm.src:
+            need(v)
             uses[v] = uses.get(v, 0) + 1
-            if v not in seen:
-                seen.add(v)
-                for op in producers[v]:
-                    queue.append(op)
-                    if op.kind == "sxt":
-                        uses[op.src[0]] = uses.get(op.src[0], 0) + 1
     last_load = {}
     for n, op in enumerate(queue):
         if op.kind == "ld":
             last_load[op.src[0]] = n
-    for ptr in sorted(last_load, key=last_load.get, reverse=True):
+    for ptr in sorted((q for q in last_load if q in advance), key=last_load.get, reverse=True):
         queue.insert(last_load[ptr] + 1, _Op("add", ptr, (advance[ptr],)))
 
     reg_of: dict = {}
@@ -101,58 +138,59 @@ def schedule(p: int, f: int, words: int, kp: int, w16: bool, temps: int) -> list
     out: list[_Op] = []
     cycle, si, qi = 0, 0, 0
 
+    def t(v):
+        return ("t", reg_of[v])
+
     def release(v):
         uses[v] -= 1
         if uses[v] == 0:
             free.append(reg_of[v])
 
     def can_issue(op) -> bool:
+        if op.kind == "add":
+            return True
         if op.kind == "ld":
-            return ready.get(op.src[0], 0) <= cycle and (op.dst in reg_of or free)
-        if op.kind == "sxt":
-            src = op.src[0]
-            if src not in reg_of or ready.get(src, 1 << 30) > cycle:
-                return False
-            return bool(free) or uses[src] == 1  # the word's last read may write its own register
-        return True  # add
+            return ready.get(op.src[0], 0) <= cycle and bool(free)
+        srcs = op.reads()
+        if any(v not in reg_of or ready[v] > cycle for v in srcs):
+            return False
+        return bool(free) or any(uses[v] == 1 for v in srcs)  # a last read frees its register first
 
     def issue(op) -> None:
-        if op.kind == "ld":
-            reg_of[op.dst] = free.pop(0)
-            ready[op.dst] = cycle + _LOAD_LAT
-            out.append(_Op("ld", ("t", reg_of[op.dst]), op.src))
-        elif op.kind == "sxt":
-            src = op.src[0]
-            if uses[src] == 1:
-                reg_of[op.dst] = reg_of[src]
-                uses[src] = 0
-            else:
-                reg_of[op.dst] = free.pop(0)
-                uses[src] -= 1
-            ready[op.dst] = cycle + _SXT_LAT
-            out.append(_Op("sxt", ("t", reg_of[op.dst]), (("t", reg_of[src]), op.src[1])))
-        else:
-            ready[op.dst] = cycle + _ADD_LAT
+        if op.kind == "add":
+            ready[op.dst] = cycle + _LAT["add"]
             out.append(op)
+            return
+        srcs = op.reads()
+        names = [t(v) for v in srcs]
+        for v in srcs:
+            release(v)
+        reg_of[op.dst] = free.pop(0)
+        ready[op.dst] = cycle + _LAT[op.kind]
+        src = op.src if op.kind == "ld" else (names[0], op.src[1]) if op.kind == "sxt" else tuple(names)
+        out.append(_Op(op.kind, t(op.dst), src))
 
     limit = 8 * (len(smlads) + len(queue)) + 64
     while si < len(smlads) or qi < len(queue):
-        if cycle > limit:  # the temporaries cannot hold what the next SMLAD needs
-            raise ValueError(f"a {p}x{f} block does not fit {temps} temporary registers")
+        if cycle > limit:
+            raise ValueError(f"{what} does not fit {temps} temporary registers")
         slots = 2
         s = smlads[si] if si < len(smlads) else None
         if s is not None and all(v in reg_of and ready[v] <= cycle for v in s.src):
-            out.append(_Op("smlad", s.dst, tuple(("t", reg_of[v]) for v in s.src)))
+            out.append(_Op("smlad", s.dst, tuple(t(v) for v in s.src)))
             for v in s.src:
                 release(v)
             si += 1
             slots -= 1
+        simd = 1
         while slots and qi < len(queue) and can_issue(queue[qi]):
+            if queue[qi].kind in _SIMD:
+                if not simd:
+                    break
+                simd -= 1
             issue(queue[qi])
             qi += 1
             slots -= 1
-            if s is not None and si < len(smlads) and smlads[si] is not s:
-                break  # one op beside a SMLAD: the pair is full
         cycle += 1
     return out
 
@@ -172,6 +210,10 @@ def render(ops: list[_Op], acc_operand, ptr_operand, temp_operand) -> str:
         elif op.kind == "sxt":
             (_, src), ror = op.src
             lines.append(f"sxtb16 {temp_operand(op.dst[1])}, {temp_operand(src)}" + (", ror #8" if ror else ""))
+        elif op.kind in ("pkhbt", "pkhtb"):
+            a, b = (temp_operand(v[1]) for v in op.src)
+            shift = "lsl" if op.kind == "pkhbt" else "asr"
+            lines.append(f"{op.kind} {temp_operand(op.dst[1])}, {a}, {b}, {shift} #16")
         else:
             r = ptr_operand(op.dst)
             lines.append(f"add {r}, {r}, #{op.src[0]}")
@@ -222,3 +264,17 @@ def kernel(p: int, f: int, words: int, kp: int, w16: bool, unroll: int):
 
 
 STACK_BYTES = 8  # the loop's end pointer, below the function's frame (sp stays 8-byte aligned)
+
+
+def dw_kernel(offsets: list[int]):
+    """The asm text and constraints of a depthwise step (`_dw_program`), or None when an offset is
+    out of LDR.W's reach. Operands: outputs $0..$3 the accumulators, $4..$11 the temporaries;
+    inputs tied to the accumulators, then the activation pointer $16 and the weight pointer $17."""
+    if max(offsets) > MAX_OFFSET:
+        return None
+    temps = REGS - 4 - 2
+    ops = _schedule(*_dw_program(offsets), temps, "a depthwise step")
+    x, w = 8 + temps, 9 + temps
+    text = render(ops, lambda a: f"${a}", lambda q: f"${x if q == 'x' else w}", lambda r: f"${4 + r}")
+    cons = ["=r"] * 4 + ["=&r"] * temps + ["0", "1", "2", "3", "r", "r", "~{memory}"]
+    return text, ",".join(cons), temps
