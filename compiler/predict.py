@@ -25,6 +25,10 @@ model: `rank` orders candidates (on bare-metal targets its best few re-ranked by
 model, dgc.predict_mca); `dgc compile --predict` takes the first of every op, `dgc tune`
 measures them most promising first. Its rank correlation with measured costs is checked in
 tests/test_tune.py on the trials of a tuning database.
+
+Int8 SMLAD convs (Cortex-M DSP cores) have their own model, `smlad_cycles`: llvm-mca of the K
+loop's hand-scheduled assembly (passes/smlad_asm, the code the compiler emits) per register
+block, times the blocks of the op.
 """
 
 from __future__ import annotations
@@ -274,20 +278,112 @@ def best_predicted(entry: dict, target) -> dict:
 
 
 def best_predicted_dsp(d: dict) -> dict:
-    """`dgc compile --predict` for an int8 SMLAD conv (`d`: an item of `dsp_kernels.describe`):
-    its default register block and unroll count, with the weights stored as int16 pairs where
-    the op allows it. Not a cycle model (none ranks these kernels well enough: an analytic
-    count of loads, SXTB16, SMLAD and spills, and llvm-mca of the hot loop, reached rank
-    correlations of 0.5-0.7 on Cortex-M7), a dominance rule: per word of 4 int8 of the
-    reduction, F filters' weights cost F loads and 2F SXTB16 as int8 and 2F loads as int16
-    pairs, one register fewer each, every other instruction the same; the price is flash
-    (the conv weights twice). Measured on Cortex-M7 (bench/tuned.py): 7.6% / 5.8% fewer
-    estimated cycles than the defaults on DS-CNN / ResNet-8 int8, against 17% / 11% for 80
-    tuned trials.
-    Blocks and unroll counts, whose best depends on register pressure, are left to `dgc tune`."""
-    block = list(d["block"])
-    wide = block[:2] + [16]
-    return {"dsp_block": wide if wide in d["space"] else block, "dsp_unroll": d["unroll"]}
+    """`dgc compile --predict` for an int8 SMLAD op (`d`: an item of `dsp_kernels.describe`): for
+    a conv, the choice of least `smlad_cycles`, except that among the choices within FLASH_SLACK
+    of it the one with the least code is taken (the fewest SMLADs per unrolled step: a 4x2 block
+    unrolled 16 times is ~1.8 KB of Thumb-2 per block variant); a depthwise conv keeps its
+    default (no model)."""
+    if "depthwise" in d["linalg"]:
+        return {"dsp_block": list(d["block"]), "dsp_unroll": d["unroll"]}
+    cands = [{"dsp_block": list(b), "dsp_unroll": u} for b in d["space"] for u in d["unrolls"]]
+    cost = smlad_cycles_many(d["loops"], cands)
+    best = min(cost)
+    near = [i for i, c in enumerate(cost) if c <= best * (1 + FLASH_SLACK)]
+    return cands[min(near, key=lambda i: (_code(cands[i]), cost[i], i))]
+
+
+FLASH_SLACK = 0.03
+
+
+def _code(c: dict) -> int:
+    from dgc.passes import smlad_asm
+
+    block, unroll = c["dsp_block"], c["dsp_unroll"]
+    return block[0] * block[1] * smlad_asm.CHUNKS.get(unroll, 8)
+
+
+LLVM_CPI = 0.75  # cycles per `smlad_order_cost` instruction of LLVM's own K loops (see smlad_cycles)
+BLOCK_CYCLES = 12  # a register block's cost besides its K loop and its outputs' epilogue
+_mca_cache: dict[tuple, float] = {}
+
+
+def smlad_cycles(loops: list[int], choice: dict) -> float:
+    return smlad_cycles_many(loops, [choice])[0]
+
+
+def smlad_cycles_many(loops: list[int], choices: list[dict]) -> list[float]:
+    """Estimated Cortex-M7 cycles of an int8 SMLAD conv's K loops (`loops`: [N, OH, OW, F, KH,
+    KW, C]) under each choice {"dsp_block": [P, F(, 16)], "dsp_unroll": U}: for each register
+    block of the op (full blocks and the pixel/filter remainders), the cycles llvm-mca gives the
+    hand-scheduled K loop (`smlad_asm.kernel`'s chunks, the loop's compare and branch included)
+    plus BLOCK_CYCLES. A block smlad_asm cannot write (more than 8 accumulators, int8 weights
+    with 8) runs LLVM's own loop: `smlad_order_cost` instructions per MAC x LLVM_CPI (0.73 and
+    0.79 measured on ResNet-8 int8's 2x2 and 4x2-int16 loops). Work outside the K loops (im2col,
+    the requantizing epilogue) is the same for every choice and left out: this ranks choices of
+    one op. llvm-mca runs once per call, every block shape a code region."""
+    from dgc.passes import smlad_asm
+
+    n, oh, ow, nf, kh, kw, c = loops
+    words = -(-kh * kw * c // 4)
+    pixels = n * oh * ow
+    plans = []  # per choice: [(count, kind, key)]: kind "mca" (key for _mca_cache) or "llvm" (cycles)
+    for ch in choices:
+        block, unroll = ch["dsp_block"], ch.get("dsp_unroll", 0)
+        bp, bf, w16 = block[0], block[1], len(block) > 2
+        plan = []
+        for np_, p in ((pixels // bp, bp), (int(pixels % bp > 0), pixels % bp)):
+            for nb, f in ((nf // bf, bf), (int(nf % bf > 0), nf % bf)):
+                if not (np_ and nb):
+                    continue
+                count = np_ * nb
+                plan.append((count, "fixed", BLOCK_CYCLES))
+                if smlad_asm.kernel(p, f, words, 4 * words, w16, unroll) is None:
+                    macs = 4 * p * f * words
+                    plan.append((count, "fixed", smlad_order_cost([p, f] + [16] * w16, unroll) * macs * LLVM_CPI))
+                    continue
+                chunk = min(smlad_asm.CHUNKS.get(unroll, 8), words)
+                reps, rest = divmod(words, chunk)
+                if reps > 1:
+                    plan.append((count * reps, "mca", (p, f, chunk, w16, True)))
+                    if rest:
+                        plan.append((count, "mca", (p, f, rest, w16, False)))
+                else:
+                    plan.append((count, "mca", (p, f, words, w16, False)))
+        plans.append(plan)
+    _fill_mca({key for plan in plans for _, kind, key in plan if kind == "mca"} - set(_mca_cache))
+    return [sum(k * (_mca_cache[v] if kind == "mca" else v) for k, kind, v in plan) for plan in plans]
+
+
+def _fill_mca(keys: set) -> None:
+    """llvm-mca (Cortex-M7) cycles per run of each K-loop chunk (p, f, words, int16 weights,
+    looped), one code region each, into _mca_cache."""
+    import re
+
+    from dgc.passes import smlad_asm
+    from dgc.tools import run_tool, tool_path
+
+    if not keys:
+        return
+    regs = [f"r{i}" for i in range(13)] + ["lr"]
+    keys = sorted(keys)
+    text = []
+    for i, (p, f, words, w16, looped) in enumerate(keys):
+        n = p * f
+        ops = smlad_asm.schedule(p, f, words, 4 * words, w16, min(smlad_asm.REGS - 2 - n, 8))
+        body = smlad_asm.render(ops, lambda a: regs[a], lambda q: regs[n + (q == "x")], lambda t: regs[n + 2 + t])
+        text += [f"# LLVM-MCA-BEGIN r{i}", body.replace("\n\t", "\n")]
+        if looped:
+            text += [f"ldr.w {regs[n + 2]}, [sp]", f"cmp {regs[n + 1]}, {regs[n + 2]}", "bne.w #-64"]
+        text.append("# LLVM-MCA-END")
+    iterations = 20
+    out = run_tool([tool_path("llvm-mca"), "-mtriple=thumbv7em-none-eabi", "-mcpu=cortex-m7",
+                    f"-iterations={iterations}", "-"], input="\n".join(text).encode() + b"\n",
+                   what="llvm-mca on the SMLAD kernels").stdout.decode()
+    cycles = [int(m) for m in re.findall(r"^Total Cycles:\s+(\d+)", out, re.M)]
+    if len(cycles) != len(keys):
+        raise RuntimeError(f"llvm-mca reported {len(cycles)} regions for {len(keys)}")
+    for key, c in zip(keys, cycles):
+        _mca_cache[key] = c / iterations
 
 
 def smlad_order_cost(block: list, unroll: int) -> float:
@@ -296,9 +392,8 @@ def smlad_order_cost(block: list, unroll: int) -> float:
     int8: P activation loads and P SXTB16 pairs (2P), the F filters' weights (F loads and 2F
     SXTB16 as int8, 2F loads as int16 pairs), 2PF SMLAD, 2 more per accumulator past the 8 the
     Cortex-M register file holds beside the pointers (spills), and the loop's compare and
-    branch spread over the unrolled copies (LLVM's default unrolls 4x). Only orders `dgc tune`'s
-    search (`tune.search_order`): on DS-CNN/ResNet-8 int8 trials its rank correlation with the
-    measured cycles is 0.2-0.86 per op, too weak for `--predict` (`best_predicted_dsp`)."""
+    branch spread over the unrolled copies (LLVM's default unrolls 4x). `smlad_cycles` uses it
+    for the blocks LLVM compiles."""
     p, f = block[0], block[1]
     weights = 2 * f if len(block) > 2 else 3 * f
     copies = {0: 4}.get(unroll, max(1, unroll))

@@ -145,19 +145,17 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
     """`space` (default first, the rest in seed order) in the order to measure it: the
     default, then the candidates the cost model ranks cheapest (`dgc.predict.rank`), except
     that every EXPLORE-th slot takes the next candidate in seed order, so what the model
-    ranks wrongly is still reached on a long run. Int8 SMLAD convs have no cycle model; their
-    blocks are ordered by `predict.smlad_order_cost` (instructions per MAC of the K loop: 2x2,
-    4x2, 2x4 and 2x3 with int16 weights ahead of the 1xF, Px1 and register-spilling 4x4/4x3),
-    ties (and depthwise convs, all of them) broken by int16 weights first (they drop the
-    SXTB16s of the weights from the loop: ~8% fewer cycles on DS-CNN/ResNet-8 int8, Cortex-M7),
-    then loops unrolled once or twice last (more loop overhead: they rarely win), then seed order."""
+    ranks wrongly is still reached on a long run. Int8 SMLAD convs are ordered by their cycle
+    model (`predict.smlad_cycles`); ties (and depthwise convs, all of them: no model) broken by
+    int16 weights first (they drop the SXTB16s of the weights from the loop), then loops
+    unrolled once or twice last (more loop overhead: they rarely win), then seed order."""
     from .predict import rank
 
     if len(space) <= 2:
         return space
     if "dsp_block" in space[0]:
-        depthwise = "depthwise" in entry.get("linalg", "")
-        ranked = sorted(range(1, len(space)), key=lambda i: (*smlad_key(space[i], depthwise), i))
+        keys = smlad_keys(space, None if "depthwise" in entry.get("linalg", "") else entry["loops"])
+        ranked = sorted(range(1, len(space)), key=lambda i: (*keys[i], i))
     else:
         ranked = [i for i in rank(entry, space, target) if i != 0]
     seeded = list(range(1, len(space)))
@@ -170,14 +168,14 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
     return [space[i] for i in out]
 
 
-def smlad_key(c: dict, depthwise: bool = False) -> tuple:
-    """Search order of an SMLAD choice: instructions per MAC (`predict.smlad_order_cost`; not
-    for depthwise convs), then int16 weights first, then loops unrolled once or twice last."""
-    from .predict import smlad_order_cost
+def smlad_keys(choices: list[dict], loops: list[int] | None) -> list[tuple]:
+    """Search order of SMLAD choices of one op (`loops`; None: a depthwise conv, no model):
+    predicted cycles (`predict.smlad_cycles`), then int16 weights first, then loops unrolled
+    once or twice last."""
+    from .predict import smlad_cycles_many
 
-    block, unroll = c["dsp_block"], c.get("dsp_unroll", 0)
-    cost = 0.0 if depthwise else round(smlad_order_cost(block, unroll), 9)
-    return cost, len(block) < 3, unroll in (1, 2)
+    cost = smlad_cycles_many(loops, choices) if loops else [0.0] * len(choices)
+    return [(round(k), len(c["dsp_block"]) < 3, c.get("dsp_unroll", 0) in (1, 2)) for k, c in zip(cost, choices)]
 
 
 def neighbours_first(pending: list[dict], best: dict) -> list[dict]:
@@ -343,8 +341,8 @@ class _Tuner:
     def _joint_candidates(self, order, groups, spaces, chosen) -> tuple[list[str], list[dict]]:
         """The int8 SMLAD conv signatures not tuned yet (when there are two or more) and the JOINT
         choices, block and unroll count, that every one of them allows and that have the fewest
-        instructions per MAC (`predict.smlad_order_cost`; ties: int16 weights, then unrolled
-        more than twice). The layers of a network tend to share their best kernel variant (on
+        predicted cycles summed over their ops (`predict.smlad_cycles`; ties: int16 weights,
+        then unrolled more than twice). The layers of a network tend to share their best kernel variant (on
         ResNet-8 int8, Cortex-M7, 4x2 int16 blocks unrolled 16 times on every conv beat 200
         trials of op-by-op search from the default), so the search tries those on all of them
         at once before it refines op by op."""
@@ -356,8 +354,11 @@ class _Tuner:
             return [], []
         key = lambda c: json.dumps(c, sort_keys=True)  # noqa: E731
         common = set.intersection(*({key(c) for c in spaces[s][1:]} for s in sigs))
-        cands = sorted((json.loads(k) for k in common), key=lambda c: (*smlad_key(c), key(c)))
-        return sigs, cands[:JOINT]
+        cands = [json.loads(k) for k in sorted(common)]
+        keys = [smlad_keys(cands, groups[s][0]["loops"]) for s in sigs]
+        total = [(sum(len(groups[s]) * k[i][0] for s, k in zip(sigs, keys)), *keys[0][i][1:], key(c))
+                 for i, c in enumerate(cands)]
+        return sigs, [cands[i] for i in sorted(range(len(cands)), key=total.__getitem__)[:JOINT]]
 
     def _tune_jointly(self, sigs, cands, chosen, inc_spec, inc_obj, bar):
         """Each of `cands` on every conv of `sigs` at once, measured together with the incumbent;

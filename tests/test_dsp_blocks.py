@@ -248,29 +248,33 @@ def test_zoo_blocks_on_cortex_m7(name, tmp_path):
     _check(model, variants, tmp_path)
 
 
-def test_predict_stores_conv_weights_as_int16_pairs(tmp_path):
+def test_predict_takes_the_cycle_models_choice(tmp_path):
     """`dgc compile --predict` on the SMLAD kernels (dgc.predict.best_predicted_dsp): every conv
-    keeps its default block and unroll count with int16 weights (the same code as those blocks
-    given per node), depthwise convs keep theirs, a database entry still wins, and the result
-    is bit-identical to the defaults (which agree with onnxruntime)."""
+    gets the block and unroll count of fewest predicted cycles (`smlad_cycles`, up to its flash
+    slack), never more than its default's; depthwise convs keep theirs; a database entry still
+    wins; the result is bit-identical to the defaults (which agree with onnxruntime)."""
     import json
 
+    from dgc.predict import FLASH_SLACK, best_predicted_dsp, smlad_cycles
     from dgc.tuning import SCHEMA, TuningDB, target_key
 
     model = _model()
     res = dgc.compile(model, TARGET, name="m", emit=("asm",), predict=True)
     report = {d["key"]: (d["block"], d["unroll"]) for d in json.loads(res.schedule)["dsp"]}
-    default = dsp_kernels.DEFAULT_UNROLL
-    assert report == {**{k: ([*dsp_kernels.DEFAULT_CONV, 16], default) for k in CONVS},
-                      "dw": (list(dsp_kernels.DEFAULT_DW), default)}
-    wide = {k: {"pixels": dsp_kernels.DEFAULT_CONV[0], "filters": dsp_kernels.DEFAULT_CONV[1], "weights": 16}
-            for k in CONVS}
-    assert res.asm == _compile(model, "m", wide, emit=("asm",)).asm
-    assert res.footprint["flash"] > dgc.compile(model, TARGET, name="m", emit=()).footprint["flash"]
     ops = {o["key"]: o for o in _describe(model, "schedule")}
+    want = {k: best_predicted_dsp(o) for k, o in ops.items()}
+    assert report == {k: (c["dsp_block"], c["dsp_unroll"]) for k, c in want.items()}
+    assert report["dw"] == (list(dsp_kernels.DEFAULT_DW), dsp_kernels.DEFAULT_UNROLL)
+    for k in CONVS:
+        default = {"dsp_block": ops[k]["block"], "dsp_unroll": ops[k]["unroll"]}
+        assert smlad_cycles(ops[k]["loops"], want[k]) <= smlad_cycles(ops[k]["loops"], default) * (1 + FLASH_SLACK)
+    assert any(want[k]["dsp_block"] != ops[k]["block"] for k in CONVS)
+    chosen = {k: {"pixels": c["dsp_block"][0], "filters": c["dsp_block"][1], "unroll": c["dsp_unroll"],
+                  **({"weights": 16} if len(c["dsp_block"]) > 2 else {})} for k, c in want.items() if k in CONVS}
+    assert res.asm == _compile(model, "m", chosen, emit=("asm",)).asm
     db = {"schema": SCHEMA, "targets": {target_key(dgc.get_target(TARGET)): {
         ops["c4"]["signature"]: {"best": {"dsp_block": [4, 3], "dsp_unroll": 4}}}}}
     both = dgc.compile(model, TARGET, name="m", emit=(), predict=True, tuning_db=TuningDB(None, db))
     report = {d["key"]: (d["block"], d["unroll"]) for d in json.loads(both.schedule)["dsp"]}
-    assert report["c4"] == ([4, 3], 4) and report["c7"] == ([*dsp_kernels.DEFAULT_CONV, 16], default)
-    _check(model, [{}, wide], tmp_path)
+    assert report["c4"] == ([4, 3], 4) and report["c7"] == (want["c7"]["dsp_block"], want["c7"]["dsp_unroll"])
+    _check(model, [{}, chosen], tmp_path)

@@ -262,7 +262,7 @@ def test_tune_on_arm_linux_counts_cycles_in_qemu_user(target, tmp_path):
 def test_search_order_measures_the_predicted_best_first():
     """The tuner measures the default, then the cost model's ranking, every 4th candidate in
     seed order instead; nothing is lost or repeated."""
-    from dgc.predict import rank, smlad_order_cost
+    from dgc.predict import rank, smlad_cycles
     from dgc.tune import EXPLORE, search_order
 
     host = dgc.get_target("host")
@@ -281,10 +281,10 @@ def test_search_order_measures_the_predicted_best_first():
     order = search_order(dsp, space, dgc.get_target("cortex-m7"))
     assert order[0] == {"dsp_block": [2, 2], "dsp_unroll": 0} and sorted(map(key, order)) == sorted(map(key, space))
     ranked = [c for i, c in enumerate(order) if i and i % EXPLORE]
-    cost = [smlad_order_cost(c["dsp_block"], c["dsp_unroll"]) for c in ranked]
-    assert cost == sorted(cost)  # fewest instructions per MAC first
-    assert ranked[0] == {"dsp_block": [4, 2], "dsp_unroll": 8}  # 8 accumulators (no spill), unrolled
-    assert ranked[-1]["dsp_block"] == [1, 1]  # 1x1 int8: 9 instructions per 4 MACs
+    cost = [round(smlad_cycles(dsp["loops"], c)) for c in ranked]
+    assert cost == sorted(cost)  # fewest predicted cycles first
+    assert ranked[0]["dsp_block"] == [2, 2, 16]  # SMLAD-bound: one cycle per SMLAD in the asm loop
+    assert ranked[-1] == {"dsp_block": [1, 1], "dsp_unroll": 1}  # 9 instructions per 4 MACs, a loop per word
     # depthwise convs: int16 weights first (none here), unrolled once or twice last, seed order
     dw = {**dsp, "linalg": "linalg.depthwise_conv_2d_nhwc_hwcm", "space": [[1, 4], [2, 4], [4, 4]]}
     space = candidates(dw, dgc.get_target("cortex-m7"), random.Random(1))
@@ -521,12 +521,12 @@ def test_int8_smlad_search_is_coordinate_wise_and_independent_of_workers(tmp_pat
 
 def test_int8_smlad_search_starts_with_joint_choices_on_every_conv(tmp_path):
     """Two int8 convs (two signatures) on Cortex-M7: the first JOINT trials of each are the
-    same choices, applied to both convs at once, cheapest per MAC first; the cheapest that
+    same choices, applied to both convs at once, fewest predicted cycles first; the cheapest that
     beats the default becomes both convs' best, the op-by-op search goes on from there (it
     does not measure that choice again), and the tuned model still matches onnxruntime."""
     from conftest import require_tools
     from dgc import zoo
-    from dgc.predict import smlad_order_cost
+    from dgc.predict import smlad_cycles
     from dgc.quantize import quantize
     from dgc.tune import JOINT
 
@@ -549,7 +549,9 @@ def test_int8_smlad_search_starts_with_joint_choices_on_every_conv(tmp_path):
     joint = [[t for t in e["trials"] if "joint" in t] for e in entries]
     assert joint[0] == joint[1] and len(joint[0]) == JOINT and all(t["joint"] == 2 for t in joint[0])
     assert all(e["trials"][:JOINT] == joint[0] for e in entries)  # before the op-by-op search
-    cost = [smlad_order_cost(t["schedule"]["dsp_block"], t["schedule"]["dsp_unroll"]) for t in joint[0]]
+    cost = [round(smlad_cycles([1, 8, 8, 16, 3, 3, 8], t["schedule"])) + round(smlad_cycles([1, 8, 8, 16, 3, 3, 16],
+                                                                                         t["schedule"]))
+            for t in joint[0]]
     assert cost == sorted(cost) and all("seconds" in t for t in joint[0])
     winner = min(joint[0], key=lambda t: t["seconds"])
     assert winner["seconds"] < winner["incumbent"] * 0.999  # exact counts: int16 4x2 blocks beat 2x2 here
