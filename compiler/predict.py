@@ -369,7 +369,7 @@ def _fill_mca(keys: set) -> None:
     text = []
     for i, (p, f, words, w16, looped) in enumerate(keys):
         n = p * f
-        ops = smlad_asm.schedule(p, f, words, 4 * words, w16, min(smlad_asm.REGS - 2 - n, 8))
+        ops = smlad_asm.schedule(p, f, words, 4 * words, w16, smlad_asm.temporaries(p, f))
         body = smlad_asm.render(ops, lambda a: regs[a], lambda q: regs[n + (q == "x")], lambda t: regs[n + 2 + t])
         text += [f"# LLVM-MCA-BEGIN r{i}", body.replace("\n\t", "\n")]
         if looped:

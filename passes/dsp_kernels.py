@@ -702,11 +702,10 @@ class _Conv(_ConvGeometry):
     SMLAD blocks over K; `block` = (P, F), default (2, 2) (see CONV_BLOCKS)."""
 
     def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, block=DEFAULT_CONV,
-                 unroll: int = DEFAULT_UNROLL, asm: bool = True):
+                 unroll: int = DEFAULT_UNROLL):
         super().__init__(op, w, xst, fusion)
         self.unroll = unroll
         self.bp, self.bf = block[:2]
-        self.asm = asm  # hand-scheduled K loops (smlad_asm) where a block allows
         self.w16 = len(block) > 2 and block[2] == 16  # weights stored as int16 pairs (no SXTB16)
         self.kp = -(-self.k // 4) * 4  # K padded: whole words
         self.scratch = self.bp * self.kp // 2  # words: kp/2 per pixel
@@ -810,7 +809,7 @@ class _Conv(_ConvGeometry):
                 for k, (we, wo) in enumerate(ws):
                     a[i * fb + k] = t.smlad(xo, wo, t.smlad(xe, we, a[i * fb + k]))
             return a + [t.gep(wp, (8 if self.w16 else 4) * fb), t.gep(sp, 8)]
-        asm = smlad_asm.kernel(len(pix), fb, words, self.kp, self.w16, self.unroll) if self.asm else None
+        asm = smlad_asm.kernel(len(pix), fb, words, self.kp, self.w16, self.unroll)  # None: LLVM's loop
         if asm is not None:
             res = self._asm(t, asm, accs, pw, ps)
         else:
@@ -856,10 +855,9 @@ class _Depthwise(_DepthwiseGeometry):
     each weight load (default 1, see DW_BLOCKS)."""
 
     def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, block=DEFAULT_DW,
-                 unroll: int = DEFAULT_UNROLL, asm: bool = True):
+                 unroll: int = DEFAULT_UNROLL):
         super().__init__(op, w, xst, fusion)
         self.unroll = unroll
-        self.asm = asm  # one pixel's steps as hand-scheduled asm (smlad_asm.dw_kernel)
         self.bp = block[0]
         self.pairs = (self.k + 1) // 2
         self.groups, self.rest = divmod(self.c, 4)
@@ -895,7 +893,7 @@ class _Depthwise(_DepthwiseGeometry):
                 idxs = [[[n, oh, ow, t.add(ch, c), zero] for c in (0, 2, 1, 3)] for oh, ow, _ in pix]
                 accs = [[self.fusion.start(t, idx) for idx in pidx] for pidx in idxs]
                 wbase = t.mul(g, self.pairs * 4)
-                asm = smlad_asm.dw_kernel(offs) if self.asm and len(pix) == 1 else None
+                asm = smlad_asm.dw_kernel(offs) if len(pix) == 1 else None  # None: LLVM's steps
                 if asm is not None:
                     pw = t.gep(t.ptr(t(f"memref.extract_aligned_pointer_as_index %wg : {self.wtype} -> index")),
                                t.mul(wbase, 4))

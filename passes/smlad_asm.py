@@ -28,13 +28,12 @@ import dataclasses
 from dgc.stack import ASM_STACK
 
 REGS = 14  # r0-r12 and lr: what `r` operands may use in Thumb-2 (sp and pc excluded)
-SPARE = 1  # left to LLVM beside the asm's operands (the loop counter)
 
 
 def temporaries(p: int, f: int) -> int:
-    """Temporary registers a p x f block's asm gets (0: the block has too many accumulators)."""
-    t = REGS - SPARE - 2 - p * f
-    return min(t, 8) if t >= 3 else 0
+    """Temporary registers a p x f conv block's asm gets: all the accumulators and the two
+    pointers leave, at most 8."""
+    return min(REGS - 2 - p * f, 8)
 
 
 @dataclasses.dataclass
@@ -231,19 +230,17 @@ def kernel(p: int, f: int, words: int, kp: int, w16: bool, unroll: int):
     $n+1 the activation pointer, then the temporaries; inputs tied to the accumulators and the
     two pointers, then (when it loops) the end of the activation pointer, which the asm keeps in
     an 8-byte stack slot of its own (`STACK_BYTES`) so every register is free for the block."""
-    temps = min(REGS - 2 - p * f, 8)
+    temps = temporaries(p, f)
     chunk = min(CHUNKS.get(unroll, 8), words)
     loops, rest = divmod(words, chunk)
     loop = loops > 1
-    if p * f > 8 or temps < 3 or (p - 1) * 2 * kp + 8 * chunk > MAX_OFFSET:
+    if p * f > 8 or (p - 1) * 2 * kp + 8 * chunk > MAX_OFFSET:
         return None
     n = p * f
     names = {"w": n, "x": n + 1}
-    try:
-        body = schedule(p, f, chunk, kp, w16, temps)
-        tail = schedule(p, f, rest, kp, w16, temps) if rest else []
-        if not loop and loops:
-            tail = schedule(p, f, words, kp, w16, temps)
+    try:  # looped: `chunk` words a turn, then the rest; else all words in a row
+        body = schedule(p, f, chunk, kp, w16, temps) if loop else []
+        tail = schedule(p, f, rest if loop else words, kp, w16, temps) if rest or not loop else []
     except ValueError:
         return None
 
@@ -254,9 +251,7 @@ def kernel(p: int, f: int, words: int, kp: int, w16: bool, unroll: int):
         end = 2 * (n + 2) + temps
         lines += [f"{ASM_STACK}{STACK_BYTES}", f"str.w ${end}, [sp, #-{STACK_BYTES}]!", "1:", text(body),
                   f"ldr.w ${n + 2}, [sp]", f"cmp ${n + 1}, ${n + 2}", "bne 1b", f"add sp, sp, #{STACK_BYTES}"]
-        if rest:
-            lines.append(text(tail))
-    else:
+    if tail:
         lines.append(text(tail))
     cons = ["=r"] * (n + 2 + temps) + [str(i) for i in range(n + 2)] + (["r"] if loop else []) + \
         ["~{memory}", "~{cc}"]

@@ -29,7 +29,7 @@ def _mca(ops, accs: int) -> float:
 
 
 def _cycles_per_smlad(p, f, words, kp, w16) -> float:
-    ops = smlad_asm.schedule(p, f, words, kp, w16, min(smlad_asm.REGS - 2 - p * f, 8))
+    ops = smlad_asm.schedule(p, f, words, kp, w16, smlad_asm.temporaries(p, f))
     assert sum(op.kind == "smlad" for op in ops) == 2 * p * f * words
     return _mca(ops, p * f)
 
