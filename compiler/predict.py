@@ -326,7 +326,7 @@ def smlad_cycles_many(loops: list[int], choices: list[dict]) -> list[float]:
     n, oh, ow, nf, kh, kw, c = loops
     words = -(-kh * kw * c // 4)
     pixels = n * oh * ow
-    plans = []  # per choice: [(count, kind, key)]: kind "mca" (key for _mca_cache) or "llvm" (cycles)
+    plans = []  # per choice: [(count, kind, v)]: kind "mca" (v: a key of _mca_cache) or "fixed" (v: cycles)
     for ch in choices:
         block, unroll = ch["dsp_block"], ch.get("dsp_unroll", 0)
         bp, bf, w16 = block[0], block[1], len(block) > 2
@@ -341,14 +341,11 @@ def smlad_cycles_many(loops: list[int], choices: list[dict]) -> list[float]:
                     macs = 4 * p * f * words
                     plan.append((count, "fixed", smlad_order_cost([p, f] + [16] * w16, unroll) * macs * LLVM_CPI))
                     continue
-                chunk = min(smlad_asm.CHUNKS.get(unroll, 8), words)
-                reps, rest = divmod(words, chunk)
-                if reps > 1:
+                chunk, reps, rest = smlad_asm.chunking(words, unroll)
+                if reps:
                     plan.append((count * reps, "mca", (p, f, chunk, w16, True)))
-                    if rest:
-                        plan.append((count, "mca", (p, f, rest, w16, False)))
-                else:
-                    plan.append((count, "mca", (p, f, words, w16, False)))
+                if rest:
+                    plan.append((count, "mca", (p, f, rest, w16, False)))
         plans.append(plan)
     _fill_mca({key for plan in plans for _, kind, key in plan if kind == "mca"} - set(_mca_cache))
     return [sum(k * (_mca_cache[v] if kind == "mca" else v) for k, kind, v in plan) for plan in plans]

@@ -179,8 +179,8 @@ def smlad_keys(choices: list[dict], loops: list[int] | None) -> list[tuple]:
 
 
 def neighbours_first(pending: list[dict], best: dict) -> list[dict]:
-    """Coordinate search over the two choices of an int8 SMLAD kernel, which has no cost model:
-    once a candidate wins, the untried ones with its register block come next (its other
+    """Coordinate search over the two choices of an int8 SMLAD kernel (its cycle model covers
+    only the K loops of convs): once a candidate wins, the untried ones with its register block come next (its other
     unroll counts), then those with its unroll count (other blocks), then the rest, each group
     in its previous order."""
     block, unroll = best.get("dsp_block"), best.get("dsp_unroll")

@@ -24,6 +24,7 @@ llvm-mca; tests/test_smlad_asm.py checks the resulting cycles per SMLAD).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from dgc.stack import ASM_STACK
 
@@ -223,24 +224,34 @@ CHUNKS = {0: 8, 1: 1, 2: 2, 4: 4, 8: 8, 16: 16}  # dsp_kernels.UNROLLS -> words 
 MAX_OFFSET = 4095  # LDR.W's immediate offset
 
 
+def chunking(words: int, unroll: int) -> tuple[int, int, int]:
+    """(words per loop iteration, iterations, words after the loop) of a K loop over `words`
+    with unroll count `unroll`; iterations 0 when the words run straight through (fewer than two
+    chunks: no loop)."""
+    chunk = min(CHUNKS.get(unroll, 8), words)
+    loops, rest = divmod(words, chunk)
+    return (chunk, loops, rest) if loops > 1 else (chunk, 0, words)
+
+
+@functools.lru_cache(maxsize=None)
 def kernel(p: int, f: int, words: int, kp: int, w16: bool, unroll: int):
     """The asm text and constraints of a p x f block's K loop over `words` words, or None when
     the block cannot be written this way (too many accumulators, offsets out of LDR.W's reach,
     temporaries too few). Operands: outputs $0..$n-1 the accumulators, $n the weight pointer,
     $n+1 the activation pointer, then the temporaries; inputs tied to the accumulators and the
     two pointers, then (when it loops) the end of the activation pointer, which the asm keeps in
-    an 8-byte stack slot of its own (`STACK_BYTES`) so every register is free for the block."""
+    an 8-byte stack slot of its own (`STACK_BYTES`) so every register is free for the block.
+    Cached: the cycle model (`predict.smlad_cycles`) asks for the same blocks again."""
     temps = temporaries(p, f)
-    chunk = min(CHUNKS.get(unroll, 8), words)
-    loops, rest = divmod(words, chunk)
-    loop = loops > 1
-    if p * f > 8 or (p - 1) * 2 * kp + 8 * chunk > MAX_OFFSET:
+    chunk, loops, rest = chunking(words, unroll)
+    loop = loops > 0
+    if p * f > 8 or (p - 1) * 2 * kp + 8 * (chunk if loop else words) > MAX_OFFSET:  # the last pixel's words
         return None
     n = p * f
     names = {"w": n, "x": n + 1}
     try:  # looped: `chunk` words a turn, then the rest; else all words in a row
         body = schedule(p, f, chunk, kp, w16, temps) if loop else []
-        tail = schedule(p, f, rest if loop else words, kp, w16, temps) if rest or not loop else []
+        tail = schedule(p, f, rest, kp, w16, temps) if rest else []
     except ValueError:
         return None
 
