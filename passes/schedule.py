@@ -955,11 +955,11 @@ def _row_reductions(module) -> None:
         with ir.InsertionPoint(op), op.location:
             flat = vector_d.shape_cast(ir.VectorType.get([shape[-1]], src.element_type), op.operands[0])
             acc = op.operands[1]
-            if isinstance(acc.type, ir.VectorType) or "vector<" in str(acc.type):
+            if str(acc.type).startswith("vector<"):  # all dims 1: its one element
                 acc = vector_d.extract(acc, [], [0] * len(ir.VectorType(acc.type).shape))
             red = vector_d.ReductionOp(src.element_type, kind, flat, acc=acc)
             red.attributes["fastmath"] = reassoc
-            res = vector_d.broadcast(out_t, red.result) if "vector<" in str(out_t) else red.result
+            res = vector_d.broadcast(out_t, red.result) if str(out_t).startswith("vector<") else red.result
         op.results[0].replace_all_uses_with(res)
         op.erase()
 
