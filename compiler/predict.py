@@ -52,6 +52,10 @@ def in_order(target) -> bool:
 
 
 def predict(entry: dict, schedule: dict, target) -> float:
+    from dgc.passes.schedule import row_reduction
+
+    if row_reduction(entry):
+        return _predict_row_reduction(entry, schedule, target)
     if not in_order(target) or entry["linalg"] == DEPTHWISE and _lanes(target) > 1:
         # depthwise convs with vectors, in-order cores too: the window's registers decide
         # (every depthwise conv of mobilenet_v2 and v1_025, exact QEMU counts: the window
@@ -86,6 +90,23 @@ def predict(entry: dict, schedule: dict, target) -> float:
         if weight_bytes > target.cache_bytes // 4 and not any(outer):
             cycles += steps * v * 4
     return cycles
+
+
+def _predict_row_reduction(entry: dict, schedule: dict, target) -> float:
+    """A row reduction (`schedule.row_reduction`), one row per tile: per row, its vectors
+    (load and combine, at the target's vector rate), a step of loop control per chunk, the
+    chunk's fold into one register and its log2(lanes) shuffle steps; vectors of a chunk
+    beyond half the register file spill (a load and a store each)."""
+    loops = entry["loops"]
+    lanes = _lanes(target)
+    n = loops[-1]
+    rows = math.prod(loops[:-1])
+    chunk = (schedule.get("reduce") or [0])[-1] or n
+    vecs = -(-chunk // lanes)
+    chunks = -(-n // chunk)
+    spill = max(0, vecs - target.vector_regs // 2)
+    per_chunk = vecs / 2 + 2 * spill + BLOCK_OVERHEAD / 2 + 2 * math.log2(max(2, lanes))
+    return rows * chunks * per_chunk
 
 
 def _working_sets(entry: dict, schedule: dict, cols_i: int) -> tuple[int, bool]:

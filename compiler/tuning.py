@@ -139,7 +139,13 @@ def candidates(entry: dict, target, rng: random.Random, limit: int = 400) -> lis
                 found.append(c)
 
     p = [i for i, k in enumerate(kinds) if k == "p"]
-    if linalg.startswith(("linalg.conv_2d", "linalg.depthwise", "linalg.pooling")):
+    from dgc.passes.schedule import row_reduction
+
+    if row_reduction(entry):  # one row per tile: the whole row, or chunks of 1, 2, 4, 8 vectors
+        n = loops[-1]
+        for chunk in [0] * (n <= 16 * lanes) + [lanes * k for k in (1, 2, 4, 8) if n % (lanes * k) == 0 and lanes * k < n]:
+            add([1] * (len(loops) - 1) + [0], [0] * (len(loops) - 1) + [chunk], [0] * len(loops))
+    elif linalg.startswith(("linalg.conv_2d", "linalg.depthwise", "linalg.pooling")):
         row, col = 2, 3  # (n, oh, ow, c|f, kh, kw[, c])
         red_steps = [1]
         if len(loops) == 7:

@@ -245,11 +245,13 @@ def default_schedule(op, target) -> OpSchedule | None:
         tile = [1] * len(loops)
         tile[inner_in] = _cols(loops[inner_in], 1, lanes)
         tile[inner_out] = _cols(loops[inner_out], 1, lanes)
-    elif name == "linalg.generic" and _row_reduction(op, kinds) and _lanes(target) > 1:
+    elif name == "linalg.generic" and _row_reduction(op, kinds) and _lanes(target) > 1 and \
+            (loops[-1] <= 8 * _lanes(target) or _fit(loops[-1], 8 * _lanes(target), _lanes(target)) >= _lanes(target)):
         # a reduction over the innermost, contiguous dim (softmax's max and sum, a LayerNorm's
-        # moments): one row per tile, its elements as one vector (chunks of up to 8 registers)
-        # folded by a vector reduction; as a scalar loop its accumulator stays in memory and
-        # LLVM cannot vectorize it (tiny BERT: ~11% of its time on Zen 4)
+        # moments): one row per tile, its elements as one vector (chunks of up to 8 registers,
+        # at least one: rows of a prime length stay loops) folded by a vector reduction; as a
+        # scalar loop its accumulator stays in memory and LLVM cannot vectorize it (tiny BERT:
+        # ~11% of its time on Zen 4). `row_reduction(entry)` tells these entries apart.
         lanes = _lanes(target)
         tile = [1] * (len(loops) - 1) + [0]
         if loops[-1] > 8 * lanes:
@@ -311,6 +313,15 @@ def _dim_pos(expr) -> int | None:
         return ir.AffineDimExpr(expr).position
     except (ValueError, TypeError):
         return None
+
+
+def row_reduction(entry: dict) -> bool:
+    """Whether a schedule entry (`--dump-schedule` item) is a row reduction (`_row_reduction`):
+    a generic whose one reduction loop is innermost and untiled or tiled in chunks of at
+    least two (a contraction generic - `_is_contraction`, same kinds - steps it by one)."""
+    kinds, red = entry["kinds"], entry.get("reduce") or []
+    return entry["linalg"] == "linalg.generic" and kinds.count("r") == 1 and kinds.endswith("r") and \
+        len(red) == len(kinds) and red[-1] != 1
 
 
 def _row_reduction(op, kinds: str) -> bool:

@@ -70,3 +70,25 @@ def test_microcontrollers_without_vectors_keep_scalar_reductions(tmp_path):
     assert _reductions(dgc.compile(_softmax(4, 32), "cortex-m7", name="m")) == []
     res, _, _ = check_on_target(_softmax(4, 32), "cortex-m55", tmp_path)
     assert len(_reductions(res)) == 2  # max and sum
+
+
+def test_tuning_space_of_a_row_reduction(tmp_path):
+    """`dgc tune` / `--predict` see a row reduction as one: one row per tile, the whole row or
+    chunks of whole vectors (not the register blocks of a matmul, whose lowering would take
+    the rows apart); every candidate verifies, and the cost model keeps the whole row."""
+    import random
+
+    import dgc
+    from dgc.predict import rank
+    from dgc.tuning import candidates
+
+    model = _softmax(6, 128)
+    target = dgc.get_target("host")
+    entry = _reductions(dgc.compile(model, target, name="m"))[0]
+    space = candidates(entry, target, random.Random(0))
+    lanes = target.vector_bits // 32
+    assert {c["reduce"][-1] for c in space} == {0} | {lanes * k for k in (1, 2, 4, 8) if lanes * k < 128}
+    assert all(c["tile"] == [1] * (len(c["tile"]) - 1) + [0] for c in space)
+    assert rank(entry, space, target)[0] == 0  # the default: the whole row
+    for c in space[1:]:
+        check_on_target(model, "host", tmp_path, schedule=[{"key": entry["key"], **c}])
