@@ -56,6 +56,13 @@ def test_padded_matmuls_match_onnxruntime(target, m, k, n, tmp_path):
     assert got[0].shape == (m, n)
 
 
+def test_padded_product_as_the_graph_output(tmp_path):
+    """No consumer: the first n columns go straight to the caller's output buffer."""
+    res, got, _ = check_on_target(_gemm(5, 24, 20, relu=False), "host", tmp_path)
+    assert _fc(res)["loops"][-2] == padded(20, get_target("host").vector_bits // 32) > 20
+    assert got[0].shape == (5, 20)
+
+
 def test_bare_metal_weights_stay_as_they_are(tmp_path):
     """Flash counts on microcontrollers: no padding there (Cortex-M55 has 4-lane vectors)."""
     res = dgc.compile(_gemm(1, 40, 10), "cortex-m55", name="m")
