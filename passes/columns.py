@@ -63,10 +63,20 @@ def _weights(value, ctx):
     return np.asarray(a).reshape(ir.ShapedType(value.type).shape), key
 
 
+def _columns_last(op) -> bool:
+    """Whether the output's last dim (N) is the weights' last dim and not one of A's (the
+    default maps; a matmul whose maps transpose B reads N elsewhere)."""
+    from dgc.passes.schedule import _dim_pos
+
+    maps = [ir.AffineMapAttr(a).value for a in op.attributes["indexing_maps"]]
+    a, b, out = ([_dim_pos(e) for e in m.results] for m in maps)
+    return bool(out) and out[-1] is not None and b[-1] == out[-1] and out[-1] not in a
+
+
 def _pad(op, lanes: int, ctx) -> None:
     from dgc.passes.schedule import _new_const
 
-    if "indexing_maps" in str(op.attributes) and "transpose" in str(op):  # transposed operands: not ours
+    if not _columns_last(op):
         return
     a, b, init = op.operands[0], op.operands[1], op.operands[2]
     out_t = ir.RankedTensorType(op.results[0].type)

@@ -67,3 +67,22 @@ def test_bare_metal_weights_stay_as_they_are(tmp_path):
     """Flash counts on microcontrollers: no padding there (Cortex-M55 has 4-lane vectors)."""
     res = dgc.compile(_gemm(1, 40, 10), "cortex-m55", name="m")
     assert _fc(res)["loops"][-2] == 10
+
+
+def test_matmuls_with_transposed_weights_are_left_alone():
+    """Only the default maps (N the weights' last dim) are padded; a matmul whose maps read B
+    transposed ([N, K]) is not."""
+    from dgc.ir import ir, ops_named
+    from dgc.passes.columns import _columns_last
+
+    text = """func.func @f(%a: tensor<4x8xf32>, %b: tensor<MAPS_B>, %c: tensor<4x20xf32>) -> tensor<4x20xf32> {
+      %r = linalg.matmul indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (BMAP)>,
+                                          affine_map<(d0, d1, d2) -> (d0, d1)>]
+           ins(%a, %b : tensor<4x8xf32>, tensor<MAPS_B>) outs(%c : tensor<4x20xf32>) -> tensor<4x20xf32>
+      return %r : tensor<4x20xf32>
+    }"""
+    with ir.Context():
+        for shape, bmap, want in (("8x20xf32", "d2, d1", True), ("20x8xf32", "d1, d2", False)):
+            m = ir.Module.parse(text.replace("MAPS_B", shape).replace("BMAP", bmap))
+            (op,) = ops_named(m.operation, {"linalg.matmul"})
+            assert _columns_last(op) is want
