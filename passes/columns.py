@@ -1,6 +1,6 @@
 """Matmul columns padded to whole vectors: constant weights with N columns, N not a multiple of
-the vector lanes, become N' = the next multiple (zero columns), and the result is the first N
-columns of the N'-column product.
+the vector lanes, get zero columns up to N' (whole vectors, `padded`), and the result is the
+first N columns of the N'-column product.
 
 Why: a register block's width must divide N (no partial tiles, `schedule._cols`), and only
 widths of one or 2, 4, 8... whole registers vectorize cleanly; any other length LLVM takes
@@ -40,17 +40,14 @@ def padded(n: int, lanes: int) -> int:
     of 8 registers; 1008 would leave blocks of one, each a chain of K dependent FMAs)."""
     if n <= lanes or n % lanes == 0:
         return n
-    for k in (8, 4, 2, 1):
-        m = -(-n // (k * lanes)) * k * lanes
-        if m - n <= n // 8 or k == 1:
-            return m
-    return n
+    sizes = [-(-n // (k * lanes)) * k * lanes for k in (8, 4, 2)]
+    return next((m for m in sizes if m - n <= n // 8), -(-n // lanes) * lanes)
 
 
 def _weights(value, ctx):
     """The constant array behind `value` (through reshapes), in `value`'s shape, and the
     constant's blob key; (None, "") when it is not a constant."""
-    from dgc.passes.schedule import _const_array
+    from dgc.passes.schedule import _const_array, blob_key
 
     src = value
     while isinstance(src, ir.OpResult) and src.owner.name in ("tensor.expand_shape", "tensor.collapse_shape"):
@@ -58,9 +55,7 @@ def _weights(value, ctx):
     a = _const_array(src, ctx)
     if a is None:
         return None, ""
-    text = str(src.owner.attributes["value"])
-    key = text[len("dense_resource<"):text.index(">")] if text.startswith("dense_resource<") else "w"
-    return np.asarray(a).reshape(ir.ShapedType(value.type).shape), key
+    return np.asarray(a).reshape(ir.ShapedType(value.type).shape), blob_key(src)
 
 
 def _columns_last(op) -> bool:

@@ -733,6 +733,13 @@ def _const_array(value, ctx):
     return np.broadcast_to(a, shape) if a.size == 1 else a.reshape(shape)
 
 
+def blob_key(value) -> str:
+    """The dense_resource key of the constant `value` (the importer's weight name), "w" for
+    inline constants: the stem of the keys of weights derived from it."""
+    key = re.search(r"dense_resource<([^>]+)>", str(value.owner.attributes["value"]))
+    return key.group(1) if key else "w"
+
+
 def _new_const(array: np.ndarray, ctx, key: str):
     from dgc.ir import arith_d, element_type
 
@@ -768,10 +775,9 @@ def _pack_weights(module, i: int, g: _Group, ctx) -> None:
         kh, kw, c, f = w.shape
         fb = sizes[3]
         sl = op.operands[1].owner
-        key = re.search(r"dense_resource<([^>]+)>", str(src.owner.attributes["value"]))
         with ir.InsertionPoint(sl), sl.location:
             packed = _new_const(w.reshape(kh, kw, c, f // fb, fb).transpose(3, 0, 1, 2, 4), ctx,
-                                (key.group(1) if key else "w") + f"_p{fb}")
+                                blob_key(src) + f"_p{fb}")
             # block = (sum of the slices' channel offsets) floordiv fb
             total = sum((ir.AffineSymbolExpr.get(k) for k in range(len(offsets))),
                         ir.AffineConstantExpr.get(0))
@@ -808,9 +814,8 @@ def to_hwcf(module, ctx) -> None:
         w = _const_array(op.operands[1], ctx)
         if w is None:
             continue
-        key = re.search(r"dense_resource<([^>]+)>", str(op.operands[1].owner.attributes["value"]))
         with ir.InsertionPoint(op), op.location:
-            wt = _new_const(w.transpose(1, 2, 3, 0), ctx, (key.group(1) if key else "w") + "_hwcf")
+            wt = _new_const(w.transpose(1, 2, 3, 0), ctx, blob_key(op.operands[1]) + "_hwcf")
             strides = [int(x) for x in np.array(ir.DenseElementsAttr(op.attributes["strides"]))]
             dil = [int(x) for x in np.array(ir.DenseElementsAttr(op.attributes["dilations"]))]
             new = linalg_d.conv_2d_nhwc_hwcf(op.operands[0], wt, outs=[op.operands[2]],
