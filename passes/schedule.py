@@ -245,17 +245,15 @@ def default_schedule(op, target) -> OpSchedule | None:
         tile = [1] * len(loops)
         tile[inner_in] = _cols(loops[inner_in], 1, lanes)
         tile[inner_out] = _cols(loops[inner_out], 1, lanes)
-    elif name == "linalg.generic" and _row_reduction(op, kinds) and _lanes(target) > 1 and \
-            (loops[-1] <= 8 * _lanes(target) or _fit(loops[-1], 8 * _lanes(target), _lanes(target)) >= _lanes(target)):
+    elif name == "linalg.generic" and _row_reduction(op, kinds) and \
+            (chunk := _row_chunk(loops[-1], _lanes(target))) is not None:
         # a reduction over the innermost, contiguous dim (softmax's max and sum, a LayerNorm's
-        # moments): one row per tile, its elements as one vector (chunks of up to 8 registers,
-        # at least one: rows of a prime length stay loops) folded by a vector reduction; as a
-        # scalar loop its accumulator stays in memory and LLVM cannot vectorize it (tiny BERT:
-        # ~11% of its time on Zen 4). `row_reduction(entry)` tells these entries apart.
-        lanes = _lanes(target)
+        # moments): one row per tile, its elements as one vector, folded by a vector
+        # reduction; as a scalar loop its accumulator stays in memory and LLVM cannot
+        # vectorize it (tiny BERT: ~11% of its time on Zen 4). `row_reduction(entry)` tells
+        # these entries apart.
         tile = [1] * (len(loops) - 1) + [0]
-        if loops[-1] > 8 * lanes:
-            red[-1] = _fit(loops[-1], 8 * lanes, lanes)
+        red[-1] = chunk
     elif name == "linalg.generic":
         if "r" in kinds or kinds[-1] != "p" or not _vectorizable_generic(op):
             return None
@@ -313,6 +311,18 @@ def _dim_pos(expr) -> int | None:
         return ir.AffineDimExpr(expr).position
     except (ValueError, TypeError):
         return None
+
+
+def _row_chunk(n: int, lanes: int) -> int | None:
+    """Elements of a row reduction's vector step: 0 (the whole row) up to 8 registers, else
+    the largest divisor of n within 8 registers (preferably whole ones); None - leave the
+    loop - without vectors or when that divisor is below one register (a prime n)."""
+    if lanes == 1:
+        return None
+    if n <= 8 * lanes:
+        return 0
+    chunk = _fit(n, 8 * lanes, lanes)
+    return chunk if chunk >= lanes else None
 
 
 def row_reduction(entry: dict) -> bool:
