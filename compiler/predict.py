@@ -94,7 +94,7 @@ def predict(entry: dict, schedule: dict, target) -> float:
 
 def _predict_row_reduction(entry: dict, schedule: dict, target) -> float:
     """A row reduction (`schedule.row_reduction`), one row per tile: per row, its vectors
-    (load and combine, at the target's vector rate), a step of loop control per chunk, the
+    (load and combine, two per cycle), a step of loop control per chunk, the
     chunk's fold into one register and its log2(lanes) shuffle steps; vectors of a chunk
     beyond half the register file spill (a load and a store each)."""
     loops = entry["loops"]
