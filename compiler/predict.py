@@ -237,7 +237,31 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     step = max(fmas / rate, loads / rate, 2 * weights_l2,
                FMA_LATENCY * min(1.0, chain / HIDDEN_CHAIN))
     step += max(0, live - target.vector_regs)
-    return blocks * (steps * step / useful + r * v + BLOCK_OVERHEAD + refill)
+    cycles = blocks * (steps * step / useful + r * v + BLOCK_OVERHEAD + refill)
+    if _depthwise(entry) and not in_order(target):
+        cycles = _streamed_window(entry, r, cycles, target)
+    return cycles
+
+
+STREAM_BYTES = 8  # bytes per cycle from beyond L2, one core (Zen 4: 56x56x96 stride 2, 4.8 MB of input, best block 187 us)
+
+
+def _streamed_window(entry: dict, r: int, cycles: float, target) -> float:
+    """A depthwise conv or pooling whose input exceeds L2 on an out-of-order core: its input
+    streams from L3 or memory (at least bytes / STREAM_BYTES cycles, the compute hidden below
+    it), and the time grows with the pixels a block row spans, (r - 1) x stride + kw: every
+    block walks each channel slice of all of them, not one ascending stream. Measured on Zen 4
+    (112x112x32 and 56x56x144, 56x56x96 stride 2; each candidate alone): 28-pixel blocks
+    1.35-1.74x the time of 1-pixel blocks, where the compute model puts them 1.6x faster;
+    every block of up to 8 pixels within 10%. Inputs within L2 keep the compute estimate."""
+    n, oh, ow, c, kh, kw = entry["loops"]
+    sh, sw, dh, dw = entry.get("window") or (1, 1, 1, 1)
+    in_bytes = 4 * n * c * ((oh - 1) * sh + (kh - 1) * dh + 1) * ((ow - 1) * sw + (kw - 1) * dw + 1)
+    if not target.cache_bytes or in_bytes <= target.cache_bytes:
+        return cycles
+    stream = in_bytes / STREAM_BYTES
+    span = (r - 1) * sw + (kw - 1) * dw + 1
+    return max(cycles, stream) + stream * span / 64
 
 
 REFINE = 12  # candidates the llvm-mca model re-ranks on in-order cores (~0.3 s each)

@@ -360,6 +360,24 @@ def test_predictor_prefers_register_blocks_that_reuse_loads():
     assert cost(4, 16, vectorize=False) > cost(1, 16)
 
 
+def test_depthwise_inputs_beyond_l2_prefer_narrow_blocks():
+    """Out-of-order cores: a depthwise conv whose input fits L2 is compute bound, where one
+    output pixel per block (kw loads for one FMA per window column) ranks below a 7-pixel
+    block; one whose input streams from beyond L2 (112x112x96, 4.8 MB, stride 2) ranks blocks
+    by the pixels they span, one pixel first."""
+    from dgc.predict import predict
+    from dgc.passes.schedule import depthwise_block_schedule
+
+    def order(target, loops, window):
+        op = {"linalg": "linalg.depthwise_conv_2d_nhwc_hwc", "loops": loops, "kinds": "pppprr", "window": window}
+        cost = {r: predict(op, depthwise_block_schedule(r, 16), target) for r in (1, 7, 28)}
+        return sorted(cost, key=cost.get)
+
+    x86 = dgc.get_target("x86-64-v4")  # 1 MB L2
+    assert order(x86, [1, 56, 56, 96, 3, 3], [2, 2, 1, 1]) == [1, 7, 28]
+    assert order(x86, [1, 14, 14, 96, 3, 3], [2, 2, 1, 1])[0] != 1  # 300 KB of input
+
+
 def test_loop_orders_are_searched_and_ranked_by_output_traffic():
     """Convs and matmuls whose output-channel loop runs several times get candidates with it
     outermost and (convs) per image row. On x86 the cost model ranks them behind the natural
