@@ -223,10 +223,13 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         unroll = math.prod(max(1, x) for x, k in zip(reduce, kinds) if k == "r") \
             if reduce and len(reduce) == len(loops) else 1
         fmas, loads, live = r * v, 0.5 * r + v, r * v + v + 1
-        if live + v > target.vector_regs:
+        if live + v > target.vector_regs or unroll > 1 and 4 * r * v >= 3 * target.vector_regs:
             # no room for the next step's weights beside this one's: LLVM hoists the weight
             # loads of every unrolled step and spills (14x32 blocks over 2 or 12 unrolled
-            # steps: 10 and 27 stack accesses per step on AVX-512, seen in the assembly)
+            # steps: 10 and 27 stack accesses per step on AVX-512, seen in the assembly); so
+            # it does once the accumulators fill 3/4 of the registers (AVX-512, a window row
+            # unrolled against one step: 28x6 accumulators over 5x5x1 1.9x the time, 24x16 over
+            # 3x3x16 1.2-1.5x; 16 or fewer accumulators 0.73-1.36x, either way)
             live = r * v + v * unroll + 1
         weight_set, strided = _working_sets(entry, schedule, cols_i)
         weights_l2 = v if weight_set > target.l1_bytes else 0
