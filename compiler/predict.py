@@ -191,7 +191,8 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     the pixels, four cycles per output line when the output exceeds L1: a block's lines are
     written out of sequence, so the prefetcher does not bring them (1x1 convs over 16 to 576
     input channels: 1.22x to 1.007x slower with the output channels outermost, measured,
-    i.e. ~4 / reduction length; four cycles fit). Parameters are the cores' published data, except the
+    i.e. ~4 / reduction length; four cycles fit). Depthwise inputs beyond L2 pay for the
+    pixels a block spans (`_streamed_window`). Parameters are the cores' published data, except the
     broadcast's half load and HIDDEN_CHAIN, which were read off the x86 samples of
     bench/predictor.py --fresh (lenet5, ds_cnn, resnet8, mobilenet_v1_025, tiny_bert); its
     held-out rank correlation is in README.md."""
@@ -246,25 +247,24 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     return cycles
 
 
-STREAM_BYTES = 8  # bytes per cycle from beyond L2, one core (Zen 4: 56x56x96 stride 2, 4.8 MB of input, best block 187 us)
-
-
 def _streamed_window(entry: dict, r: int, cycles: float, target) -> float:
-    """A depthwise conv or pooling whose input exceeds L2 on an out-of-order core: its input
-    streams from L3 or memory (at least bytes / STREAM_BYTES cycles, the compute hidden below
-    it), and the time grows with the pixels a block row spans, (r - 1) x stride + kw: every
-    block walks each channel slice of all of them, not one ascending stream. Measured on Zen 4
-    (112x112x32 and 56x56x144, 56x56x96 stride 2; each candidate alone): 28-pixel blocks
-    1.35-1.74x the time of 1-pixel blocks, where the compute model puts them 1.6x faster;
-    every block of up to 8 pixels within 10%. Inputs within L2 keep the compute estimate."""
+    """A depthwise conv or pooling whose input exceeds L2 on an out-of-order core: every
+    64-byte line of input beyond L2 costs one cycle per input pixel a block row spans,
+    (r - 1) x stride + (kw - 1) x dilation + 1. Such an input comes from L3 or memory, and a
+    block walks each channel slice of all the pixels it spans, not one ascending stream per
+    input row; with one output pixel per block the hardware prefetcher sees ascending
+    addresses in each input row. Measured on Zen 4 (1 MB L2; 3x3, 96 channels, each block
+    size alone; bench/predictor.py --fresh): the best block has 4 pixels for inputs of 0.3,
+    1.2 and 2.4 MB, 2 pixels for 4.8 MB (stride 1 or 2) and 1 pixel for 9.8 MB (stride 2);
+    there, 10-pixel blocks take 1.37-1.48x the time of 1-pixel blocks, where the compute
+    model alone puts them 2.4x faster. Inputs within L2 keep the compute estimate."""
     n, oh, ow, c, kh, kw = entry["loops"]
     sh, sw, dh, dw = entry.get("window") or (1, 1, 1, 1)
     in_bytes = 4 * n * c * ((oh - 1) * sh + (kh - 1) * dh + 1) * ((ow - 1) * sw + (kw - 1) * dw + 1)
     if not target.cache_bytes or in_bytes <= target.cache_bytes:
         return cycles
-    stream = in_bytes / STREAM_BYTES
     span = (r - 1) * sw + (kw - 1) * dw + 1
-    return max(cycles, stream) + stream * span / 64
+    return cycles + (in_bytes - target.cache_bytes) / 64 * span
 
 
 REFINE = 12  # candidates the llvm-mca model re-ranks on in-order cores (~0.3 s each)
