@@ -5,19 +5,24 @@ and measured cost over the trials of tuning databases.
     python3 bench/predictor.py --target host model.json [more.json ...] [--min-trials 5]
         [--model analytic|mca|both]
     python3 bench/predictor.py --target host --fresh lenet5,ds_cnn,resnet8 [--candidates 12]
+        [--repeat 3]
 
 Models: `analytic` (dgc.predict: a register-block roofline, instant) and `mca`
 (dgc.predict_mca: compiles every candidate alone and runs llvm-mca on its loops, ~1 s each).
 For every signature with at least --min-trials measured candidates it prints the number of
 trials and rho per model (measured cost: the whole model's time with that candidate, or its
 estimated cycles on Cortex-M), then the mean rho over the convolution and matmul signatures
-and, for mca, the seconds per prediction. Goal of the auto-tuning work: rho >= 0.8.
+and, for mca, the seconds per prediction. Goal of the auto-tuning work: rho >= 0.8. With
+--repeat N (x86) every signature's candidates are timed N times and costed by the geometric
+mean; the first two runs' rank correlation says how well the measurement reproduces itself
+(memory-bound ops whose candidates lie within a few percent of each other rank by noise).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -67,12 +72,16 @@ def _mca_costs(entry, trials, target, stats):
     return out
 
 
-def fresh_samples(models: list[str], target, per_sig: int, seed: int, match: str = ""):
+def fresh_samples(models: list[str], target, per_sig: int, seed: int, match: str = "", repeat: int = 1,
+                  retest: list | None = None):
     """(signature, entry, trials) for every conv/matmul signature of the zoo `models`: the
     default and per_sig - 1 candidates in seed order, each compiled as the op alone
     (`dgc.predict_mca.one_op_model`) and costed on its own: x86 times of all of a signature's
     candidates in one interleaved run (the op is the whole measured time, so the noise of
-    whole-model times does not drown it), QEMU targets the estimated cycles of the exact count."""
+    whole-model times does not drown it), QEMU targets the estimated cycles of the exact count.
+    x86 with repeat > 1: that run `repeat` times, each candidate's cost the geometric mean of
+    its times, and each signature's rank correlation between the first two runs appended to
+    `retest` (how far the measurement itself reproduces its own ranking)."""
     import random
     import tempfile
 
@@ -113,7 +122,10 @@ def fresh_samples(models: list[str], target, per_sig: int, seed: int, match: str
                     built.append((res.spec, obj))
                     trials.append({"schedule": c})
                 if target.runner == "host":
-                    costs = time_models(built, target, wd, samples=21)
+                    runs = [time_models(built, target, wd, samples=21) for _ in range(max(1, repeat))]
+                    costs = [math.prod(r[i] for r in runs) ** (1 / len(runs)) for i in range(len(built))]
+                    if len(runs) > 1 and retest is not None and len(built) >= 2:
+                        retest.append(spearman(runs[0], runs[1]))
                 else:
                     costs = [r["cycles"] for r in count_models(built, target, wd)]
             for t, c in zip(trials, costs):
@@ -128,6 +140,8 @@ def main(argv=None) -> int:
                     "ops are sampled and costed alone now, e.g. --fresh lenet5,ds_cnn,resnet8")
     ap.add_argument("--candidates", type=int, default=12, help="--fresh: candidates per signature")
     ap.add_argument("--seed", type=int, default=0, help="--fresh: candidate sample seed")
+    ap.add_argument("--repeat", type=int, default=1, help="--fresh on x86: time each signature's candidates this "
+                    "many times (geometric mean), and print how well the first two runs rank alike")
     ap.add_argument("--save", default=None, help="--fresh: also write the costed samples as a tuning-database "
                     "JSON, to evaluate again (or other models) without measuring")
     ap.add_argument("--target", default="host")
@@ -137,13 +151,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     target = dgc.get_target(args.target)
     models = ("analytic", "mca") if args.model == "both" else (args.model,)
-    found, stats, saved = [], [], {}
+    found, stats, saved, retest = [], [], {}, []
     print("| signature | trials | " + " | ".join(f"rho {m}" for m in models) + " |\n|---|--:|"
           + "--:|" * len(models), flush=True)
     sources = [signatures(path, target, args.min_trials, args.match) for path in args.dbs]
     if args.fresh:
         sources.append(fresh_samples([m for m in args.fresh.split(",") if m], target, args.candidates, args.seed,
-                                     args.match))
+                                     args.match, args.repeat, retest))
     for source in sources:
         for sig, entry, trials in source:
             if args.save and source is sources[-1] and args.fresh:
@@ -162,6 +176,9 @@ def main(argv=None) -> int:
     if ops:
         means = ", ".join(f"{m} {sum(r[i] for r in ops) / len(ops):.3f}" for i, m in enumerate(models))
         print(f"mean rho over {len(ops)} conv/matmul signatures: {means}")
+    if retest:
+        print(f"measurement test-retest: mean rho {sum(retest) / len(retest):.3f} between two timing runs "
+              f"over {len(retest)} signatures")
     if args.save:
         from dgc.tuning import SCHEMA, TuningDB
 
