@@ -329,10 +329,10 @@ def best_predicted_dsp(d: dict) -> dict:
     """`dgc compile --predict` for an int8 SMLAD op (`d`: an item of `dsp_kernels.describe`): for
     a conv, the choice of least `smlad_cycles`, except that among the choices within FLASH_SLACK
     of it the one with the least code is taken (the fewest SMLADs per unrolled step: a 4x2 block
-    unrolled 16 times is ~1.8 KB of Thumb-2 per block variant); a depthwise conv keeps its
-    default (no model)."""
+    unrolled 16 times is ~1.8 KB of Thumb-2 per block variant); a depthwise conv takes
+    `dw_unroll_choice`."""
     if "depthwise" in d["linalg"]:
-        return {"dsp_block": list(d["block"]), "dsp_unroll": d["unroll"]}
+        return dw_unroll_choice(d)
     cands = [{"dsp_block": list(b), "dsp_unroll": u} for b in d["space"] for u in d["unrolls"]]
     cost = smlad_cycles_many(d["loops"], cands)
     best = min(cost)
@@ -341,6 +341,27 @@ def best_predicted_dsp(d: dict) -> dict:
 
 
 FLASH_SLACK = 0.03
+DW_FULL_UNROLL = 8  # channel groups (of 4) up to which `dw_unroll_choice` unrolls a depthwise conv's group loop
+
+
+def dw_unroll_choice(d: dict) -> dict:
+    """`dgc compile --predict` for an int8 SMLAD depthwise conv (`d`: an item of
+    `dsp_kernels.describe`): one pixel per block (the hand-scheduled window step), and the loop
+    over its channel groups of 4 fully unrolled (the smallest unroll count >= the groups) when
+    it has 2 to DW_FULL_UNROLL groups; otherwise the default. A rule read off exact counts, not
+    a cycle model: on Cortex-M7, every choice (3 blocks x 6 unroll counts) of the 10
+    depthwise signatures of DS-CNN and MobileNet v1 0.25 int8. With 2-8 groups (4
+    signatures), this choice had the fewest cycles of the 18 every time (0.4-1.4% of the
+    model), for 0.8-2.9 KB of flash per signature. With 16 groups, full unrolling was the
+    best or ranked 2nd or 4th (0.06-4.5% of the model) for ~10 KB per signature, so the flash
+    it takes is left to `dgc tune`. With 32 or more groups, no choice was consistently best.
+    A partial unroll by 2 cost more than the default on all 9 signatures with more than 2
+    groups. `dgc tune` measures this choice first after the default."""
+    groups = d["loops"][3] // 4
+    full = [u for u in d["unrolls"] if u >= max(2, groups)]
+    if 2 <= groups <= DW_FULL_UNROLL and full and [1, 4] in [list(b) for b in d["space"]]:
+        return {"dsp_block": [1, 4], "dsp_unroll": min(full)}
+    return {"dsp_block": list(d.get("block") or d["space"][0]), "dsp_unroll": d.get("unroll", 0)}
 
 
 def _code(c: dict) -> int:

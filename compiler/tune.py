@@ -146,15 +146,22 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
     default, then the candidates the cost model ranks cheapest (`dgc.predict.rank`), except
     that every EXPLORE-th slot takes the next candidate in seed order, so what the model
     ranks wrongly is still reached on a long run. Int8 SMLAD convs are ordered by their cycle
-    model (`predict.smlad_cycles`); ties (and depthwise convs, all of them: no model) broken by
-    int16 weights first (they drop the SXTB16s of the weights from the loop), then loops
-    unrolled once or twice last (more loop overhead: they rarely win), then seed order."""
+    model (`predict.smlad_cycles`), depthwise convs (no cycle model) with their `--predict`
+    choice first (`predict.dw_unroll_choice`); ties broken by int16 weights first (they drop
+    the SXTB16s of the weights from the loop), then loops unrolled once or twice last (more
+    loop overhead: they rarely win), then seed order."""
     from .predict import rank
 
     if len(space) <= 2:
         return space
     if "dsp_block" in space[0]:
-        keys = smlad_keys(space, None if "depthwise" in entry.get("linalg", "") else entry["loops"])
+        depthwise = "depthwise" in entry.get("linalg", "")
+        keys = smlad_keys(space, None if depthwise else entry["loops"])
+        if depthwise and "space" in entry:  # its --predict choice (a rule, `dw_unroll_choice`) first
+            from .predict import dw_unroll_choice
+
+            pick = dw_unroll_choice(entry)
+            keys = [(c != pick, *k) for c, k in zip(space, keys)]
         ranked = sorted(range(1, len(space)), key=lambda i: (*keys[i], i))
     else:
         ranked = [i for i in rank(entry, space, target) if i != 0]

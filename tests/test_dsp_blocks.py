@@ -278,3 +278,42 @@ def test_predict_takes_the_cycle_models_choice(tmp_path):
     report = {d["key"]: (d["block"], d["unroll"]) for d in json.loads(both.schedule)["dsp"]}
     assert report["c4"] == ([4, 3], 4) and report["c7"] == (want["c7"]["dsp_block"], want["c7"]["dsp_unroll"])
     _check(model, [{}, chosen], tmp_path)
+
+
+def test_predict_unrolls_small_depthwise_group_loops(tmp_path):
+    """`--predict` on an int8 depthwise conv (dgc.predict.dw_unroll_choice): 16 channels (4
+    groups of 4) and 30 (7 groups + 2 scalar) get one pixel per block and the group loop fully
+    unrolled (4 and 8 times); 36 channels (9 groups) keep the default; those choices compute
+    the same integers as the default (which agrees with onnxruntime)."""
+    import json
+
+    from dgc import zoo
+    from dgc.predict import DW_FULL_UNROLL
+    from dgc.quantize import quantize
+
+    rng = np.random.default_rng(4)
+    inits, nodes = [], []
+
+    def add(op, ins, out, shapes=(), **kw):
+        for i, s in enumerate(shapes):
+            inits.append(numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32), f"{out}_w{i}"))
+        nodes.append(helper.make_node(op, ins + [f"{out}_w{i}" for i in range(len(shapes))], [out], name=out, **kw))
+
+    add("Conv", ["x"], "c0", [(16, 3, 1, 1), (16,)])
+    add("Conv", ["c0"], "dw16", [(16, 1, 3, 3), (16,)], group=16, pads=[1, 1, 1, 1])
+    add("Conv", ["dw16"], "c1", [(30, 16, 1, 1), (30,)])
+    add("Conv", ["c1"], "dw30", [(30, 1, 3, 3), (30,)], group=30, pads=[1, 1, 1, 1], strides=[2, 2])
+    add("Conv", ["dw30"], "c2", [(36, 30, 1, 1), (36,)])
+    add("Conv", ["c2"], "dw36", [(36, 1, 3, 3), (36,)], group=36, pads=[1, 1, 1, 1])
+    add("Conv", ["dw36"], "c3", [(5, 36, 1, 1), (5,)])
+    g = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 7])],
+                          [helper.make_tensor_value_info("c3", TensorProto.FLOAT, [1, 5, 3, 4])], inits)
+    model = quantize(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
+                     [zoo.random_inputs(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), seed=60 + i)
+                      for i in range(8)])
+    res = dgc.compile(model, TARGET, name="m", predict=True)
+    report = {d["key"]: (d["block"], d["unroll"]) for d in json.loads(res.schedule)["dsp"] if "depthwise" in d["linalg"]}
+    assert DW_FULL_UNROLL >= 7
+    assert report == {"dw16": ([1, 4], 4), "dw30": ([1, 4], 8),
+                      "dw36": (list(dsp_kernels.DEFAULT_DW), dsp_kernels.DEFAULT_UNROLL)}
+    _check(model, [{}, {"dw16": {"pixels": 1, "unroll": 4}, "dw30": {"pixels": 1, "unroll": 8}}], tmp_path)
