@@ -4,8 +4,8 @@
         [--per-op 10] [--seed 1] [--json out.json]
 
 For each int8 SMLAD conv signature of each model (a zoo name ending in `_qdq` is its int8 QDQ
-version; depthwise convs have no model), `--per-op` choices (register block, unroll count) are
-drawn from its space with `--seed`; each is applied to that signature alone (a tuning database)
+version; depthwise convs have no cycle model, `predict.dw_unroll_choice` is a rule), `--per-op`
+choices (register block, unroll count) are drawn from its space with `--seed`; each is applied to that signature alone (a tuning database)
 and the whole model's cycles are counted in QEMU (llvm-mca of the exact instructions executed,
 as `dgc tune` measures; the other ops keep their defaults, so the differences are the op's).
 Prints, per signature, Spearman's rank correlation between the predicted cycles of the op's K
