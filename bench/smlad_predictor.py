@@ -8,10 +8,10 @@ version; depthwise convs have no cycle model, `predict.dw_unroll_choice` is a ru
 choices (register block, unroll count) are drawn from its space with `--seed`; each is applied
 to that signature alone (a tuning database) and the whole model's cycles are counted in QEMU
 (llvm-mca of the exact instructions executed, as `dgc tune` measures; the other ops keep their
-defaults, so the differences are the op's). Prints, per signature, Spearman's rank correlation between the predicted cycles of the op's K
-loops and the measured cycles of the model, and their mean. The model has two constants
-(predict.LLVM_CPI, BLOCK_CYCLES) taken from ResNet-8 int8; the default model here,
-MobileNet v1 0.25 (MLPerf Tiny VWW), is held out from them.
+defaults, so the differences are the op's). Prints, per signature, Spearman's rank correlation
+between the predicted cycles of the op's K loops and the measured cycles of the model, and their
+mean. The model has two constants (predict.LLVM_CPI, BLOCK_CYCLES) taken from ResNet-8 int8; the
+default model here, MobileNet v1 0.25 (MLPerf Tiny VWW), is held out from them.
 """
 
 from __future__ import annotations
