@@ -53,8 +53,9 @@ def one_op(h: int, w: int, cin: int, cout: int, k: int, stride: int) -> onnx.Mod
                             strides=[stride, stride], pads=[pad] * 4)
     relu = helper.make_node("Relu", ["y"], ["z"], name="relu")
     oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-    graph = helper.make_graph([conv, relu], "one_op", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, h, w])],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, cout, oh, ow])], [weight, bias])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, h, w])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, cout, oh, ow])
+    graph = helper.make_graph([conv, relu], "one_op", [x], [z], [weight, bias])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.checker.check_model(model)
     return model

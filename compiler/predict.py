@@ -352,7 +352,7 @@ def dw_unroll_choice(d: dict) -> dict:
     a cycle model: on Cortex-M7, every choice (3 blocks x 6 unroll counts) of the 10
     depthwise signatures of DS-CNN and MobileNet v1 0.25 int8. With 2-8 groups (4
     signatures), this choice had the fewest cycles of the 18 every time (0.4-1.4% of the
-    model), for 0.8-2.9 KB of flash per signature. With 16 groups, full unrolling was the
+    model), for at most 2.9 KB more code per signature. With 16 groups, full unrolling was the
     best or ranked 2nd or 4th (0.06-4.5% of the model) for ~10 KB per signature, so the flash
     it takes is left to `dgc tune`. With 32 or more groups, no choice was consistently best.
     A partial unroll by 2 cost more than the default on all 9 signatures with more than 2

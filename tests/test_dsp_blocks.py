@@ -308,11 +308,11 @@ def test_predict_unrolls_small_depthwise_group_loops(tmp_path):
     add("Conv", ["dw36"], "c3", [(5, 36, 1, 1), (5,)])
     g = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 7])],
                           [helper.make_tensor_value_info("c3", TensorProto.FLOAT, [1, 5, 3, 4])], inits)
-    model = quantize(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
-                     [zoo.random_inputs(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), seed=60 + i)
-                      for i in range(8)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model = quantize(model, [zoo.random_inputs(model, seed=60 + i) for i in range(8)])
     res = dgc.compile(model, TARGET, name="m", predict=True)
-    report = {d["key"]: (d["block"], d["unroll"]) for d in json.loads(res.schedule)["dsp"] if "depthwise" in d["linalg"]}
+    report = {d["key"]: (d["block"], d["unroll"])
+              for d in json.loads(res.schedule)["dsp"] if "depthwise" in d["linalg"]}
     assert DW_FULL_UNROLL >= 7
     assert report == {"dw16": ([1, 4], 4), "dw30": ([1, 4], 8),
                       "dw36": (list(dsp_kernels.DEFAULT_DW), dsp_kernels.DEFAULT_UNROLL)}
