@@ -25,10 +25,29 @@ def _model():
     multiple of 4 (27, 5) and byte-wise windows, word-wise windows (3x3 over 8 channels), a
     byte-wise window with K > 256 (3x3 over 30 channels: a run-time loop), a depthwise conv
     over 6 channels (a group of 4 + 2 scalar) and a 2x2 stride 2 conv."""
+    add, finish = _builder(3)
+    add("Conv", ["x"], "c1", [(5, 3, 3, 3), (5,)], pads=[1, 1, 1, 1], strides=[2, 2])  # 5x6 px, K 27
+    add("Relu", ["c1"], "r1")
+    add("Conv", ["r1"], "c2", [(7, 5, 1, 1), (7,)])  # 1x1, K 5
+    add("Conv", ["c2"], "c3", [(8, 7, 1, 1), (8,)])
+    add("Relu", ["c3"], "r3")
+    add("Conv", ["r3"], "c4", [(6, 8, 3, 3), (6,)], pads=[1, 1, 1, 1])  # word-wise, K 72
+    add("Conv", ["c4"], "dw", [(6, 1, 3, 3), (6,)], group=6, pads=[1, 1, 1, 1])
+    add("Relu", ["dw"], "r5")
+    add("Conv", ["r5"], "c6", [(30, 6, 2, 2), (30,)], strides=[2, 2])  # 2x3 px
+    add("Conv", ["c6"], "c7", [(9, 30, 3, 3), (9,)], pads=[1, 1, 1, 1])  # K 270, 9 filters
+    return finish([1, 3, 9, 11], "c7", [1, 9, 2, 3], calibration_seed=50)
+
+
+def _builder(seed: int):
+    """(add, finish) of a float conv graph quantized to QDQ: add(op, inputs, out, weight
+    shapes, **attrs) appends a node named `out` with seeded random weights (scale 0.3, biases
+    0.1); finish(input shape, output name, output shape, calibration_seed) quantizes the graph
+    on 8 random inputs."""
     from dgc import zoo
     from dgc.quantize import quantize
 
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     inits, nodes = [], []
 
     def add(op, ins, out, shapes=(), **kw):
@@ -40,20 +59,13 @@ def _model():
             names.append(t.name)
         nodes.append(helper.make_node(op, ins + names, [out], name=out, **kw))
 
-    add("Conv", ["x"], "c1", [(5, 3, 3, 3), (5,)], pads=[1, 1, 1, 1], strides=[2, 2])  # 5x6 px, K 27
-    add("Relu", ["c1"], "r1")
-    add("Conv", ["r1"], "c2", [(7, 5, 1, 1), (7,)])  # 1x1, K 5
-    add("Conv", ["c2"], "c3", [(8, 7, 1, 1), (8,)])
-    add("Relu", ["c3"], "r3")
-    add("Conv", ["r3"], "c4", [(6, 8, 3, 3), (6,)], pads=[1, 1, 1, 1])  # word-wise, K 72
-    add("Conv", ["c4"], "dw", [(6, 1, 3, 3), (6,)], group=6, pads=[1, 1, 1, 1])
-    add("Relu", ["dw"], "r5")
-    add("Conv", ["r5"], "c6", [(30, 6, 2, 2), (30,)], strides=[2, 2])  # 2x3 px
-    add("Conv", ["c6"], "c7", [(9, 30, 3, 3), (9,)], pads=[1, 1, 1, 1])  # K 270, 9 filters
-    g = helper.make_graph(nodes, "blocks", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 9, 11])],
-                          [helper.make_tensor_value_info("c7", TensorProto.FLOAT, [1, 9, 2, 3])], inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    return quantize(model, [zoo.random_inputs(model, seed=50 + i) for i in range(8)])
+    def finish(in_shape, out, out_shape, calibration_seed):
+        g = helper.make_graph(nodes, "blocks", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape)], inits)
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        return quantize(model, [zoo.random_inputs(model, seed=calibration_seed + i) for i in range(8)])
+
+    return add, finish
 
 
 CONVS = ("c1", "c2", "c3", "c4", "c6", "c7")
@@ -287,18 +299,9 @@ def test_predict_unrolls_small_depthwise_group_loops(tmp_path):
     the same integers as the default (which agrees with onnxruntime)."""
     import json
 
-    from dgc import zoo
     from dgc.predict import DW_FULL_UNROLL
-    from dgc.quantize import quantize
 
-    rng = np.random.default_rng(4)
-    inits, nodes = [], []
-
-    def add(op, ins, out, shapes=(), **kw):
-        for i, s in enumerate(shapes):
-            inits.append(numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32), f"{out}_w{i}"))
-        nodes.append(helper.make_node(op, ins + [f"{out}_w{i}" for i in range(len(shapes))], [out], name=out, **kw))
-
+    add, finish = _builder(4)
     add("Conv", ["x"], "c0", [(16, 3, 1, 1), (16,)])
     add("Conv", ["c0"], "dw16", [(16, 1, 3, 3), (16,)], group=16, pads=[1, 1, 1, 1])
     add("Conv", ["dw16"], "c1", [(30, 16, 1, 1), (30,)])
@@ -306,10 +309,7 @@ def test_predict_unrolls_small_depthwise_group_loops(tmp_path):
     add("Conv", ["dw30"], "c2", [(36, 30, 1, 1), (36,)])
     add("Conv", ["c2"], "dw36", [(36, 1, 3, 3), (36,)], group=36, pads=[1, 1, 1, 1])
     add("Conv", ["dw36"], "c3", [(5, 36, 1, 1), (5,)])
-    g = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 7])],
-                          [helper.make_tensor_value_info("c3", TensorProto.FLOAT, [1, 5, 3, 4])], inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model = quantize(model, [zoo.random_inputs(model, seed=60 + i) for i in range(8)])
+    model = finish([1, 3, 6, 7], "c3", [1, 5, 3, 4], calibration_seed=60)
     res = dgc.compile(model, TARGET, name="m", predict=True)
     report = {d["key"]: (d["block"], d["unroll"])
               for d in json.loads(res.schedule)["dsp"] if "depthwise" in d["linalg"]}
