@@ -180,22 +180,22 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         the natural loop order; a 1-row block reads each of them once per row: 2x on 128x128
         and 256x256 weights, measured);
     plus one cycle per register the block needs beyond the register file (spills). Depthwise
-    convs and poolings read (r + kw - 1) input vectors (with strides and dilations, the
-    (r - 1) * sw + (kw - 1) * dw + 1 pixels the row's windows span) and kw weight vectors per
-    kernel row (the 1-D window decomposition keeps the overlapping inputs in registers), so wide blocks
-    run out of registers (24 pixels: 2.6x the time of 4, measured). A step of two input
-    channels costs r shuffles more: LLVM loads each pixel's pair as one 64-bit value and splats
-    the halves on the FP ports the FMAs use, where steps of 1 or 4 fold the broadcast into the
-    FMA (seen in the assembly; 1.3-1.5x on small 1x1 convs, measured). Blocks also pay their
-    stores and loop control, r*v + 8, and, in loop orders with the output channels outside
+    convs and poolings read (r + kw - 1) input vectors (with strides and dilations, the (r-1)*sw
+    + (kw-1)*dw + 1 pixels the row's windows span) and kw weight vectors per kernel row,
+    poolings none (the 1-D window decomposition keeps the overlapping inputs in registers), so
+    wide blocks run out of registers (24 pixels: 2.6x the time of 4, measured). A step of two
+    input channels costs r shuffles more: LLVM loads each pixel's pair as one 64-bit value and
+    splats the halves on the FP ports the FMAs use, where steps of 1 or 4 fold the broadcast
+    into the FMA (seen in the assembly; 1.3-1.5x on small 1x1 convs, measured). Blocks also pay
+    their stores and loop control, r*v + 8, and, in loop orders with the output channels outside
     the pixels, four cycles per output line when the output exceeds L1: a block's lines are
     written out of sequence, so the prefetcher does not bring them (1x1 convs over 16 to 576
-    input channels: 1.22x to 1.007x slower with the output channels outermost, measured,
-    i.e. ~4 / reduction length; four cycles fit). Depthwise inputs beyond L2 pay for the
-    pixels a block spans (`_streamed_window`). Parameters are the cores' published data, except the
-    broadcast's half load and HIDDEN_CHAIN, which were read off the x86 samples of
-    bench/predictor.py --fresh (lenet5, ds_cnn, resnet8, mobilenet_v1_025, tiny_bert); its
-    held-out rank correlation is in README.md."""
+    input channels: 1.22x to 1.007x slower with the output channels outermost, measured, i.e.
+    ~4/reduction length; four cycles fit). Depthwise inputs beyond L2 pay for the pixels a block
+    spans (`_streamed_window`). Parameters are the cores' published data, except the broadcast's
+    half load and HIDDEN_CHAIN, which were read off the x86 samples of bench/predictor.py
+    --fresh (lenet5, ds_cnn, resnet8, mobilenet_v1_025, tiny_bert); its held-out rank
+    correlation is in README.md."""
     loops, kinds = entry["loops"], entry["kinds"]
     volume = math.prod(loops)
     if not schedule.get("vectorize", True):
@@ -216,8 +216,9 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         steps, chain = kh, kh * kw  # a step: one kernel row
         fmas = r * v * kw
         span = (r - 1) * sw + (kw - 1) * dw + 1  # input pixels of a block's kernel row
-        loads = span * v + kw * v
-        live = r * v + span * v + kw * v
+        wv = 0 if entry["linalg"].startswith("linalg.pooling") else kw * v  # a kernel row's weight vectors
+        loads = span * v + wv
+        live = r * v + span * v + wv
         weights_l2 = 0
     else:
         steps = chain = red

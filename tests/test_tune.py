@@ -381,6 +381,24 @@ def test_depthwise_inputs_beyond_l2_prefer_narrow_blocks():
     assert order(x86, [1, 14, 14, 96, 3, 3], [2, 2, 1, 1])[0] != 1  # 300 KB of input
 
 
+def test_poolings_load_no_weights():
+    """A pooling reads its window's inputs and no weights: on x86 it costs less than a
+    depthwise conv of the same loops and block (whose kw weight vectors per kernel row are
+    loads and registers) where loads bound the step (one pixel per block) or the window
+    spills (14 pixels at stride 2), the same where the FMAs bound it (7 pixels)."""
+    from dgc.predict import predict
+    from dgc.passes.schedule import depthwise_block_schedule
+
+    x86 = dgc.get_target("x86-64-v4")
+
+    def cost(linalg, r):
+        op = {"linalg": linalg, "loops": [1, 14, 14, 64, 3, 3], "kinds": "pppprr", "window": [2, 2, 1, 1]}
+        return predict(op, depthwise_block_schedule(r, 16), x86)
+    for r in (1, 14):
+        assert cost("linalg.pooling_nhwc_max", r) < cost("linalg.depthwise_conv_2d_nhwc_hwc", r), r
+    assert cost("linalg.pooling_nhwc_max", 7) == cost("linalg.depthwise_conv_2d_nhwc_hwc", 7)
+
+
 def test_loop_orders_are_searched_and_ranked_by_output_traffic():
     """Convs and matmuls whose output-channel loop runs several times get candidates with it
     outermost and (convs) per image row. On x86 the cost model ranks them behind the natural
