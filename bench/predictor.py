@@ -7,15 +7,16 @@ and measured cost over the trials of tuning databases.
     python3 bench/predictor.py --target host --fresh lenet5,ds_cnn,resnet8 [--candidates 12]
         [--repeat 3]
 
-Models: `analytic` (dgc.predict: a register-block roofline, instant) and `mca`
-(dgc.predict_mca: compiles every candidate alone and runs llvm-mca on its loops, ~1 s each).
-For every signature with at least --min-trials measured candidates it prints the number of
-trials and rho per model (measured cost: the whole model's time with that candidate, or its
-estimated cycles on Cortex-M), then the mean rho over the convolution and matmul signatures
-and, for mca, the seconds per prediction. Goal of the auto-tuning work: rho >= 0.8. With
---repeat N (x86) every signature's candidates are timed N times and costed by the geometric
-mean; the first two runs' rank correlation says how well the measurement reproduces itself
-(memory-bound ops whose candidates lie within a few percent of each other rank by noise).
+Models: `analytic` (dgc.predict: a register-block roofline, instant) and `mca` (dgc.predict_mca:
+compiles every candidate alone and runs llvm-mca on its loops, ~1 s each). For every signature
+with at least --min-trials measured candidates it prints the number of trials and rho per model
+(measured cost: the whole model's time with that candidate, or its estimated cycles on
+Cortex-M), then the mean rho over the convolution and matmul signatures (and, apart, over
+poolings, which `--fresh` samples too) and, for mca, the seconds per prediction. Goal of the
+auto-tuning work: rho >= 0.8. With --repeat N (x86) every signature's candidates are timed N
+times and costed by the geometric mean; the first two runs' rank correlation says how well the
+measurement reproduces itself (memory-bound ops whose candidates lie within a few percent of
+each other rank by noise).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _mca_costs(entry, trials, target, stats):
 
 def fresh_samples(models: list[str], target, per_sig: int, seed: int, match: str = "", repeat: int = 1,
                   retest: list | None = None):
-    """(signature, entry, trials) for every conv/matmul signature of the zoo `models`: the
+    """(signature, entry, trials) for every conv/matmul/pooling signature of the zoo `models`: the
     default and per_sig - 1 candidates in seed order, each compiled as the op alone
     (`dgc.predict_mca.one_op_model`) and costed on its own: x86 times of all of a signature's
     candidates in one interleaved run (the op is the whole measured time, so the noise of
@@ -99,7 +100,7 @@ def fresh_samples(models: list[str], target, per_sig: int, seed: int, match: str
         ops = json.loads(dgc.compile(model, target, name="m").schedule)["ops"]
         for op in ops:
             sig = entry_signature(op)
-            if sig in seen or match not in sig or not ("conv" in sig or "matmul" in sig):
+            if sig in seen or match not in sig or not ("conv" in sig or "matmul" in sig or "pooling" in sig):
                 continue
             seen.add(sig)
             try:
@@ -172,10 +173,11 @@ def main(argv=None) -> int:
                 rhos.append(spearman(pred, measured))
             found.append((sig, rhos))
             print(f"| {sig} | {len(trials)} | " + " | ".join(f"{r:.3f}" for r in rhos) + " |", flush=True)
-    ops = [rhos for sig, rhos in found if "conv" in sig or "matmul" in sig]
-    if ops:
-        means = ", ".join(f"{m} {sum(r[i] for r in ops) / len(ops):.3f}" for i, m in enumerate(models))
-        print(f"mean rho over {len(ops)} conv/matmul signatures: {means}")
+    for what, ops in (("conv/matmul", [rhos for sig, rhos in found if "conv" in sig or "matmul" in sig]),
+                      ("pooling", [rhos for sig, rhos in found if "pooling" in sig])):
+        if ops:
+            means = ", ".join(f"{m} {sum(r[i] for r in ops) / len(ops):.3f}" for i, m in enumerate(models))
+            print(f"mean rho over {len(ops)} {what} signatures: {means}")
     if retest:
         print(f"measurement test-retest: mean rho {sum(retest) / len(retest):.3f} between two timing runs "
               f"over {len(retest)} signatures")
