@@ -192,7 +192,7 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     written out of sequence, so the prefetcher does not bring them (1x1 convs over 16 to 576
     input channels: 1.22x to 1.007x slower with the output channels outermost, measured, i.e.
     ~4/reduction length; four cycles fit). Depthwise inputs beyond L2 pay for the pixels a block
-    spans (`_streamed_window`). Parameters are the cores' published data, except the broadcast's
+    spans (`_lines_beyond_l2`). Parameters are the cores' published data, except the broadcast's
     half load and HIDDEN_CHAIN, which were read off the x86 samples of bench/predictor.py
     --fresh (lenet5, ds_cnn, resnet8, mobilenet_v1_025, tiny_bert); its held-out rank
     correlation is in README.md."""
@@ -209,7 +209,7 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     rate = _vector_rate(target)
     red = math.prod(d for d, k in zip(loops, kinds) if k == "r")
     blocks = (volume / red) / (r * w)
-    refill = 0.0
+    refill = streamed = 0.0
     if _depthwise(entry):
         kh, kw = loops[4], loops[5]
         _, sw, _, dw = entry.get("window") or (1, 1, 1, 1)
@@ -220,6 +220,7 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         loads = span * v + wv
         live = r * v + span * v + wv
         weights_l2 = 0
+        streamed = 0 if in_order(target) else _lines_beyond_l2(entry, target) * span
     else:
         steps = chain = red
         unroll = math.prod(max(1, x) for x, k in zip(reduce, kinds) if k == "r") \
@@ -242,30 +243,27 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     step = max(fmas / rate, loads / rate, 2 * weights_l2,
                FMA_LATENCY * min(1.0, chain / HIDDEN_CHAIN))
     step += max(0, live - target.vector_regs)
-    cycles = blocks * (steps * step / useful + r * v + BLOCK_OVERHEAD + refill)
-    if _depthwise(entry) and not in_order(target):
-        cycles = _streamed_window(entry, r, cycles, target)
-    return cycles
+    return blocks * (steps * step / useful + r * v + BLOCK_OVERHEAD + refill) + streamed
 
 
-def _streamed_window(entry: dict, r: int, cycles: float, target) -> float:
-    """A depthwise conv or pooling whose input exceeds L2 on an out-of-order core: every
-    64-byte line of input beyond L2 costs one cycle per input pixel a block row spans,
-    (r - 1) x stride + (kw - 1) x dilation + 1. Such an input comes from L3 or memory, and a
-    block walks each channel slice of all the pixels it spans, not one ascending stream per
-    input row; with one output pixel per block the hardware prefetcher sees ascending
-    addresses in each input row. Measured on Zen 4 (1 MB L2; 3x3, 96 channels, each block
-    size alone; bench/predictor.py --fresh): the best block has 4 pixels for inputs of 0.3,
-    1.2 and 2.4 MB, 2 pixels for 4.8 MB (stride 1 or 2) and 1 pixel for 9.8 MB (stride 2);
-    there, 10-pixel blocks take 1.37-1.48x the time of 1-pixel blocks, where the compute
-    model alone puts them 2.4x faster. Inputs within L2 keep the compute estimate."""
+def _lines_beyond_l2(entry: dict, target) -> float:
+    """64-byte lines of a depthwise conv's or pooling's input beyond L2 (0 when it fits). On an
+    out-of-order core each costs one cycle per input pixel a block row spans, (r - 1) x
+    stride + (kw - 1) x dilation + 1 (`_predict_ooo`). Such an input comes from L3 or
+    memory, and a block walks each channel slice of all the pixels it spans, not one
+    ascending stream per input row; with one output pixel per block the hardware prefetcher
+    sees ascending addresses in each input row. Measured on Zen 4 (1 MB L2; 3x3, 96
+    channels, each block size alone; bench/predictor.py --fresh): the best block has 4
+    pixels for inputs of 0.3, 1.2 and 2.4 MB, 2 pixels for 4.8 MB (stride 1 or 2) and 1
+    pixel for 9.8 MB (stride 2); there, 10-pixel blocks take 1.37-1.48x the time of 1-pixel
+    blocks, where the compute model alone puts them 2.4x faster. Inputs within L2 keep the
+    compute estimate."""
     n, oh, ow, c, kh, kw = entry["loops"]
     sh, sw, dh, dw = entry.get("window") or (1, 1, 1, 1)
     in_bytes = 4 * n * c * ((oh - 1) * sh + (kh - 1) * dh + 1) * ((ow - 1) * sw + (kw - 1) * dw + 1)
     if not target.cache_bytes or in_bytes <= target.cache_bytes:
-        return cycles
-    span = (r - 1) * sw + (kw - 1) * dw + 1
-    return cycles + (in_bytes - target.cache_bytes) / 64 * span
+        return 0.0
+    return (in_bytes - target.cache_bytes) / 64
 
 
 REFINE = 12  # candidates the llvm-mca model re-ranks on in-order cores (~0.3 s each)
