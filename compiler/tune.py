@@ -157,7 +157,7 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
     if "dsp_block" in space[0]:
         depthwise = "depthwise" in entry.get("linalg", "")
         keys = smlad_keys(space, None if depthwise else entry["loops"])
-        if depthwise and "space" in entry:  # its --predict choice (a rule, `dw_unroll_choice`) first
+        if depthwise:  # its --predict choice (a rule, `dw_unroll_choice`) first
             from .predict import dw_unroll_choice
 
             pick = dw_unroll_choice(entry)
