@@ -1,5 +1,6 @@
-"""One-op ONNX models (a conv or depthwise conv with bias, then Relu) of shapes from
-architectures outside the zoo, for cost-model development and held-out checks:
+"""One-op ONNX models (a conv or depthwise conv with bias, then Relu:
+`dgc.predict_mca.one_op_model`) of shapes from architectures outside the zoo, for cost-model
+development and held-out checks:
 
     python3 bench/synthetic_ops.py SET [--dir DIR]     # prints the files, comma separated
     python3 bench/predictor.py --target host --fresh $(python3 bench/synthetic_ops.py sweep) \\
@@ -12,7 +13,8 @@ Sets (input height x width x channels, output channels for convs, kernel, stride
           112x112 with 32 and 48 channels (how the best block changes as the input leaves L2);
   bigconv convs whose input or output exceeds a 1 MB L2 (1x1 expansions and projections,
           3x3 stems).
-Weights are seeded random; only shapes matter to the cost models.
+Weights are seeded random; only shapes matter to the cost models. As in one_op_model the conv
+has no padding: its input is what the output's windows read.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import argparse
 import os
 import tempfile
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+from dgc.predict_mca import one_op_model
 
 # (h, w, cin, cout, k, stride); cout 0: depthwise (cout = cin, group = cin)
 SETS = {
@@ -42,23 +44,17 @@ SETS = {
 }
 
 
-def one_op(h: int, w: int, cin: int, cout: int, k: int, stride: int) -> onnx.ModelProto:
-    rng = np.random.default_rng(0)
-    group = cin if cout == 0 else 1
-    cout = cout or cin
-    weight = numpy_helper.from_array((rng.standard_normal((cout, cin // group, k, k)) * 0.1).astype(np.float32), "W")
-    bias = numpy_helper.from_array((rng.standard_normal(cout) * 0.1).astype(np.float32), "B")
+def entry(h: int, w: int, cin: int, cout: int, k: int, stride: int) -> dict:
+    """The op entry (`--dump-schedule` form) of a SETS row: output pixels as with "same" padding,
+    a bias and a ReLU fused."""
     pad = (k - 1) // 2
-    conv = helper.make_node("Conv", ["x", "W", "B"], ["y"], name="conv", group=group, kernel_shape=[k, k],
-                            strides=[stride, stride], pads=[pad] * 4)
-    relu = helper.make_node("Relu", ["y"], ["z"], name="relu")
     oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, h, w])
-    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, cout, oh, ow])
-    graph = helper.make_graph([conv, relu], "one_op", [x], [z], [weight, bias])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.checker.check_model(model)
-    return model
+    window = {"window": [stride, stride, 1, 1]} if stride > 1 else {}
+    if cout == 0:
+        return {"linalg": "linalg.depthwise_conv_2d_nhwc_hwc", "loops": [1, oh, ow, cin, k, k], "kinds": "pppprr",
+                "fuse": True, **window}
+    return {"linalg": "linalg.conv_2d_nhwc_hwcf", "loops": [1, oh, ow, cout, k, k, cin], "kinds": "pppprrr",
+            "fuse": True, **window}
 
 
 def main(argv=None) -> int:
@@ -70,7 +66,7 @@ def main(argv=None) -> int:
     paths = []
     for h, w, cin, cout, k, s in SETS[args.set]:
         path = os.path.join(args.dir, f"{args.set}_{h}x{w}x{cin}{f'_{cout}' if cout else ''}_k{k}s{s}.onnx")
-        onnx.save(one_op(h, w, cin, cout, k, s), path)
+        onnx.save(one_op_model(entry(h, w, cin, cout, k, s)), path)
         paths.append(path)
     print(",".join(paths))
     return 0
