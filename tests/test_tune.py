@@ -399,6 +399,22 @@ def test_poolings_load_no_weights():
     assert cost("linalg.pooling_nhwc_max", 7) == cost("linalg.depthwise_conv_2d_nhwc_hwc", 7)
 
 
+def test_predict_keeps_default_poolings_on_x86():
+    """On x86 (analytic model only) `--predict` leaves poolings at their default block, even
+    where the model ranks another one cheapest by more than TRUST_GAIN: it ranks pooling blocks
+    barely better than chance (LeNet's 2x2 max pooling with 7 rows instead of 14 was predicted
+    faster and ran 1.2% slower)."""
+    from dgc.predict import TRUST_GAIN, best_predicted, predict, rank
+
+    t = dgc.get_target("host")
+    op = {"linalg": "linalg.pooling_nhwc_max", "loops": [1, 14, 14, 6, 2, 2], "kinds": "pppprr",
+          "window": [2, 2, 1, 1], "fuse": False}
+    space = candidates(op, t, random.Random(0), limit=1 << 30)
+    cheapest = space[rank(op, space, t)[0]]
+    assert cheapest != space[0] and predict(op, space[0], t) >= TRUST_GAIN * predict(op, cheapest, t)
+    assert best_predicted(op, t) == space[0]
+
+
 def test_loop_orders_are_searched_and_ranked_by_output_traffic():
     """Convs and matmuls whose output-channel loop runs several times get candidates with it
     outermost and (convs) per image row. On x86 the cost model ranks them behind the natural
