@@ -126,6 +126,7 @@ def tune(model, target="host", *, trials: int | None = None, budget_s: float | N
         raise UsageError("--trials must be at least 1", where="--trials")
     proto = read_model(model)
     db = TuningDB.load(db_path)
+    db.check_writable()  # an unwritable --db fails now, not after the first trial
     workdir = tempfile.mkdtemp(prefix="dgc-tune-")
     try:
         with make_executor(executor, workers=workers, address=address) as ex:

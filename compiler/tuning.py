@@ -75,15 +75,31 @@ class TuningDB:
         return out
 
     def save(self) -> None:
-        """Atomically (temp file + rename): an interrupted tuner never leaves half a file."""
+        """Atomically (temp file + rename): an interrupted tuner never leaves half a file. A
+        path that cannot be written raises UsageError."""
+        self._write(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+
+    def check_writable(self) -> None:
+        """UsageError now if `save` could not write the database; writes nothing."""
+        self._write(None)
+
+    def _write(self, text: str | None) -> None:
         if self.path is None:
             return
-        d = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".dgc-tuning-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.data, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, self.path)
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(self.path)), prefix=".dgc-tuning-")
+            with os.fdopen(fd, "w") as f:
+                f.write(text or "")
+            if text is not None:
+                os.replace(tmp, self.path)
+                tmp = None
+        except OSError as e:
+            raise UsageError(f"cannot write tuning database '{self.path}': {e.strerror or e}", where="--db",
+                             hint="give a --db path in a writable directory") from None
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 # ---- the schedule space ------------------------------------------------------------------

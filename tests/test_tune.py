@@ -186,6 +186,9 @@ def test_bad_databases_and_targets_are_clear_errors(tmp_path):
     proc = run_dgc("tune", model, "--target", "cortex-m85", "--trials", "2", "--db", tmp_path / "t.json")
     assert proc.returncode == 2 and "runs neither on this machine nor in QEMU" in proc.stderr
     assert not (tmp_path / "t.json").exists()
+    proc = run_dgc("tune", model, "--target", "cortex-m7", "--trials", "2", "--db", tmp_path / "no" / "t.json")
+    assert proc.returncode == 2 and "cannot write tuning database" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
     with pytest.raises(UsageError):
         parse_budget("ten minutes")
     assert parse_budget("10m") == 600 and parse_budget("90s") == 90 and parse_budget("2") == 2
