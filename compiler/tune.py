@@ -17,7 +17,9 @@ the model's estimated cost (`estimated_cost`: the cost model's cycles of each op
 default schedule, summed over the signature's ops), costliest first.
 
 Every trial is written to the database as soon as it is measured (`TuningDB.save`, atomic):
-Ctrl-C loses at most the running trial and a new run resumes where it stopped. At the end
+Ctrl-C loses at most the running trial and a new run resumes where it stopped. Entries another
+dgc version measured (their "dgc" field) are tuned again from scratch: their times and best
+schedule were for other code. At the end
 the default and the tuned model are timed again in one run; if the tuned one is not faster,
 this run's choices are dropped (the database keeps the trials): tuning never makes a model
 slower. Candidate order is reproducible (`seed`).
@@ -289,6 +291,9 @@ class _Tuner:
         total = sum(volume.values()) or 1
         order = sorted(groups, key=lambda s: (-volume[s], s))
         spaces = {s: candidates(groups[s][0], self.tgt, self.rng) for s in order}  # ordered when tuned
+        for s in order:  # measured by another dgc version (other code, other defaults): tuned again
+            if isinstance(e := self.entries.get(s), dict) and e.get("dgc", dgc_version()) != dgc_version():
+                self.entries[s] = {}
         chosen = {s: e["best"] for s in order if isinstance(e := self.entries.get(s), dict) and "best" in e}
         before = dict(chosen)
         joint_sigs, joint = self._joint_candidates(order, groups, spaces, chosen)

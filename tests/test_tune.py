@@ -18,7 +18,7 @@ from dgc.measure import PAGE, SPREAD, MeasureError, placed_buffer, time_models
 from dgc.passes.schedule import entry_signature
 from dgc.tools import run_tool
 from dgc.tune import parse_budget, tune
-from dgc.tuning import SCHEMA, TuningDB, candidates, target_key
+from dgc.tuning import SCHEMA, TuningDB, candidates, dgc_version, target_key
 
 
 def _two_convs() -> onnx.ModelProto:
@@ -135,6 +135,16 @@ def test_tune_writes_a_resumable_database_and_compiles_deterministically(tmp_pat
         scheds = [json.dumps(t["schedule"], sort_keys=True) for t in e.get("trials", [])]
         assert len(scheds) == len(set(scheds))
     assert sum(len(e.get("trials", [])) for e in entries.values()) == 6
+
+    # entries another dgc version measured are tuned again from scratch
+    data = json.loads(db.read_text())
+    for e in data["targets"][target_key(dgc.get_target("host"))].values():
+        e["dgc"] = "0.0.0"
+    db.write_text(json.dumps(data))
+    tune(str(path), "host", trials=3, db_path=str(db), seed=0, progress=False, samples=5)
+    entries = json.loads(db.read_text())["targets"][target_key(dgc.get_target("host"))]
+    assert sum(len(e.get("trials", [])) for e in entries.values()) == 3
+    assert {e["dgc"] for e in entries.values()} == {dgc_version()}
 
 
 def _db_with(tmp_path, target, best: dict) -> str:
