@@ -266,16 +266,19 @@ def _lines_beyond_l2(entry: dict, target) -> float:
     return (in_bytes - target.cache_bytes) / 64
 
 
-REFINE = 12  # candidates the llvm-mca model re-ranks on in-order cores (~0.3 s each)
+REFINE = 12  # candidates the llvm-mca model re-ranks where the tuner's cost is llvm-mca's (~0.3-1 s each)
 
 
 def predict_mca_refines(target) -> bool:
-    """Targets whose ranking the llvm-mca model (dgc.predict_mca) refines: bare-metal cores
-    (in-order, no data cache to speak of), where llvm-mca's per-block cycles are what the
-    tuner measures (bench/predictor.py, Cortex-M7: mean rho 0.915 against 0.612 for this
-    model). On x86 it ranks worse than this model (held-out, 43 signatures on Zen 5: 0.57
-    against the out-of-order model's 0.79), and llvm-mca assumes every load hits the cache."""
-    return bool(target.bare_metal)
+    """Targets whose ranking the llvm-mca model (dgc.predict_mca) refines: those `dgc tune`
+    costs by llvm-mca's cycle estimate of the instructions QEMU counts - bare-metal cores
+    (Cortex-M) and the ARM Linux targets run in qemu-user. There it predicts what the tuner
+    measures (bench/predictor.py, held-out mobilenet_v2 + resnet18 + old_opset_cnn, 43
+    conv/matmul signatures: Cortex-A72 0.990 against 0.524 for this model; Cortex-M7 0.988
+    against 0.636 on lenet5, ds_cnn, resnet8, mobilenet_v1_025). On x86, where the tuner
+    times the code, it ranks worse than this model (held-out, 43 signatures on Zen 5: 0.57
+    against 0.79): llvm-mca assumes every load hits the cache."""
+    return bool(target.bare_metal) or target.runner == "qemu-user"
 
 
 def rank(entry: dict, space: list[dict], target, refine: int = REFINE) -> list[int]:
