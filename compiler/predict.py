@@ -337,7 +337,12 @@ def best_predicted_dsp(d: dict) -> dict:
     a conv, the choice of least `smlad_cycles`, except that among the choices within FLASH_SLACK
     of it the one with the least code is taken (the fewest SMLADs per unrolled step: a 4x2 block
     unrolled 16 times is ~1.8 KB of Thumb-2 per block variant); a depthwise conv takes
-    `dw_unroll_choice`."""
+    `dw_unroll_choice`. The dot-product kernels (SDOT, VPDPBUSD, VPMADDWD), which have no
+    cycle model, keep their default block."""
+    from dgc.passes.dsp_kernels import KERNEL
+
+    if d.get("kernel") != KERNEL:
+        return {"dsp_block": list(d["block"]), "dsp_unroll": d["unroll"]}
     if "depthwise" in d["linalg"]:
         return dw_unroll_choice(d)
     cands = [{"dsp_block": list(b), "dsp_unroll": u} for b in d["space"] for u in d["unrolls"]]
@@ -363,7 +368,9 @@ def dw_unroll_choice(d: dict) -> dict:
     best or ranked 2nd or 4th (0.06-4.5% of the model) for ~10 KB per signature, so the flash
     it takes is left to `dgc tune`. With 32 or more groups, no choice was consistently best.
     A partial unroll by 2 cost more than the default on all 9 signatures with more than 2
-    groups. `dgc tune` measures this choice first after the default."""
+    groups. The same 18 choices on Cortex-M4 and Cortex-M33 (their llvm-mca models): the rule's
+    choice had the fewest cycles on all 4 signatures with 2-8 groups there too. `dgc tune`
+    measures this choice first after the default."""
     groups = d["loops"][3] // 4
     full = [u for u in d["unrolls"] if u >= max(2, groups)]
     if 2 <= groups <= DW_FULL_UNROLL and full and [1, 4] in [list(b) for b in d["space"]]:

@@ -152,12 +152,17 @@ def search_order(entry: dict, space: list[dict], target) -> list[dict]:
     model (`predict.smlad_cycles`), depthwise convs (no cycle model) with their `--predict`
     choice first (`predict.dw_unroll_choice`); ties broken by int16 weights first (they drop
     the SXTB16s of the weights from the loop), then loops unrolled once or twice last (more
-    loop overhead: they rarely win), then seed order."""
+    loop overhead: they rarely win), then seed order. The int8 dot-product kernels' blocks
+    (no cost model) go in seed order."""
     from .predict import rank
 
     if len(space) <= 2:
         return space
-    if "dsp_block" in space[0]:
+    from dgc.passes.dsp_kernels import KERNEL
+
+    if "dsp_block" in space[0] and entry.get("kernel") != KERNEL:  # dot-product kernels: no model
+        ranked = list(range(1, len(space)))
+    elif "dsp_block" in space[0]:
         depthwise = "depthwise" in entry.get("linalg", "")
         keys = smlad_keys(space, None if depthwise else entry["loops"])
         if depthwise:  # its --predict choice (a rule, `dw_unroll_choice`) first
@@ -359,10 +364,12 @@ class _Tuner:
         ResNet-8 int8, Cortex-M7, 4x2 int16 blocks unrolled 16 times on every conv beat 200
         trials of op-by-op search from the default), so the search tries those on all of them
         at once before it refines op by op."""
+        from dgc.passes.dsp_kernels import KERNEL
+
         if self.order != "predicted":
             return [], []
         sigs = [s for s in order if "dsp_block" in spaces[s][0] and "depthwise" not in groups[s][0]["linalg"]
-                and s not in chosen and not self.entries.get(s, {}).get("trials")]
+                and groups[s][0].get("kernel") == KERNEL and s not in chosen and not self.entries.get(s, {}).get("trials")]
         if len(sigs) < 2:
             return [], []
         key = lambda c: json.dumps(c, sort_keys=True)  # noqa: E731

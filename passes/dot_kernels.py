@@ -11,7 +11,8 @@ one operand with 4 bytes of the other. After bufferization every int8 x int8 -> 
 - the reduction K = kh*kw*C is walked 4 values at a time: one 32-bit word of a pixel's
   window, read straight from the input when its contiguous runs are whole words, else from a
   small im2col copy (zero padded to a multiple of 4);
-- a block is P = 4 pixels x V <= 4 vectors of `lanes` filters: per step each pixel's word is
+- a block is P pixels x V vectors of `lanes` filters (default 4 x 4, 4 x 2 with 16 vector
+  registers; `blocks` lists the others a tuning database may choose): per step each pixel's word is
   broadcast to every lane, each weight vector holds that step's 4 weights of `lanes` filters
   (packed at compile time), and P x V dot instructions do 16 * lanes * ... MACs;
 - VPDPBUSD multiplies unsigned by signed bytes: the input bytes are flipped to x + 128 (XOR
@@ -26,21 +27,49 @@ import numpy as np
 
 from dgc.passes.dsp_kernels import _ConvGeometry, _Fusion, _Text, _for
 
-PIXELS = 4  # pixels per register block
-VECTORS = 4  # filter vectors per register block (with 32 vector registers; 2 with 16)
+PIXELS = 4  # pixels per register block (the default)
+VECTORS = 4  # filter vectors per register block (the default with 32 vector registers; 2 with 16)
+PIXEL_CHOICES = (1, 2, 3, 4, 6, 8)  # the register blocks a tuning database may choose: pixels
+VECTOR_CHOICES = (1, 2, 4)  # x filter vectors, within the register file (see `blocks`)
+
+
+def default_block(target) -> tuple[int, int]:
+    """(pixels, filters) of the register block `DotConv` takes unless told otherwise."""
+    return PIXELS, (VECTORS if target.vector_regs >= 32 else VECTORS // 2) * (target.vector_bits // 32)
+
+
+def blocks(target, filters: int | None = None, pixels: int | None = None) -> tuple[tuple[int, int], ...]:
+    """Every register block (pixels P, filters F = V vectors of lanes) whose P x V accumulators,
+    V weight vectors and the broadcast input word fit the target's vector registers; the
+    default first. With the conv's `filters` and output `pixels` (per image), a block wider
+    than its filters (rounded up to whole vectors) or its pixels computes what a narrower one
+    does, and is left out."""
+    lanes = target.vector_bits // 32
+    cap_f = -(-filters // lanes) * lanes if filters else 1 << 30
+    out, seen = [], set()
+    for b in [default_block(target)] + [(p, v * lanes) for v in VECTOR_CHOICES for p in PIXEL_CHOICES
+                                        if p * v + v + 1 <= target.vector_regs]:
+        same = (min(b[0], pixels or b[0]), min(b[1], cap_f))
+        if same not in seen:
+            seen.add(same)
+            out.append(b)
+    return tuple(out)
 
 
 class DotConv(_ConvGeometry):
-    """conv_2d_nhwc_hwcf, int8, on a target with `int8_dot` in ("sdot", "vnni", "pmaddwd")."""
+    """conv_2d_nhwc_hwcf, int8, on a target with `int8_dot` in ("sdot", "vnni", "pmaddwd");
+    `block`: (pixels, filters) of the register block, one of `blocks(target)` (default:
+    `default_block`)."""
 
-    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, target):
+    def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, target, block=None):
         super().__init__(op, w, xst, fusion)
         self.kind = target.int8_dot
         self.lanes = target.vector_bits // 32
         self.step = 2 if self.kind == "pmaddwd" else 4  # k values per 32-bit lane per instruction
         self.kp = -(-self.k // self.step) * self.step
         self.direct = self.step == 4 and xst[3] == 1 and self.run_len % 4 == 0
-        self.vectors = VECTORS if target.vector_regs >= 32 else VECTORS // 2  # 16 registers: 8 accumulators
+        self.pixels, filters = block or default_block(target)
+        self.vectors = filters // self.lanes
         self.block_f = self.vectors * self.lanes
         self.fpad = -(-self.f // self.lanes) * self.lanes
         wk = np.zeros((self.fpad, self.kp), np.int8 if self.step == 4 else np.int16)
@@ -172,9 +201,9 @@ class DotConv(_ConvGeometry):
         scratch = None
         if not self.direct:
             row = self.kp * (4 // self.step)  # bytes per pixel
-            t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{PIXELS * row}xi8>")
-            sp = t.ptr(t("memref.extract_aligned_pointer_as_index %s : " f"memref<{PIXELS * row}xi8> -> index"))
-            scratch = [t.gep(sp, i * row) for i in range(PIXELS)]
+            t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{self.pixels * row}xi8>")
+            sp = t.ptr(t("memref.extract_aligned_pointer_as_index %s : " f"memref<{self.pixels * row}xi8> -> index"))
+            scratch = [t.gep(sp, i * row) for i in range(self.pixels)]
 
         def filters(n, pix):
             def fbody(fb, _):
@@ -195,4 +224,4 @@ class DotConv(_ConvGeometry):
                     self.im2col(t, a, scratch[i], 8, et, self.kp)
                 pix = [(scratch[i], oh, ow) for i, (_, oh, ow) in enumerate(pix)]
             filters(n, pix)
-        self.pixel_blocks(t, PIXELS, windows)
+        self.pixel_blocks(t, self.pixels, windows)

@@ -986,7 +986,7 @@ def _rewrite(op, ctx, module, made: int, block=None, unroll: int = DEFAULT_UNROL
     else:
         from dgc.passes.dot_kernels import DotConv
 
-        kern = DotConv(op, w, xst, fusion, ctx.target)
+        kern = DotConv(op, w, xst, fusion, ctx.target, block)
     name = f"dgc_dsp_{op.name.split('.')[-1]}_{made}"
     while any(f"{name}_{g}" in ctx.blobs for g in kern.globals):
         name += "_"
@@ -1061,9 +1061,24 @@ def _drop_dead_buffers(module) -> None:
 # ---- per-op register blocks: keys, the tuner's view, overrides ------------------------------
 
 def blocks_tunable(target) -> bool:
-    """The target's int8 convs run the SMLAD kernels here, whose block `ctx.dsp_blocks` sets
-    (DSP cores without Helium; MVE and dot-product kernels have no such choice)."""
-    return bool(target.dsp) and not target.mve
+    """The target's int8 convs run kernels here whose register block `ctx.dsp_blocks` sets: the
+    SMLAD kernels (DSP cores without Helium) and the dot-product kernels (`dot_kernels`: SDOT,
+    VPDPBUSD, VPMADDWD; convs only, no unroll choice). The MVE kernels have no such choice."""
+    return bool(target.dsp) and not target.mve or bool(target.int8_dot) and not target.dsp
+
+
+def _choices(op, target, distinct: bool = True) -> tuple[tuple, tuple, str, tuple]:
+    """(default block, allowed blocks, kernel family, allowed unroll counts) of `op`; with
+    `distinct`, of the dot-product kernels' blocks only those that compute differently."""
+    if not target.dsp:
+        from dgc.passes import dot_kernels
+
+        loops = _loops(op)[0]
+        space = dot_kernels.blocks(target, loops[3], loops[1] * loops[2]) if distinct else dot_kernels.blocks(target)
+        return dot_kernels.default_block(target), space, f"i8{target.int8_dot}", (DEFAULT_UNROLL,)
+    if op.name == _DW:
+        return DEFAULT_DW, DW_BLOCKS, KERNEL, UNROLLS
+    return DEFAULT_CONV, CONV_CHOICES, KERNEL, UNROLLS
 
 
 def _rewritten(module, target) -> list[tuple[object, str]]:
@@ -1109,17 +1124,16 @@ def describe(module, target) -> list[dict]:
         return []
     out = []
     for op, key in _rewritten(module, target):
-        dw = op.name == _DW
-        linalg = _DW if dw else _CONV
+        linalg = _DW if op.name == _DW else _CONV
         loops, kinds = _loops(op)
-        default, space = (DEFAULT_DW, DW_BLOCKS) if dw else (DEFAULT_CONV, CONV_CHOICES)
+        default, space, kernel, unrolls = _choices(op, target)
         fused = bool(partners(op)) if op.results else _fused_on_buffers(op)
-        entry = {"key": key, "linalg": linalg, "loops": loops, "kinds": kinds, "fuse": fused, "kernel": KERNEL}
+        entry = {"key": key, "linalg": linalg, "loops": loops, "kinds": kinds, "fuse": fused, "kernel": kernel}
         if window := window_of(op):
             entry["window"] = window
         out.append({**entry, "signature": entry_signature(entry), "block": list(default),
                     "space": [list(default)] + [list(b) for b in space if b != default],
-                    "unroll": DEFAULT_UNROLL, "unrolls": [DEFAULT_UNROLL] + [u for u in UNROLLS if u != DEFAULT_UNROLL]})
+                    "unroll": DEFAULT_UNROLL, "unrolls": [DEFAULT_UNROLL] + [u for u in unrolls if u != DEFAULT_UNROLL]})
     return out
 
 
@@ -1128,13 +1142,13 @@ def _fused_on_buffers(op) -> bool:
     return f.epi is not None or f.init is not None
 
 
-def _block_for(op, key: str, blocks: dict) -> tuple[tuple, int]:
+def _block_for(op, key: str, blocks: dict, target) -> tuple[tuple, int]:
     """The (P, F) or (P, F, 16) block of `op` and its unroll count from ctx.dsp_blocks
     (UsageError when not allowed)."""
     from dgc.errors import UsageError
 
     dw = op.name == _DW
-    default, space = (DEFAULT_DW, DW_BLOCKS) if dw else (DEFAULT_CONV, CONV_CHOICES)
+    default, space, _, unrolls = _choices(op, target, distinct=False)
     entry = blocks.get(key)
     if entry is None:
         return default, DEFAULT_UNROLL
@@ -1142,9 +1156,9 @@ def _block_for(op, key: str, blocks: dict) -> tuple[tuple, int]:
         raise UsageError(f"dsp block for node '{key}' must be {{\"pixels\": P, \"filters\": F[, \"weights\": 8|16]"
                          f"[, \"unroll\": U]}}, got {entry!r}")
     unroll = entry.get("unroll", DEFAULT_UNROLL)
-    if unroll not in UNROLLS or isinstance(unroll, bool):
+    if unroll not in unrolls or isinstance(unroll, bool):
         raise UsageError(f"dsp unroll {unroll!r} is not allowed for node '{key}'",
-                         hint="allowed: " + ", ".join(map(str, UNROLLS)) + " (0: LLVM decides, 1: not unrolled)")
+                         hint="allowed: " + ", ".join(map(str, unrolls)) + " (0: LLVM decides, 1: not unrolled)")
     block = (entry.get("pixels", default[0]), entry.get("filters", default[1]))
     if entry.get("weights", 8) != 8:
         block = (*block, entry["weights"])
@@ -1178,7 +1192,7 @@ def run(module, ctx) -> None:
         for op, key in todo:
             if op.name not in (_CONV, _DW):
                 continue
-            if _rewrite(op, ctx, module, made, *_block_for(op, key, blocks)):
+            if _rewrite(op, ctx, module, made, *_block_for(op, key, blocks, ctx.target)):
                 made += 1
     if made:
         _drop_dead_buffers(module)

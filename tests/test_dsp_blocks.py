@@ -6,6 +6,7 @@ of onnxruntime; the default block's code does not change; `describe` lists the c
 from __future__ import annotations
 
 import contextlib
+import json
 
 import numpy as np
 import pytest
@@ -86,9 +87,9 @@ def with_blocks(blocks: dict):
         dsp_kernels.run = run
 
 
-def _compile(model, name: str, blocks: dict, **kw):
+def _compile(model, name: str, blocks: dict, target: str = TARGET, **kw):
     with with_blocks(blocks):
-        return dgc.compile(model, TARGET, name=name, **kw)
+        return dgc.compile(model, target, name=name, **kw)
 
 
 def _output_step(model) -> float:
@@ -115,19 +116,19 @@ def _describe(model, stage: str = "dsp") -> list[dict]:
     return seen
 
 
-def _check(model, variants: list[dict], tmp_path):
-    """Compile `model` once per blocks dict (the first: the defaults), run all in one QEMU
-    program on the same inputs: every variant bit-identical to the first (integer sums do not
-    depend on the block), the first within one output step of onnxruntime."""
-    require_tools(TARGET)
+def _check(model, variants: list[dict], tmp_path, target: str = TARGET):
+    """Compile `model` once per blocks dict (the first: the defaults), run all in one program
+    (QEMU or native) on the same inputs: every variant bit-identical to the first (integer
+    sums do not depend on the block), the first within one output step of onnxruntime."""
+    require_tools(target)
     built = []
     for i, blocks in enumerate(variants):
-        res = _compile(model, f"v{i}", blocks)
+        res = _compile(model, f"v{i}", blocks, target)
         obj = tmp_path / f"v{i}.o"
         obj.write_bytes(res.object)
         built.append((res.spec, str(obj)))
     x = random_inputs(built[0][0], 0)
-    outs = run_models(built, dgc.get_target(TARGET), [x] * len(built), str(tmp_path / "run"))
+    outs = run_models(built, dgc.get_target(target), [x] * len(built), str(tmp_path / "run"))
     want = reference(model, built[0][0], x)
     off = max(float(np.abs(g.astype(np.float64) - w).max()) for g, w in zip(outs[0], want))
     assert off <= _output_step(model), f"default blocks: {off / _output_step(model):.2f} steps off onnxruntime"
@@ -159,6 +160,34 @@ def test_every_block_agrees_on_cortex_m7(tmp_path):
         for j, b in enumerate(v.values()):
             b["unroll"] = unrolls[(i + j) % len(unrolls)]
     _check(model, variants, tmp_path)
+
+
+@pytest.mark.parametrize("target", ["host", "x86-64-v3", "cortex-a76"])
+def test_every_dot_kernel_block_agrees(target, tmp_path):
+    """The int8 dot-product kernels (host: VPDPBUSD where it has VNNI, x86-64-v3: VPMADDWD,
+    cortex-a76: SDOT): every register block a tuning database may choose, each on some conv
+    of the edge-case model (odd filter and pixel counts, byte-wise windows, K > 256), gives
+    the default's integers, within one output step of onnxruntime; `describe` lists them
+    with the kernel family in the signature and no unroll choice."""
+    from dgc.passes import dot_kernels
+
+    model = _model()
+    t = dgc.get_target(target)
+    space = dot_kernels.blocks(t)
+    assert space[0] == dot_kernels.default_block(t) and len(space) >= 10
+    assert all(p * (f // (t.vector_bits // 32)) + f // (t.vector_bits // 32) + 1 <= t.vector_regs for p, f in space)
+    per = len(CONVS)
+    variants = [{}] + [{k: {"pixels": space[(i * per + j) % len(space)][0], "filters": space[(i * per + j) % len(space)][1]}
+                        for j, k in enumerate(CONVS)} for i in range(-(-len(space) // per))]
+    _check(model, variants, tmp_path, target)
+    ops = [d for d in json.loads(dgc.compile(model, target, name="m").schedule)["dsp"]]
+    assert [o["key"] for o in ops] == list(CONVS) and all(o["unrolls"] == [0] for o in ops)
+    assert all(o["signature"].endswith(f"i8{t.int8_dot}") or f"i8{t.int8_dot}:" in o["signature"] for o in ops)
+    c7 = ops[-1]  # 9 filters, 2x3 pixels: wider blocks compute what narrower ones do
+    lanes = t.vector_bits // 32
+    assert all(min(p, 6) * 100 + min(f, -(-9 // lanes) * lanes) not in
+               [min(q, 6) * 100 + min(g, -(-9 // lanes) * lanes) for q, g in c7["space"][:i]]
+               for i, (p, f) in enumerate(c7["space"]))
 
 
 def test_default_block_is_unchanged_code():
@@ -206,7 +235,6 @@ def test_tuning_database_sets_blocks_and_dgc_tune_searches_them(tmp_path):
     test_every_block_agrees_on_cortex_m7 checks against onnxruntime), listed under "dsp" in the
     schedule report; `dgc tune` measures the blocks in QEMU; a block outside the space is a
     usage error."""
-    import json
 
     from dgc.errors import UsageError
     from dgc.tune import tune
@@ -265,7 +293,6 @@ def test_predict_takes_the_cycle_models_choice(tmp_path):
     gets the block and unroll count of fewest predicted cycles (`smlad_cycles`, up to its flash
     slack), never more than its default's; depthwise convs keep theirs; a database entry still
     wins; the result is bit-identical to the defaults (which agree with onnxruntime)."""
-    import json
 
     from dgc.predict import FLASH_SLACK, best_predicted_dsp, smlad_cycles
     from dgc.tuning import SCHEMA, TuningDB, target_key
@@ -297,7 +324,6 @@ def test_predict_unrolls_small_depthwise_group_loops(tmp_path):
     groups of 4) and 30 (7 groups + 2 scalar) get one pixel per block and the group loop fully
     unrolled (4 and 8 times); 36 channels (9 groups) keep the default; those choices compute
     the same integers as the default (which agrees with onnxruntime)."""
-    import json
 
     from dgc.predict import DW_FULL_UNROLL
 

@@ -288,7 +288,11 @@ def test_search_order_measures_the_predicted_best_first():
     assert order[1:EXPLORE] == ranked[:EXPLORE - 1]
     assert order[EXPLORE] == next(c for c in space[1:] if c not in order[:EXPLORE])
     dsp = {"linalg": "linalg.conv_2d_nhwc_hwcf", "loops": [1, 8, 8, 16, 3, 3, 8], "kinds": "pppprrr",
-           "space": [[2, 2], [1, 1], [1, 1, 16], [4, 2], [2, 2, 16], [4, 4, 16], [2, 1]], "unrolls": [0, 1, 2, 8]}
+           "kernel": "i8smlad", "space": [[2, 2], [1, 1], [1, 1, 16], [4, 2], [2, 2, 16], [4, 4, 16], [2, 1]],
+           "unrolls": [0, 1, 2, 8]}
+    dot = {**dsp, "kernel": "i8vnni", "space": [[4, 64], [1, 16], [2, 32], [8, 16]], "unrolls": [0]}
+    space = candidates(dot, host, random.Random(1))  # dot-product kernels: no model, seed order
+    assert search_order(dot, space, host) == space and len(space) == 4
     space = candidates(dsp, dgc.get_target("cortex-m7"), random.Random(1))
     assert len(space) == 7 * 4  # every block with every unroll count
     order = search_order(dsp, space, dgc.get_target("cortex-m7"))
