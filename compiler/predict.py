@@ -179,7 +179,8 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         between two uses of the same weight tile exceed L1 (`_working_sets`: all of them in
         the natural loop order; a 1-row block reads each of them once per row: 2x on 128x128
         and 256x256 weights, measured);
-    plus one cycle per register the block needs beyond the register file (spills). Depthwise
+    plus one cycle per register the block needs beyond the register file (spills; a 1-row
+    block takes its weights as the FMAs' memory operands, so they need none). Depthwise
     convs and poolings read (r + kw - 1) input vectors (with strides and dilations, the (r-1)*sw
     + (kw-1)*dw + 1 pixels the row's windows span) and kw weight vectors per kernel row,
     poolings none (the 1-D window decomposition keeps the overlapping inputs in registers), so
@@ -226,7 +227,11 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         unroll = math.prod(max(1, x) for x, k in zip(reduce, kinds) if k == "r") \
             if reduce and len(reduce) == len(loops) else 1
         fmas, loads, live = r * v, 0.5 * r + v, r * v + v + 1
-        if live + v > target.vector_regs or unroll > 1 and 4 * r * v >= 3 * target.vector_regs:
+        if r == 1:  # each weight vector feeds one FMA per step: its memory operand, no register
+            # (x86-64-v3, 16 registers: held-out conv rho 0.72 -> 0.77, large-image convs
+            # 0.82 -> 0.85; no change with 32 registers, where such blocks fit anyway)
+            live = r * v + 1
+        elif live + v > target.vector_regs or unroll > 1 and 4 * r * v >= 3 * target.vector_regs:
             # no room for the next step's weights beside this one's: LLVM hoists the weight
             # loads of every unrolled step and spills (14x32 blocks over 2 or 12 unrolled
             # steps: 10 and 27 stack accesses per step on AVX-512, seen in the assembly); so

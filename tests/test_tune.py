@@ -434,6 +434,24 @@ def test_predict_keeps_default_poolings_on_x86():
     assert best_predicted(op, t) == space[0]
 
 
+def test_one_row_blocks_take_weights_as_memory_operands():
+    """A 1-row conv block uses each weight vector once per step, as the FMA's memory operand:
+    on x86-64-v3 (16 registers) 1 x 8 vectors pays no spills, unrolled or not (1x1 convs
+    measured as fast as the best blocks); 2 rows hold the weights in registers and spill
+    once unrolled steps hoist them."""
+    from dgc.predict import predict
+
+    t = dgc.get_target("x86-64-v3")
+    op = {"linalg": "linalg.conv_2d_nhwc_hwcf", "loops": [1, 7, 7, 1280, 1, 1, 320], "kinds": "pppprrr"}
+
+    def cost(r, cols, unroll):
+        return predict(op, {"tile": [1, 1, r, cols, 0, 0, 0], "reduce": [0, 0, 0, 0, 1, 1, unroll],
+                            "outer": [0] * 7, "order": [0, 1, 2, 3], "vectorize": True}, t)
+    assert cost(1, 64, 4) == cost(1, 64, 1)  # unrolled steps hoist no weights into registers
+    assert abs(cost(1, 64, 1) / cost(1, 32, 1) - 1) < 0.01  # 8 vectors as cheap as 4: no spills
+    assert cost(2, 64, 4) > cost(2, 64, 1)  # 2 rows: weights in registers, hoisted and spilled
+
+
 def test_loop_orders_are_searched_and_ranked_by_output_traffic():
     """Convs and matmuls whose output-channel loop runs several times get candidates with it
     outermost and (convs) per image row. On x86 the cost model ranks them behind the natural
