@@ -69,7 +69,7 @@ def _columns_last(op) -> bool:
 
 
 def _pad(op, lanes: int, ctx) -> None:
-    from dgc.passes.schedule import _new_const
+    from dgc.passes.schedule import new_const
 
     if not _columns_last(op):
         return
@@ -91,7 +91,7 @@ def _pad(op, lanes: int, ctx) -> None:
         return
     pad = [(0, 0)] * (w.ndim - 1) + [(0, n2 - n)]
     with ir.InsertionPoint(op), op.location:
-        wide = _new_const(np.pad(w.astype(np.float32), pad), ctx, f"{key}_n{n2}")
+        wide = new_const(np.pad(w.astype(np.float32), pad), ctx, f"{key}_n{n2}")
         empty = tensor_d.EmptyOp(shape[:-1] + [n2], f32).result
         acc = linalg_d.fill(fill.operands[0], outs=[empty])
         make = linalg_d.batch_matmul if op.name == "linalg.batch_matmul" else linalg_d.matmul

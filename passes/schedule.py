@@ -64,11 +64,14 @@ class OpSchedule:
     # windowed ops with a stride or dilation other than 1: [sh, sw, dh, dw] (part of the
     # tuning signature; not a choice)
     window: list[int] = dataclasses.field(default_factory=list)
+    # element types of the operands and results in order of appearance ("i8,i32" for an int8
+    # conv's int32 accumulation) when any is not f32 (part of the tuning signature; not a choice)
+    dtype: str = ""
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["order"] = self.order or natural_order(self.kinds)
-        for k in ("note", "window"):
+        for k in ("note", "window", "dtype"):
             if not d[k]:
                 del d[k]
         return d
@@ -264,7 +267,18 @@ def default_schedule(op, target) -> OpSchedule | None:
         return None
     return OpSchedule("", "", name, loops, kinds, tile, red, outer,
                       fuse=name not in ("linalg.generic", "linalg.transpose"),
-                      window=window_of(op) if name in _WINDOWED else [])
+                      window=window_of(op) if name in _WINDOWED else [], dtype=dtypes_of(op))
+
+
+def dtypes_of(op) -> str:
+    """OpSchedule.dtype of `op`: its operands' and results' element types, each once, in
+    order of appearance; "" when all are f32."""
+    seen = []
+    for v in [*op.operands, *op.results]:
+        t = str(v.type.element_type) if isinstance(v.type, ir.ShapedType) else str(v.type)
+        if t not in seen:
+            seen.append(t)
+    return "" if seen == ["f32"] else ",".join(seen)
 
 
 def loop_ranges(op) -> tuple[list[int] | None, str]:
@@ -375,7 +389,7 @@ def validate_entries(entries, where: str) -> list[dict]:
         if "key" not in e and "op_type" not in e:
             raise UsageError(f"schedule entry {json.dumps(e)[:80]} names neither \"key\" "
                              "(ONNX node) nor \"op_type\"", hint="add one of them")
-        unknown = set(e) - {"key", "op_type", "linalg", "loops", "kinds", "note", "window", *_FIELDS}
+        unknown = set(e) - {"key", "op_type", "linalg", "loops", "kinds", "note", "window", "dtype", *_FIELDS}
         if unknown:
             raise UsageError(f"schedule entry for '{e.get('key', e.get('op_type'))}' has unknown "
                              f"field(s) {sorted(unknown)}", hint="fields: " + ", ".join(_FIELDS))
@@ -458,8 +472,13 @@ def _fusible_consumer(op):
         return None
     if any("reduction" in str(a) for a in user.attributes["iterator_types"]):
         return None
-    out_t = op.results[0].type
-    if user.results[0].type != out_t:
+    # the same iteration space; a convolution's or matmul's int32 accumulator may be
+    # requantized to int8 (the int32 tensor then never exists whole: MobileNet v1 0.25 int8's
+    # arena 3.3x smaller on x86/AArch64). Poolings keep their requantization apart (fused, it
+    # cost Cortex-M7 0.2% more cycles on ResNet-8 int8's global average pool).
+    same = user.results[0].type == op.results[0].type
+    if not same and (op.name in _POOLS or
+                     ir.ShapedType(user.results[0].type).shape != ir.ShapedType(op.results[0].type).shape):
         return None
     maps = [ir.AffineMapAttr(a).value for a in user.attributes["indexing_maps"]]
     for operand, m in zip(user.operands, maps):
@@ -486,13 +505,15 @@ class _Group:
     init: object | None
 
 
-def signature(linalg: str, loops, kinds: str, fuse: bool, kernel: str | None = None, window=()) -> str:
+def signature(linalg: str, loops, kinds: str, fuse: bool, kernel: str | None = None, window=(),
+              dtype: str = "") -> str:
     """What makes two ops one tuning problem (`dgc tune`): the Linalg op, its loop ranges and
     kinds, and whether an elementwise tail / initial value is fused into it; `kernel` names a
     hand-written kernel family computing it instead of scheduled Linalg loops (e.g. "i8smlad",
     dsp_kernels), whose choices are not schedules; `window` ([sh, sw, dh, dw], windowed ops
     only, empty when all are 1): a stride-2 conv reads other inputs than its stride-1 twin of
-    the same loop ranges, so they are tuned apart (":s2x2", ":d2x2" suffixes)."""
+    the same loop ranges, so they are tuned apart (":s2x2", ":d2x2" suffixes); `dtype`
+    (OpSchedule.dtype, empty for f32): an int8 op is tuned apart from its f32 twin."""
     sig = f"{linalg}:{'x'.join(map(str, loops))}:{kinds}:{'fused' if fuse else 'alone'}"
     if kernel:
         sig += f":{kernel}"
@@ -500,13 +521,15 @@ def signature(linalg: str, loops, kinds: str, fuse: bool, kernel: str | None = N
         sig += f":s{window[0]}x{window[1]}"
     if window and list(window[2:]) != [1, 1]:
         sig += f":d{window[2]}x{window[3]}"
+    if dtype:
+        sig += f":{dtype}"
     return sig
 
 
 def entry_signature(entry: dict) -> str:
     """`signature` of an op as --dump-schedule / dsp_kernels.describe list it."""
     return signature(entry["linalg"], entry["loops"], entry["kinds"], entry["fuse"], entry.get("kernel"),
-                     entry.get("window", ()))
+                     entry.get("window", ()), entry.get("dtype", ""))
 
 
 def window_of(op) -> list[int]:
@@ -750,7 +773,7 @@ def blob_key(value) -> str:
     return key.group(1) if key else "w"
 
 
-def _new_const(array: np.ndarray, ctx, key: str):
+def new_const(array: np.ndarray, ctx, key: str):
     from dgc.ir import arith_d, element_type
 
     while key in ctx.blobs:
@@ -786,7 +809,7 @@ def _pack_weights(module, i: int, g: _Group, ctx) -> None:
         fb = sizes[3]
         sl = op.operands[1].owner
         with ir.InsertionPoint(sl), sl.location:
-            packed = _new_const(w.reshape(kh, kw, c, f // fb, fb).transpose(3, 0, 1, 2, 4), ctx,
+            packed = new_const(w.reshape(kh, kw, c, f // fb, fb).transpose(3, 0, 1, 2, 4), ctx,
                                 blob_key(src) + f"_p{fb}")
             # block = (sum of the slices' channel offsets) floordiv fb
             total = sum((ir.AffineSymbolExpr.get(k) for k in range(len(offsets))),
@@ -825,7 +848,7 @@ def to_hwcf(module, ctx) -> None:
         if w is None:
             continue
         with ir.InsertionPoint(op), op.location:
-            wt = _new_const(w.transpose(1, 2, 3, 0), ctx, blob_key(op.operands[1]) + "_hwcf")
+            wt = new_const(w.transpose(1, 2, 3, 0), ctx, blob_key(op.operands[1]) + "_hwcf")
             strides = [int(x) for x in np.array(ir.DenseElementsAttr(op.attributes["strides"]))]
             dil = [int(x) for x in np.array(ir.DenseElementsAttr(op.attributes["dilations"]))]
             new = linalg_d.conv_2d_nhwc_hwcf(op.operands[0], wt, outs=[op.operands[2]],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dgc.passes import copies, layout, llvm_finalize, math_stage, memory_plan, out_params, padding, schedule, untie
+from dgc.passes import copies, depthwise, layout, llvm_finalize, math_stage, memory_plan, out_params, padding, schedule, untie
 
 from .stage import Stage
 
@@ -38,6 +38,11 @@ def transposes_stage() -> Stage:
 
 def math_approx_stage() -> Stage:
     return Stage("math", "math functions as polynomial arith (no libm); 32-bit requantization", fn=math_stage.run)
+
+
+def depthwise_stage() -> Stage:
+    return Stage("depthwise", "integer depthwise convs without a DSP kernel in the channel-vector (HWC) form",
+                 fn=depthwise.run)
 
 
 def schedule_stage() -> Stage:
@@ -108,7 +113,7 @@ def finalize_stage() -> Stage:
 
 
 def standard(index_bits: int) -> list[Stage]:
-    return [layout_stage(), tosa_stage(), linalg_stage(), transposes_stage(), math_approx_stage(), schedule_stage(), padding_stage(), untie_stage(),
+    return [layout_stage(), tosa_stage(), linalg_stage(), transposes_stage(), math_approx_stage(), depthwise_stage(), schedule_stage(), padding_stage(), untie_stage(),
             bufferize_stage(),
             vectors_stage(), out_params_stage(), copies_stage(),
             memory_plan_stage(), loops_stage(), llvm_stage(index_bits), finalize_stage()]

@@ -9,6 +9,7 @@ reference, say which reference they use and why. Two small models also run on Co
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import onnx
@@ -343,3 +344,44 @@ MODELS = [pytest.param(*_qdq_conv_model(), id="qdq_conv"), pytest.param(*_qlinea
 def test_quant_model_cortex_m7(model, inputs, tmp_path):
     res, got = _run(model, inputs, "cortex-m7", tmp_path)
     _assert_same(res, got, reference(model, res.spec, inputs))
+
+
+def _depthwise_chain_model():
+    """Three int8 depthwise QLinearConvs (channel multiplier 1, 20 channels: a whole vector
+    plus a partial one at 16 lanes) with a non-zero input zero point, per-channel scales and
+    biases: 3x3 padded; 5x5 stride 2 with asymmetric pads; 3x3 dilation 2."""
+    c = 20
+    x = In(q((1, c, 11, 9), np.int8))
+    layers = [({"pads": [1, 1, 1, 1]}, 3), ({"pads": [2, 1, 2, 1], "strides": [2, 2]}, 5),
+              ({"pads": [2, 2, 2, 2], "dilations": [2, 2]}, 3)]
+    nodes, inits, prev = [], [], "x"
+    for k, (attrs, kk) in enumerate(layers):
+        vals = [f(0.02 + 0.01 * k), i8(3 - 5 * k), q((c, 1, kk, kk), np.int8), u(0.002, 0.01, c),
+                np.zeros(c, np.int8), f(0.05), i8(-7 + 4 * k), _R.integers(-3000, 3000, c).astype(np.int32)]
+        names = [f"l{k}_{j}" for j in range(len(vals))]
+        inits += [numpy_helper.from_array(np.asarray(v), n) for n, v in zip(names, vals)]
+        out = f"y{k}"
+        nodes.append(helper.make_node("QLinearConv", [prev, *names[:2], names[2], names[3], names[4], names[5],
+                                                      names[6], names[7]], [out], name=f"dw{k}", group=c,
+                                      **attrs))
+        prev = out
+    graph = helper.make_graph(nodes, "dw", [_info("x", x.value)],
+                              [helper.make_tensor_value_info(prev, TensorProto.INT8, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True), [x.value]
+
+
+@pytest.mark.parametrize("target", ["host", "x86-64-v3", "aarch64", "armv7a", "cortex-m0plus"])
+def test_int8_depthwise_is_vectorized_without_dsp_kernels(target, tmp_path):
+    """On targets without SMLAD/Helium depthwise kernels, int8 depthwise convs (multiplier 1) are
+    scheduled like float ones - channel vectors, the requantization fused into the conv's loops -
+    and match onnxruntime exactly."""
+    model, inputs = _depthwise_chain_model()
+    res, got = _run(model, inputs, target, tmp_path)
+    _assert_same(res, got, reference(model, res.spec, inputs))
+    dws = [e for e in json.loads(res.schedule)["ops"] if e["key"].startswith("dw") and "#" not in e["key"]]
+    assert [e["linalg"] for e in dws] == ["linalg.depthwise_conv_2d_nhwc_hwc"] * 3, dws
+    assert all(e["dtype"] == "i8,i32" and e["fuse"] for e in dws), dws
+    if dgc.get_target(target).vector_bits > 32:
+        assert all(e["vectorize"] and e["tile"][3] > 1 for e in dws), dws
