@@ -1,8 +1,9 @@
 """The tuning database and the schedule space `dgc tune` searches.
 
 Database (JSON, schema "dgc-tuning/1"), keyed by target and op signature
-(`dgc.passes.schedule.signature`: Linalg op, loop ranges, loop kinds, fused tail or not, and
-":s2x2" / ":d2x2" for windowed ops of strides / dilations other than 1):
+(`dgc.passes.schedule.signature`: Linalg op, loop ranges, loop kinds, fused tail or not,
+":s2x2" / ":d2x2" for windowed ops of strides / dilations other than 1, and the element types
+when any is not f32, e.g. ":i8,i32"):
 
     {"schema": "dgc-tuning/1",
      "targets": {"host-znver4": {
