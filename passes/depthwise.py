@@ -11,7 +11,10 @@ and MobileNet v1 0.25 int8 8.1x slower than float on x86.
 This stage rewrites each such conv (M = 1, integer operands, no DSP kernel for it on the
 target) as `depthwise_conv_2d_nhwc_hwc` on HWC weights, and each 5-D elementwise generic
 reading its result as the same generic without the unit loop. The named op's semantics are
-the same (operands sign-extended to the accumulator type, multiply, add)."""
+the same (operands sign-extended to the accumulator type, multiply, add). The zero-point form
+`..._hwcm_q` (uint8 weights: a weight zero point the importer cannot fold) with constant
+weights and zero points becomes the same op on int16 weights w - kzp, its accumulator
+starting at -izp * sum(w - kzp) per channel: exact, as the input's padding holds izp."""
 
 from __future__ import annotations
 
@@ -22,30 +25,67 @@ from dgc.passes import dsp_kernels
 from dgc.passes.schedule import _dim_pos, blob_key, new_const
 
 HWCM = "linalg.depthwise_conv_2d_nhwc_hwcm"
+HWCM_Q = "linalg.depthwise_conv_2d_nhwc_hwcm_q"
 
 
 def run(module, ctx) -> None:
-    ops = [op for op in ops_named(module.operation, (HWCM,))
-           if _eligible(op) and not dsp_kernels.handles(op, ctx.target)]
+    ops = [op for op in ops_named(module.operation, (HWCM, HWCM_Q))
+           if _eligible(op, ctx) and not dsp_kernels.handles(op, ctx.target)]
     for op in ops:
         _rewrite(op, ctx)
     if ops:  # fold the reshapes of the unit loop away
         PassManager.parse("builtin.module(canonicalize,cse)").run(module.operation)
 
 
-def _eligible(op) -> bool:
-    x, w, acc = (ir.RankedTensorType(v.type) for v in op.operands[:3])
-    return (all(t.has_static_shape for t in (x, w, acc)) and w.shape[3] == 1
-            and all(isinstance(t.element_type, ir.IntegerType) for t in (x, w, acc)))
+def _eligible(op, ctx) -> bool:
+    x, w, acc = (ir.RankedTensorType(v.type) for v in (*op.operands[:2], op.operands[-1]))
+    if not (all(t.has_static_shape for t in (x, w, acc)) and w.shape[3] == 1
+            and all(isinstance(t.element_type, ir.IntegerType) for t in (x, w, acc))):
+        return False
+    return op.name == HWCM or _q_weights(op, ctx) is not None
+
+
+def _scalar(value) -> int | None:
+    op = constant_op(value)
+    return ir.IntegerAttr(op.attributes["value"]).value if op is not None and \
+        isinstance(op.attributes["value"], ir.IntegerAttr) else None
+
+
+def _q_weights(op, ctx):
+    """A `_q` conv's (HWC weights w - kzp as int16, per-channel start -izp * sum(w - kzp)), or
+    None unless its weights and zero points are constants and its initial value a zero fill."""
+    w, izp, kzp, init = op.operands[1:5]
+    wc = constant_op(w)
+    a = None if wc is None else attr_array(wc.attributes["value"], ctx.blobs)
+    zps = (_scalar(izp), _scalar(kzp))
+    fill = init.owner
+    if a is None or None in zps or getattr(fill, "name", "") != "linalg.fill" or _scalar(fill.operands[0]) != 0:
+        return None
+    shape = ir.RankedTensorType(w.type).shape
+    a = a.view(np.int8) if a.dtype == np.uint8 else a
+    a = np.broadcast_to(a, shape) if a.size == 1 else a.reshape(shape)
+    w16 = a.astype(np.int64).reshape(shape[:3]) - zps[1]
+    start = -zps[0] * w16.sum(axis=(0, 1))
+    if np.abs(w16).max(initial=0) >= 2**15 or np.abs(start).max(initial=0) >= 2**31:
+        return None
+    return w16.astype(np.int16), start.astype(np.int32)
 
 
 def _rewrite(op, ctx) -> None:
-    x, w, init = op.operands[:3]
+    x, w, init = op.operands[0], op.operands[1], op.operands[-1]
     acc = ir.RankedTensorType(init.type)
     out = ir.RankedTensorType.get(acc.shape[:4], acc.element_type)
     with ir.InsertionPoint(op), op.location:
-        w3 = _weights(w, ctx)
-        init4 = _init(init, out)
+        if op.name == HWCM_Q:
+            from dgc.frontend.ops.nn import broadcast_channels
+
+            w16, start = _q_weights(op, ctx)
+            w3 = new_const(w16, ctx, blob_key(w) + "_hwc")
+            init4 = broadcast_channels(None, new_const(start, ctx, blob_key(w) + "_start"), out) if start.any() \
+                else _init(init, out)
+        else:
+            w3 = _weights(w, ctx)
+            init4 = _init(init, out)
         strides = [int(s) for s in np.array(ir.DenseElementsAttr(op.attributes["strides"]))]
         dil = [int(d) for d in np.array(ir.DenseElementsAttr(op.attributes["dilations"]))]
         new = linalg_d.depthwise_conv_2d_nhwc_hwc(x, w3, outs=[init4], strides=strides, dilations=dil)

@@ -346,18 +346,21 @@ def test_quant_model_cortex_m7(model, inputs, tmp_path):
     _assert_same(res, got, reference(model, res.spec, inputs))
 
 
-def _depthwise_chain_model():
-    """Three int8 depthwise QLinearConvs (channel multiplier 1, 20 channels: a whole vector
-    plus a partial one at 16 lanes) with a non-zero input zero point, per-channel scales and
+def _depthwise_chain_model(dt):
+    """Three depthwise QLinearConvs of `dt` (int8: weight zero point 0, folded by the importer;
+    uint8: a weight zero point it cannot fold) with channel multiplier 1, 20 channels (a whole
+    vector plus a partial one at 16 lanes), non-zero input zero points, per-channel scales and
     biases: 3x3 padded; 5x5 stride 2 with asymmetric pads; 3x3 dilation 2."""
     c = 20
-    x = In(q((1, c, 11, 9), np.int8))
+    x = In(q((1, c, 11, 9), dt))
     layers = [({"pads": [1, 1, 1, 1]}, 3), ({"pads": [2, 1, 2, 1], "strides": [2, 2]}, 5),
               ({"pads": [2, 2, 2, 2], "dilations": [2, 2]}, 3)]
     nodes, inits, prev = [], [], "x"
     for k, (attrs, kk) in enumerate(layers):
-        vals = [f(0.02 + 0.01 * k), i8(3 - 5 * k), q((c, 1, kk, kk), np.int8), u(0.002, 0.01, c),
-                np.zeros(c, np.int8), f(0.05), i8(-7 + 4 * k), _R.integers(-3000, 3000, c).astype(np.int32)]
+        zp = (lambda v: i8(v)) if dt == np.int8 else (lambda v: u8(v + 128))
+        wz = np.zeros(c, np.int8) if dt == np.int8 else u8(100 + 20 * k)
+        vals = [f(0.02 + 0.01 * k), zp(3 - 5 * k), q((c, 1, kk, kk), dt), u(0.002, 0.01, c),
+                wz, f(0.05), zp(-7 + 4 * k), _R.integers(-3000, 3000, c).astype(np.int32)]
         names = [f"l{k}_{j}" for j in range(len(vals))]
         inits += [numpy_helper.from_array(np.asarray(v), n) for n, v in zip(names, vals)]
         out = f"y{k}"
@@ -366,22 +369,26 @@ def _depthwise_chain_model():
                                       **attrs))
         prev = out
     graph = helper.make_graph(nodes, "dw", [_info("x", x.value)],
-                              [helper.make_tensor_value_info(prev, TensorProto.INT8, None)], inits)
+                              [helper.make_tensor_value_info(prev, helper.np_dtype_to_tensor_dtype(np.dtype(dt)),
+                                                             None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return onnx.shape_inference.infer_shapes(model, strict_mode=True), [x.value]
 
 
-@pytest.mark.parametrize("target", ["host", "x86-64-v3", "aarch64", "armv7a", "cortex-m0plus"])
-def test_int8_depthwise_is_vectorized_without_dsp_kernels(target, tmp_path):
+@pytest.mark.parametrize("target,dt", [
+    *[pytest.param(t, dt, id=f"{t}-{dt.__name__}") for t in ("host", "x86-64-v3", "aarch64", "armv7a", "cortex-m0plus")
+      for dt in (np.int8, np.uint8)],
+    pytest.param("cortex-m7", np.uint8, id="cortex-m7-uint8")])  # the SMLAD kernel takes no zero point
+def test_int8_depthwise_is_vectorized_without_dsp_kernels(target, dt, tmp_path):
     """On targets without SMLAD/Helium depthwise kernels, int8 depthwise convs (multiplier 1) are
     scheduled like float ones - channel vectors, the requantization fused into the conv's loops -
-    and match onnxruntime exactly."""
-    model, inputs = _depthwise_chain_model()
+    and match onnxruntime exactly; uint8 weights with a zero point too (as int16 weights)."""
+    model, inputs = _depthwise_chain_model(dt)
     res, got = _run(model, inputs, target, tmp_path)
     _assert_same(res, got, reference(model, res.spec, inputs))
     dws = [e for e in json.loads(res.schedule)["ops"] if e["key"].startswith("dw") and "#" not in e["key"]]
     assert [e["linalg"] for e in dws] == ["linalg.depthwise_conv_2d_nhwc_hwc"] * 3, dws
-    assert all(e["dtype"] == "i8,i32" and e["fuse"] for e in dws), dws
+    assert all(e["dtype"] == ("i8,i32" if dt == np.int8 else "i8,i16,i32") and e["fuse"] for e in dws), dws
     if dgc.get_target(target).vector_bits > 32:
         assert all(e["vectorize"] and e["tile"][3] > 1 for e in dws), dws
