@@ -303,7 +303,7 @@ def summarize(machine_info: dict, cfg: Settings, rows: list[dict], convs: dict) 
     """Every figure; those relative to the peak only now that its best sample is known."""
     peak = cfg.peak.best
     for r in rows + [r for c in convs.values() for r in c["configs"]]:
-        if "error" not in r:
+        if "error" not in r and not r.get("name", "").endswith("_qdq"):  # the peak is float FMAs'
             r["pct_peak"] = 100 * r["gflops"] / peak
     tiny = [r for r in rows if r["name"] in TINY and "error" not in r]
     geo = math.exp(statistics.fmean(math.log(r["ratio"]) for r in tiny)) if tiny else None
@@ -345,7 +345,8 @@ def model_line(r: dict) -> str:
     if "error" in r:
         return f"| {r['name']} | compile failed: {r['error']} |||||||"
     ok = "yes" if r["ok"] else f"NO ({r['max_abs_err']:.2g})"
-    flops = f"{r['gflops']:.2f} | {r['pct_peak']:.1f}" if r["gflop"] else "- | -"
+    pct = f"{r['pct_peak']:.1f}" if "pct_peak" in r else "-"
+    flops = f"{r['gflops']:.2f} | {pct}" if r["gflop"] else "- | -"
     return (f"| {r['name']} | {ok} | {r['dgc_ms']:.4g} | {r['ort_ms']:.4g} | {r['ratio']:.2f} | "
             f"{flops} | {r['compile_s']:.1f} |")
 
@@ -359,10 +360,20 @@ def conv_line(name: str, s: dict) -> str:
 
 # ---- main -------------------------------------------------------------------------------
 
+def load(name: str) -> onnx.ModelProto:
+    """Zoo model NAME, or NAME_qdq: its int8 QDQ form (dgc.zoo.quantized; onnxruntime runs it
+    with its own int8 kernels)."""
+    if name.endswith("_qdq"):
+        from dgc.zoo import quantized
+
+        return quantized.qdq(name.removesuffix("_qdq"))
+    return zoo.build(name)
+
+
 def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", help="comma-separated zoo models (default: all, or none when "
-                                     "only --convs is given)")
+    ap.add_argument("--models", help="comma-separated zoo models, NAME_qdq for the int8 form (default: "
+                                     "all float ones, or none when only --convs is given)")
     ap.add_argument("--convs", help="models whose Convs are benchmarked one by one (default: "
                                     f"{','.join(CONV_MODELS)} when benchmarked; 'none': skip)")
     ap.add_argument("--runs", type=int, default=50, help="timed runs each (default 50)")
@@ -376,8 +387,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[str]]:
         convs = [m for m in CONV_MODELS if m in models]
     else:
         convs = [m for m in args.convs.split(",") if m and m != "none"]
-    if unknown := [m for m in models + convs if m not in zoo.MODELS]:
-        ap.error(f"unknown zoo models {unknown}; known: {', '.join(zoo.MODELS)}")
+    if unknown := [m for m in models + convs if m.removesuffix("_qdq") not in zoo.MODELS]:
+        ap.error(f"unknown zoo models {unknown}; known: {', '.join(zoo.MODELS)} (NAME_qdq: its int8 QDQ form)")
     if args.runs < 1 or args.warmup < 0:
         ap.error("--runs must be >= 1 and --warmup >= 0")
     return args, models, convs
@@ -388,7 +399,7 @@ def main(argv=None) -> int:
     machine_info = machine()
     with tempfile.TemporaryDirectory(prefix="dgc-bench-") as workdir:
         cfg = Settings(args.runs, args.warmup, Peak(workdir, machine_info["avx512f"]), workdir)
-        rows = [bench_model(name, zoo.build(name), cfg) for name in models]
+        rows = [bench_model(name, load(name), cfg) for name in models]
         convs = {name: bench_convs(name, cfg) for name in conv_models}
     rep = summarize(machine_info, cfg, rows, convs)
     print_report(rep)
