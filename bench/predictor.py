@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 
@@ -41,6 +42,8 @@ def entry_of(sig: str) -> dict:
         if part[:1] in "sd" and part[1:2].isdigit():
             k = 0 if part[0] == "s" else 2
             window[k:k + 2] = [int(x) for x in part[1:].split("x")]
+        elif re.fullmatch(r"(?:[if]\d+|index)(?:,(?:[if]\d+|index))*", part):  # element types
+            entry["dtype"] = part
         else:
             entry["kernel"] = part
     if window != [1, 1, 1, 1]:

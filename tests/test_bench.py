@@ -156,7 +156,7 @@ def test_mlp_rows_probe_shapes_and_numbers():
 
 def test_predictor_reads_signatures_back_into_entries():
     """bench/predictor.py rebuilds an op entry from a database signature: kernel and stride /
-    dilation suffixes included, so its predictions see the op that was measured."""
+    dilation and element-type suffixes included, so its predictions see the op that was measured."""
     from dgc.passes.schedule import entry_signature
 
     spec = importlib.util.spec_from_file_location("bench_predictor", BENCH.parent / "predictor.py")
@@ -166,7 +166,9 @@ def test_predictor_reads_signatures_back_into_entries():
                   {"linalg": "linalg.depthwise_conv_2d_nhwc_hwc", "loops": [1, 7, 7, 64, 3, 3], "kinds": "pppprr",
                    "fuse": True, "window": [2, 2, 1, 1]},
                   {"linalg": "linalg.conv_2d_nhwc_hwcf", "loops": [1, 5, 6, 5, 3, 3, 3], "kinds": "pppprrr",
-                   "fuse": True, "kernel": "i8smlad", "window": [2, 1, 1, 2]}):
+                   "fuse": True, "kernel": "i8smlad", "window": [2, 1, 1, 2]},
+                  {"linalg": "linalg.depthwise_conv_2d_nhwc_hwc", "loops": [1, 7, 7, 64, 3, 3], "kinds": "pppprr",
+                   "fuse": True, "window": [2, 2, 1, 1], "dtype": "i8,i16,i32"}):
         assert mod.entry_of(entry_signature(entry)) == entry
 
 
