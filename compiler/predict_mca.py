@@ -54,7 +54,9 @@ def one_op_model(entry: dict, fuse: bool | None = None):
     (the entry's strides and dilations, `window`, else 1; no padding: the input is what the
     output's window reads; NHWC in and out, so no
     layout transposes remain). `fuse`: a bias and a ReLU after convs, a bias after matmuls
-    (default: the entry's `fuse`)."""
+    (default: the entry's `fuse`). An int8 conv or matmul (`dtype` "i8,...") is a ConvInteger /
+    MatMulInteger, or fused a QLinearConv / QLinearMatMul (int32 accumulation, requantized to
+    int8), with uint8 weights and a weight zero point when its dtype has int16 (weights w - zp)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -62,10 +64,36 @@ def one_op_model(entry: dict, fuse: bool | None = None):
     fuse = entry.get("fuse", True) if fuse is None else fuse
     rng = np.random.default_rng(0)
     inits, nodes = [], []
+    dtype = entry.get("dtype", "")
+    int8 = dtype.startswith("i8") and not linalg.startswith("linalg.pooling")
+    wdt = np.uint8 if "i16" in dtype else np.int8
 
     def const(name, shape):
-        inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.1).astype(np.float32), name))
+        if int8:  # weights, or int32 biases
+            a = rng.integers(-100, 100, shape).astype(np.int32) if name == "b" else \
+                rng.integers(np.iinfo(wdt).min, np.iinfo(wdt).max, shape).astype(wdt)
+        else:
+            a = (rng.standard_normal(shape) * 0.1).astype(np.float32)
+        inits.append(numpy_helper.from_array(a, name))
         return name
+
+    def scalars(*pairs):  # constant scales (float) and zero points (numpy scalars)
+        for name, v in pairs:
+            inits.append(numpy_helper.from_array(np.asarray(v), name))
+        return [name for name, _ in pairs]
+
+    def int8_op(kind, x, w, out, **attrs):
+        """ConvInteger/MatMulInteger (int32 out), or fused QLinearConv/QLinearMatMul (int8 out)."""
+        wz = np.array(100 if wdt == np.uint8 else 0, wdt)
+        if not fuse:
+            ins = [x, w, *scalars(("xz", np.int8(0)), ("wz", wz))]
+            nodes.append(helper.make_node(f"{kind}Integer", ins, [out], name=KEY, **attrs))
+            return
+        q = scalars(("xs", np.float32(0.02)), ("xz", np.int8(0)))
+        ws = scalars(("ws", np.float32(0.01)), ("wz", wz))
+        y = scalars(("ys", np.float32(0.05)), ("yz", np.int8(0)))
+        bias = [const("b", [ch])] if kind == "Conv" else []
+        nodes.append(helper.make_node(f"QLinear{kind}", [x, *q, w, *ws, *y, *bias], [out], name=KEY, **attrs))
 
     nchw = linalg.startswith(("linalg.conv", "linalg.depthwise", "linalg.pooling"))
     if nchw:  # NHWC in and out around the NCHW ONNX op: dgc's layout transposes cancel
@@ -88,25 +116,35 @@ def one_op_model(entry: dict, fuse: bool | None = None):
                 raise ValueError(f"no one-op model for {linalg}")
         else:
             group = 1 if linalg == "linalg.conv_2d_nhwc_hwcf" else c
-            ins = ["xc", const("w", [ch, c // group, kh, kw])] + ([const("b", [ch])] if fuse else [])
-            nodes.append(helper.make_node("Conv", ins, ["t"], name=KEY, kernel_shape=[kh, kw], group=group, **win))
-            if fuse:
-                nodes.append(helper.make_node("Relu", ["t"], ["t2"], name="relu"))
+            if int8:
+                int8_op("Conv", "xc", const("w", [ch, c // group, kh, kw]), "t", kernel_shape=[kh, kw],
+                        group=group, **win)
+            else:
+                ins = ["xc", const("w", [ch, c // group, kh, kw])] + ([const("b", [ch])] if fuse else [])
+                nodes.append(helper.make_node("Conv", ins, ["t"], name=KEY, kernel_shape=[kh, kw], group=group,
+                                              **win))
+                if fuse:
+                    nodes.append(helper.make_node("Relu", ["t"], ["t2"], name="relu"))
         nodes.append(helper.make_node("Transpose", [nodes[-1].output[0]], ["y"], name="to_nhwc", perm=[0, 2, 3, 1]))
     elif linalg in ("linalg.matmul", "linalg.batch_matmul"):
         *batch, m, nn, k = loops
         b = batch[0] if batch else 0
         lead = [b] if b else []  # a 3-D MatMul: its bias Add fuses (after a 2-D one it does not)
         x_shape, y_shape = [*lead, m, k], [*lead, m, nn]
-        nodes.append(helper.make_node("MatMul", ["x", const("w", [*lead[:b > 1], k, nn])], ["t"], name=KEY))
-        if fuse:
+        w = const("w", [*lead[:b > 1], k, nn])
+        if int8:
+            int8_op("MatMul", "x", w, "y")
+        elif fuse:
+            nodes.append(helper.make_node("MatMul", ["x", w], ["t"], name=KEY))
             nodes.append(helper.make_node("Add", ["t", const("b", [nn])], ["y"], name="bias"))
         else:
-            nodes[-1].output[0] = "y"
+            nodes.append(helper.make_node("MatMul", ["x", w], ["y"], name=KEY))
     else:
         raise ValueError(f"no one-op model for {linalg}")
-    graph = helper.make_graph(nodes, "op", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
+    xt = TensorProto.INT8 if int8 else TensorProto.FLOAT
+    yt = (TensorProto.INT8 if fuse else TensorProto.INT32) if int8 else TensorProto.FLOAT
+    graph = helper.make_graph(nodes, "op", [helper.make_tensor_value_info("x", xt, x_shape)],
+                              [helper.make_tensor_value_info("y", yt, y_shape)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model
@@ -197,6 +235,12 @@ _ADD = {
 }
 
 
+_IMAC = {  # int8 ops' int32 accumulations (NEON; the i8 x i8 products are widened to i16 first)
+    "@": re.compile(r"^v(?:mlal|mla|addw)\.(?:[su]16|i32)\s+([dq])\d"),
+    "//": re.compile(r"^(?:[su]?mlal2?|[su]addw2?|mla)\s+v\d+\.(\d+)s"),
+}
+
+
 _UNCOND = {"@": re.compile(r"^b(?:\.w)?\s"), "//": re.compile(r"^b\s"), "#": re.compile(r"^jmp\s")}
 _COND = {
     "@": re.compile(r"^(?:b(?:eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le)(?:\.w)?|cbn?z)\s"),
@@ -280,6 +324,9 @@ def analyse(asm: str, entry: dict, sched: dict, target) -> Analysis:
         pattern = _ADD[cc]
     elif linalg.startswith("linalg.pooling"):
         pattern = None
+    elif entry.get("dtype", "").startswith("i8") and any(_IMAC.get(cc, _MAC[cc]).match(i) for b in blocks
+                                                         for i in b.insns):
+        pattern = _IMAC[cc]
     else:
         pattern = _MAC[cc] if any(_MAC[cc].match(i) for b in blocks for i in b.insns) else _MUL[cc]
 
