@@ -29,6 +29,7 @@ class Target:
     dsp: bool = False
     mve: bool = False
     int8_dot: str = ""  # int8 dot products: "sdot" (AArch64 dotprod) | "vnni" (AVX-512 VNNI) | "pmaddwd" (x86)
+    #                     | "smlal" (NEON without dot products: int16 multiply-accumulate by element)
     bare_metal: bool = False
     runner: str = "host"  # "host" | "qemu-user" | "qemu-system" | "none"
     board: str = ""  # QEMU machine for qemu-system, qemu-user binary otherwise
@@ -100,14 +101,14 @@ _TABLE = [
            cache_bytes=1 << 20, fpu="avx512", int8_dot="vnni",
            host_flags=("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"),
            description="Ice Lake+ (AVX-512 with VNNI int8 dot products)"),
-    Target("aarch64", cpu="generic", description="ARMv8-A generic, NEON", **_A64),
-    Target("cortex-a53", cpu="cortex-a53", description="ARMv8-A in-order", **_A64),
-    Target("cortex-a72", cpu="cortex-a72", description="ARMv8-A out-of-order", **_A64),
+    Target("aarch64", cpu="generic", description="ARMv8-A generic, NEON", int8_dot="smlal", **_A64),
+    Target("cortex-a53", cpu="cortex-a53", description="ARMv8-A in-order", int8_dot="smlal", **_A64),
+    Target("cortex-a72", cpu="cortex-a72", description="ARMv8-A out-of-order", int8_dot="smlal", **_A64),
     Target("cortex-a76", cpu="cortex-a76", description="ARMv8.2-A (dotprod)", int8_dot="sdot",
            **{**_A64, "features": "+neon,+dotprod"}),
-    Target("armv7a", cpu="generic", description="ARMv7-A Linux, hard float, NEON", **_A32),
+    Target("armv7a", cpu="generic", description="ARMv7-A Linux, hard float, NEON", int8_dot="smlal", **_A32),
     Target("cortex-a7", cpu="cortex-a7", description="ARMv7-A Cortex-A7, hard float, NEON",
-           **_A32),
+           int8_dot="smlal", **_A32),
     _m("cortex-m0plus", "thumbv6m-none-eabi", "mps2-an385", "", (),
        description="ARMv6-M, soft float (runs on the Cortex-M3 board)",
        ram_bytes=264 << 10, flash_bytes=2 << 20, part="RP2040-class: 264 KiB RAM, 2 MiB flash"),
@@ -158,7 +159,7 @@ def host_target() -> Target:
     if base.name == "x86-64":
         dot = "vnni" if bits == 512 and "avx512_vnni" in flags else "pmaddwd"
     else:
-        dot = "sdot" if "asimddp" in flags else ""
+        dot = "sdot" if "asimddp" in flags else "smlal"
     return dataclasses.replace(base, name="host", cpu=host_cpu(), host_flags=(), int8_dot=dot,
                                vector_bits=bits, vector_regs=regs,
                                cache_bytes=_host_cache_bytes(2) or base.cache_bytes,

@@ -1,7 +1,9 @@
 """int8 convolutions on CPUs with int8 dot products: AArch64 SDOT (ARMv8.2-A dotprod, e.g.
 Cortex-A76), x86 VPDPBUSD (AVX-512 VNNI), and on other x86 VPMADDWD (SSE2/AVX2/AVX-512BW:
 pairs of int16 products per 32-bit lane, the input expanded to int16 by the im2col copy and
-the weights stored as int16).
+the weights stored as int16); on NEON without dot products (ARMv7-A, ARMv8.0-A) the same
+int16 copies feed SMLAL / VMLAL.S16 by element (`smlal`: 4 int16 weights of 4 filters times
+one int16 input lane, accumulated in 32 bits).
 
 Both instructions add, into each 32-bit lane of an accumulator, the dot product of 4 bytes of
 one operand with 4 bytes of the other. After bufferization every int8 x int8 -> int32
@@ -15,6 +17,11 @@ one operand with 4 bytes of the other. After bufferization every int8 x int8 -> 
   registers; `blocks` lists the others a tuning database may choose): per step each pixel's word is
   broadcast to every lane, each weight vector holds that step's 4 weights of `lanes` filters
   (packed at compile time), and P x V dot instructions do 16 * lanes * ... MACs;
+- `smlal` walks K four int16 values (one d register of the copy) per step; each is a
+  multiply-accumulate by element with its own weight vectors (packed per step as
+  [k][vector][lane] int16): 4 MACs per instruction. Left
+  to LLVM, the vectorized linalg conv gathered a block's input bytes lane by lane into one
+  register (a loop-carried chain of lane inserts: 1.3 estimated cycles per MAC on ARMv7-A);
 - VPDPBUSD multiplies unsigned by signed bytes: the input bytes are flipped to x + 128 (XOR
   0x80) and the accumulators start at bias - 128 * sum_k w[k, f] (a constant per filter);
 - the known initial value (bias) and the requantization consumer are fused as in
@@ -57,22 +64,24 @@ def blocks(target, filters: int | None = None, pixels: int | None = None) -> tup
 
 
 class DotConv(_ConvGeometry):
-    """conv_2d_nhwc_hwcf, int8, on a target with `int8_dot` in ("sdot", "vnni", "pmaddwd");
+    """conv_2d_nhwc_hwcf, int8, on a target with `int8_dot` in ("sdot", "vnni", "pmaddwd", "smlal");
     `block`: (pixels, filters) of the register block, one of `blocks(target)` (default:
     `default_block`)."""
 
     def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, target, block=None):
         super().__init__(op, w, xst, fusion)
         self.kind = target.int8_dot
+        self.a64 = target.triple.startswith("aarch64")  # smlal: AArch64 (else ARMv7-A) intrinsics
         self.lanes = target.vector_bits // 32
-        self.step = 2 if self.kind == "pmaddwd" else 4  # k values per 32-bit lane per instruction
+        self.step = 2 if self.kind == "pmaddwd" else 4  # k values per step (per lane of VPMADDWD etc.)
+        self.xbytes = self.wbytes = 2 if self.kind in ("pmaddwd", "smlal") else 1  # int16 copy and weights
         self.kp = -(-self.k // self.step) * self.step
-        self.direct = self.step == 4 and xst[3] == 1 and self.run_len % 4 == 0
+        self.direct = self.xbytes == 1 and xst[3] == 1 and self.run_len % 4 == 0
         self.pixels, filters = block or default_block(target)
         self.vectors = filters // self.lanes
         self.block_f = self.vectors * self.lanes
         self.fpad = -(-self.f // self.lanes) * self.lanes
-        wk = np.zeros((self.fpad, self.kp), np.int8 if self.step == 4 else np.int16)
+        wk = np.zeros((self.fpad, self.kp), np.int8 if self.xbytes == 1 else np.int16)
         wk[:self.f, :self.k] = w.reshape(self.k, self.f).T
         self.packed = self._pack(wk)
         comp = np.zeros(self.fpad, np.int64)
@@ -84,7 +93,12 @@ class DotConv(_ConvGeometry):
 
     def _pack(self, wk: np.ndarray) -> np.ndarray:
         """Per block of filters (vectors * lanes, fewer for the last), per step g: the block's
-        vectors in turn, lane l = filter, 4 bytes = w[4g .. 4g+3] -> one int32 per lane."""
+        vectors in turn, lane l = filter, 4 bytes = w[4g .. 4g+3] -> one int32 per lane
+        (`smlal`: per step g, w[2g] of the block's filters, then w[2g + 1], as int16)."""
+        if self.kind == "smlal":
+            out = [np.ascontiguousarray(wk[f0:f0 + self.block_f].T).reshape(-1)
+                   for f0 in range(0, self.fpad, self.block_f)]  # [k][filter] int16 per block
+            return np.concatenate(out).view(np.int32)
         words = np.ascontiguousarray(wk).view(np.int32)  # [fpad, kp/step]
         out = [words[f0:f0 + self.block_f].T.reshape(-1) for f0 in range(0, self.fpad, self.block_f)]
         return np.concatenate(out).astype(np.int32)
@@ -114,6 +128,29 @@ class DotConv(_ConvGeometry):
         wb = t(f"vector.bitcast {w} : {vt} to {bt}")
         return t(f'llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.{32 * self.lanes}"({acc}, {xb}, {wb}) : '
                  f"({vt}, {bt}, {bt}) -> {vt}")
+
+    def _smlal_step(self, t: _Text, a: list, wp: str, xps: list, xoffs: list, nv: int) -> list:
+        """One step of 4 k values: per k, nv vectors of `lanes` int16 weights (`_pack`), each
+        multiplied by the pixel's int16 input of that k (a lane of its 32-bit word) and added
+        to the pixel's accumulators (SMLAL / VMLAL.S16 by element)."""
+        lanes, vt = self.lanes, self._vt()
+        ht, intr = f"vector<{lanes}xi16>", self.smull_intrinsic
+        ws = [[t.load_vec(t.gep(wp, (j * nv + v) * lanes * 2), ht) for v in range(nv)] for j in range(4)]
+        for i, xp in enumerate(xps):
+            # four k at once, a whole d register: a <2 x i16> load is widened and taken
+            # apart lane by lane through core registers, and so is a <4 x i16> of which
+            # only two lanes are used
+            x = t.load_vec(t.gep(xp, xoffs[i]), "vector<4xi16>")
+            for j in range(4):
+                xs = t(f"vector.shuffle {x}, {x} [{', '.join([str(j)] * lanes)}] : vector<4xi16>, vector<4xi16>")
+                for v in range(nv):
+                    m = t(f'llvm.call_intrinsic "{intr}"({ws[j][v]}, {xs}) : ({ht}, {ht}) -> {vt}')
+                    a[i * nv + v] = t(f"arith.addi {a[i * nv + v]}, {m} : {vt}")
+        return a
+
+    @property
+    def smull_intrinsic(self) -> str:
+        return f"llvm.aarch64.neon.smull.v{self.lanes}i32" if self.a64 else f"llvm.arm.neon.vmulls.v{self.lanes}i32"
 
     def _xword(self, t: _Text, p: str, off) -> str:
         v = t.load32(p, off)
@@ -147,11 +184,14 @@ class DotConv(_ConvGeometry):
                     acc = t(f"vector.insert {t(f'arith.addi {e}, {s} : i32')}, {acc} [{ln}] : i32 into {vt}")
                 accs.append(acc)
         nacc = len(accs)
-        wstep = nv * lanes * 4  # bytes of weights per step
+        wstep = nv * lanes * self.step * self.wbytes  # bytes of weights per step
+        xstep = self.step * self.xbytes
         wp0 = t.gep(t.w_ptr, t.mul(wbase, 4))
 
         def step(a, wp, xps, xoffs):
             a = list(a)
+            if self.kind == "smlal":
+                return self._smlal_step(t, a, wp, xps, xoffs, nv)
             ws = [t.load_vec(t.gep(wp, v * lanes * 4), vt) for v in range(nv)]
             for i, xp in enumerate(xps):
                 xv = self._xword(t, xp, xoffs[i])
@@ -170,7 +210,7 @@ class DotConv(_ConvGeometry):
                 def word_body(j, args2):
                     a2, wp2, xs2 = list(args2[:nacc]), args2[nacc], list(args2[nacc + 1:])
                     a2 = step(a2, wp2, xs2, [0] * len(xs2))
-                    return a2 + [t.gep(wp2, wstep)] + [t.gep(x, 4) for x in xs2]
+                    return a2 + [t.gep(wp2, wstep)] + [t.gep(x, xstep) for x in xs2]
                 out = _for(t, 0, per_run, a + [wp] + xps, word_body, types + ["!llvm.ptr"] * len(xps))
                 return out[:nacc + 1]
             res = _for(t, 0, self.runs, accs + [wp0], run_body, types)[:nacc]
@@ -178,7 +218,7 @@ class DotConv(_ConvGeometry):
             def g_body(g, args):
                 a, wp, xs = list(args[:nacc]), args[nacc], list(args[nacc + 1:])
                 a = step(a, wp, xs, [0] * len(xs))
-                return a + [t.gep(wp, wstep)] + [t.gep(x, 4) for x in xs]
+                return a + [t.gep(wp, wstep)] + [t.gep(x, xstep) for x in xs]
             xps = [px for (px, _, _) in pix]
             res = _for(t, 0, self.kp // self.step, accs + [wp0] + xps, g_body, types + ["!llvm.ptr"] * len(xps))[:nacc]
         for i, (_, oh, ow) in enumerate(pix):
@@ -195,14 +235,15 @@ class DotConv(_ConvGeometry):
 
     def body(self, t: _Text, name: str) -> None:
         full_blocks, rest_f = divmod(self.f, self.block_f)
-        words_per_block = self.block_f * (self.kp // self.step)
+        words_per_block = self.block_f * self.kp * self.wbytes // 4
         t.w_ptr = t.ptr(t(f"memref.extract_aligned_pointer_as_index %wg : {self.wtype} -> index"))
         t.comp_ptr = t.ptr(t(f"memref.extract_aligned_pointer_as_index %comp : {self.ctype} -> index"))
         scratch = None
         if not self.direct:
-            row = self.kp * (4 // self.step)  # bytes per pixel
-            t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{self.pixels * row}xi8>")
-            sp = t.ptr(t("memref.extract_aligned_pointer_as_index %s : " f"memref<{self.pixels * row}xi8> -> index"))
+            row = self.kp * self.xbytes  # bytes per pixel
+            size = self.pixels * row
+            t.raw(f"%s = memref.alloc() {{alignment = 16 : i64}} : memref<{size}xi8>")
+            sp = t.ptr(t("memref.extract_aligned_pointer_as_index %s : " f"memref<{size}xi8> -> index"))
             scratch = [t.gep(sp, i * row) for i in range(self.pixels)]
 
         def filters(n, pix):
@@ -219,7 +260,7 @@ class DotConv(_ConvGeometry):
 
         def windows(n, pix):  # read in place, or copied (int16 for pmaddwd) first
             if not self.direct:
-                et = "i8" if self.step == 4 else "i16"
+                et = "i8" if self.xbytes == 1 else "i16"
                 for i, (a, _, _) in enumerate(pix):
                     self.im2col(t, a, scratch[i], 8, et, self.kp)
                 pix = [(scratch[i], oh, ow) for i, (_, oh, ow) in enumerate(pix)]

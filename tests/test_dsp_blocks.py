@@ -162,10 +162,10 @@ def test_every_block_agrees_on_cortex_m7(tmp_path):
     _check(model, variants, tmp_path)
 
 
-@pytest.mark.parametrize("target", ["host", "x86-64-v3", "cortex-a76"])
+@pytest.mark.parametrize("target", ["host", "x86-64-v3", "cortex-a76", "armv7a", "cortex-a53"])
 def test_every_dot_kernel_block_agrees(target, tmp_path):
     """The int8 dot-product kernels (host: VPDPBUSD where it has VNNI, x86-64-v3: VPMADDWD,
-    cortex-a76: SDOT): every register block a tuning database may choose, each on some conv
+    cortex-a76: SDOT, armv7a and cortex-a53: VMLAL.S16 / SMLAL by element): every register block a tuning database may choose, each on some conv
     of the edge-case model (odd filter and pixel counts, byte-wise windows, K > 256), gives
     the default's integers, within one output step of onnxruntime; `describe` lists them
     with the kernel family in the signature and no unroll choice."""
