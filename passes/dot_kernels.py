@@ -2,8 +2,8 @@
 Cortex-A76), x86 VPDPBUSD (AVX-512 VNNI), and on other x86 VPMADDWD (SSE2/AVX2/AVX-512BW:
 pairs of int16 products per 32-bit lane, the input expanded to int16 by the im2col copy and
 the weights stored as int16); on NEON without dot products (ARMv7-A, ARMv8.0-A) the same
-int16 copies feed SMLAL / VMLAL.S16 by element (`smlal`: 4 int16 weights of 4 filters times
-one int16 input lane, accumulated in 32 bits).
+int16 copies feed SMLAL / VMLAL.S16 by element (`smlal`: 4 weights of 4 filters, widened to
+int16, times one int16 input lane, accumulated in 32 bits).
 
 Both instructions add, into each 32-bit lane of an accumulator, the dot product of 4 bytes of
 one operand with 4 bytes of the other. After bufferization every int8 x int8 -> int32
@@ -18,8 +18,8 @@ one operand with 4 bytes of the other. After bufferization every int8 x int8 -> 
   broadcast to every lane, each weight vector holds that step's 4 weights of `lanes` filters
   (packed at compile time), and P x V dot instructions do 16 * lanes * ... MACs;
 - `smlal` walks K four int16 values (one d register of the copy) per step; each is a
-  multiply-accumulate by element with its own weight vectors (packed per step as
-  [k][vector][lane] int16): 4 MACs per instruction. Left
+  multiply-accumulate by element with its own weight vectors (int8, packed per step as
+  [k][vector][lane], widened in the loop): 4 MACs per instruction. Left
   to LLVM, the vectorized linalg conv gathered a block's input bytes lane by lane into one
   register (a loop-carried chain of lane inserts: 1.3 estimated cycles per MAC on ARMv7-A);
 - VPDPBUSD multiplies unsigned by signed bytes: the input bytes are flipped to x + 128 (XOR
@@ -74,14 +74,15 @@ class DotConv(_ConvGeometry):
         self.a64 = target.triple.startswith("aarch64")  # smlal: AArch64 (else ARMv7-A) intrinsics
         self.lanes = target.vector_bits // 32
         self.step = 2 if self.kind == "pmaddwd" else 4  # k values per step (per lane of VPMADDWD etc.)
-        self.xbytes = self.wbytes = 2 if self.kind in ("pmaddwd", "smlal") else 1  # int16 copy and weights
+        self.xbytes = 2 if self.kind in ("pmaddwd", "smlal") else 1  # int16 im2col copy
+        self.wbytes = 2 if self.kind == "pmaddwd" else 1  # int16 weights (VPMADDWD's pairs)
         self.kp = -(-self.k // self.step) * self.step
         self.direct = self.xbytes == 1 and xst[3] == 1 and self.run_len % 4 == 0
         self.pixels, filters = block or default_block(target)
         self.vectors = filters // self.lanes
         self.block_f = self.vectors * self.lanes
         self.fpad = -(-self.f // self.lanes) * self.lanes
-        wk = np.zeros((self.fpad, self.kp), np.int8 if self.xbytes == 1 else np.int16)
+        wk = np.zeros((self.fpad, self.kp), np.int8 if self.wbytes == 1 else np.int16)
         wk[:self.f, :self.k] = w.reshape(self.k, self.f).T
         self.packed = self._pack(wk)
         comp = np.zeros(self.fpad, np.int64)
@@ -94,7 +95,7 @@ class DotConv(_ConvGeometry):
     def _pack(self, wk: np.ndarray) -> np.ndarray:
         """Per block of filters (vectors * lanes, fewer for the last), per step g: the block's
         vectors in turn, lane l = filter, 4 bytes = w[4g .. 4g+3] -> one int32 per lane
-        (`smlal`: per step g, w[2g] of the block's filters, then w[2g + 1], as int16)."""
+        (`smlal`: per k, its weights of the block's filters in turn)."""
         if self.kind == "smlal":
             out = [np.ascontiguousarray(wk[f0:f0 + self.block_f].T).reshape(-1)
                    for f0 in range(0, self.fpad, self.block_f)]  # [k][filter] int16 per block
@@ -130,12 +131,24 @@ class DotConv(_ConvGeometry):
                  f"({vt}, {bt}, {bt}) -> {vt}")
 
     def _smlal_step(self, t: _Text, a: list, wp: str, xps: list, xoffs: list, nv: int) -> list:
-        """One step of 4 k values: per k, nv vectors of `lanes` int16 weights (`_pack`), each
-        multiplied by the pixel's int16 input of that k (a lane of its 32-bit word) and added
-        to the pixel's accumulators (SMLAL / VMLAL.S16 by element)."""
+        """One step of 4 k values: per k, nv vectors of `lanes` int8 weights (`_pack`), widened
+        to int16 (a pair of vectors per load and SSHLL / VMOVL.S8, its halves the two), each
+        multiplied by the pixel's int16 input of that k and added to the pixel's accumulators
+        (SMLAL / VMLAL.S16 by element). int16 weights (twice the flash) ran as fast on ARMv7-A
+        and 6% slower on AArch64 (the zoo's int8 models, estimated cycles)."""
         lanes, vt = self.lanes, self._vt()
         ht, intr = f"vector<{lanes}xi16>", self.smull_intrinsic
-        ws = [[t.load_vec(t.gep(wp, (j * nv + v) * lanes * 2), ht) for v in range(nv)] for j in range(4)]
+        ws = []
+        for j in range(4):
+            row = []
+            for v0 in range(0, nv, 2):
+                g = min(nv - v0, 2) * lanes
+                b = t.load_vec(t.gep(wp, (j * nv + v0) * lanes), f"vector<{g}xi8>")
+                h = t(f"arith.extsi {b} : vector<{g}xi8> to vector<{g}xi16>")
+                row += [h] if g == lanes else [
+                    t(f"vector.extract_strided_slice {h} {{offsets = [{o}], sizes = [{lanes}], "
+                      f"strides = [1]}} : vector<{g}xi16> to {ht}") for o in (0, lanes)]
+            ws.append(row)
         for i, xp in enumerate(xps):
             # four k at once, a whole d register: a <2 x i16> load is widened and taken
             # apart lane by lane through core registers, and so is a <4 x i16> of which
