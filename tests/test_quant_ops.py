@@ -346,12 +346,11 @@ def test_quant_model_cortex_m7(model, inputs, tmp_path):
     _assert_same(res, got, reference(model, res.spec, inputs))
 
 
-def _depthwise_chain_model(dt):
+def _depthwise_chain_model(dt, c: int = 20):
     """Three depthwise QLinearConvs of `dt` (int8: weight zero point 0, folded by the importer;
-    uint8: a weight zero point it cannot fold) with channel multiplier 1, 20 channels (a whole
+    uint8: a weight zero point it cannot fold) with channel multiplier 1, c channels (20: a whole
     vector plus a partial one at 16 lanes), non-zero input zero points, per-channel scales and
     biases: 3x3 padded; 5x5 stride 2 with asymmetric pads; 3x3 dilation 2."""
-    c = 20
     x = In(q((1, c, 11, 9), dt))
     layers = [({"pads": [1, 1, 1, 1]}, 3), ({"pads": [2, 1, 2, 1], "strides": [2, 2]}, 5),
               ({"pads": [2, 2, 2, 2], "dilations": [2, 2]}, 3)]
@@ -392,3 +391,16 @@ def test_int8_depthwise_is_vectorized_without_dsp_kernels(target, dt, tmp_path):
     assert all(e["dtype"] == ("i8,i32" if dt == np.int8 else "i8,i16,i32") and e["fuse"] for e in dws), dws
     if dgc.get_target(target).vector_bits > 32:
         assert all(e["vectorize"] and e["tile"][3] > 1 for e in dws), dws
+
+
+@pytest.mark.parametrize("target", ["x86-64", "aarch64", "armv7a"])
+def test_int8_depthwise_channel_vectors_fill_8_bytes(target, tmp_path):
+    """On 128-bit SIMD an int8 depthwise conv takes channel blocks of at least 8 (when the
+    channels allow: 32 here): a whole 64-bit load per window tap, not lanes loaded one by one
+    (ARMv7-A, estimated cycles: MobileNet v1 0.25 int8 1.12x, DS-CNN int8 1.10x fewer; x86-64
+    SSE2 DS-CNN int8 1.12x faster). Still exact against onnxruntime."""
+    model, inputs = _depthwise_chain_model(np.int8, c=32)
+    res, got = _run(model, inputs, target, tmp_path)
+    _assert_same(res, got, reference(model, res.spec, inputs))
+    dws = [e for e in json.loads(res.schedule)["ops"] if e["key"].startswith("dw") and "#" not in e["key"]]
+    assert len(dws) == 3 and all(e["vectorize"] and e["tile"][3] >= 8 for e in dws), dws
