@@ -98,7 +98,7 @@ class DotConv(_ConvGeometry):
         (`smlal`: per k, its weights of the block's filters in turn)."""
         if self.kind == "smlal":
             out = [np.ascontiguousarray(wk[f0:f0 + self.block_f].T).reshape(-1)
-                   for f0 in range(0, self.fpad, self.block_f)]  # [k][filter] int16 per block
+                   for f0 in range(0, self.fpad, self.block_f)]  # [k][filter] int8 per block
             return np.concatenate(out).view(np.int32)
         words = np.ascontiguousarray(wk).view(np.int32)  # [fpad, kp/step]
         out = [words[f0:f0 + self.block_f].T.reshape(-1) for f0 in range(0, self.fpad, self.block_f)]
@@ -271,7 +271,7 @@ class DotConv(_ConvGeometry):
                 self.block(t, n, pix, full_blocks * self.block_f, nv, rest_f,
                            t.c(full_blocks * words_per_block), name)
 
-        def windows(n, pix):  # read in place, or copied (int16 for pmaddwd) first
+        def windows(n, pix):  # read in place, or copied (int16 for pmaddwd and smlal) first
             if not self.direct:
                 et = "i8" if self.xbytes == 1 else "i16"
                 for i, (a, _, _) in enumerate(pix):
