@@ -70,8 +70,7 @@ class DotConv(_ConvGeometry):
 
     def __init__(self, op, w: np.ndarray, xst: list[int], fusion: _Fusion, target, block=None):
         super().__init__(op, w, xst, fusion)
-        self.kind = target.int8_dot
-        self.a64 = target.triple.startswith("aarch64")  # smlal: AArch64 (else ARMv7-A) intrinsics
+        self.kind, self.triple = target.int8_dot, target.triple
         self.lanes = target.vector_bits // 32
         self.step = 2 if self.kind == "pmaddwd" else 4  # k values per step (per lane of VPMADDWD etc.)
         self.xbytes = 2 if self.kind in ("pmaddwd", "smlal") else 1  # int16 im2col copy
@@ -95,14 +94,10 @@ class DotConv(_ConvGeometry):
     def _pack(self, wk: np.ndarray) -> np.ndarray:
         """Per block of filters (vectors * lanes, fewer for the last), per step g: the block's
         vectors in turn, lane l = filter, 4 bytes = w[4g .. 4g+3] -> one int32 per lane
-        (`smlal`: per k, its weights of the block's filters in turn)."""
-        if self.kind == "smlal":
-            out = [np.ascontiguousarray(wk[f0:f0 + self.block_f].T).reshape(-1)
-                   for f0 in range(0, self.fpad, self.block_f)]  # [k][filter] int8 per block
-            return np.concatenate(out).view(np.int32)
-        words = np.ascontiguousarray(wk).view(np.int32)  # [fpad, kp/step]
-        out = [words[f0:f0 + self.block_f].T.reshape(-1) for f0 in range(0, self.fpad, self.block_f)]
-        return np.concatenate(out).astype(np.int32)
+        (`smlal`: per k, its weights of the block's filters in turn: units of one byte)."""
+        units = np.ascontiguousarray(wk).view(np.int8 if self.kind == "smlal" else np.int32)  # [fpad, ...]
+        out = [units[f0:f0 + self.block_f].T.reshape(-1) for f0 in range(0, self.fpad, self.block_f)]
+        return np.concatenate(out).view(np.int32)
 
     # -- text helpers ---------------------------------------------------------------------
     def _vt(self) -> str:
@@ -137,7 +132,9 @@ class DotConv(_ConvGeometry):
         (SMLAL / VMLAL.S16 by element). int16 weights (twice the flash) ran as fast on ARMv7-A
         and 6% slower on AArch64 (the zoo's int8 models, estimated cycles)."""
         lanes, vt = self.lanes, self._vt()
-        ht, intr = f"vector<{lanes}xi16>", self.smull_intrinsic
+        ht = f"vector<{lanes}xi16>"
+        intr = (f"llvm.aarch64.neon.smull.v{lanes}i32" if self.triple.startswith("aarch64")
+                else f"llvm.arm.neon.vmulls.v{lanes}i32")
         ws = []
         for j in range(4):
             row = []
@@ -160,10 +157,6 @@ class DotConv(_ConvGeometry):
                     m = t(f'llvm.call_intrinsic "{intr}"({ws[j][v]}, {xs}) : ({ht}, {ht}) -> {vt}')
                     a[i * nv + v] = t(f"arith.addi {a[i * nv + v]}, {m} : {vt}")
         return a
-
-    @property
-    def smull_intrinsic(self) -> str:
-        return f"llvm.aarch64.neon.smull.v{self.lanes}i32" if self.a64 else f"llvm.arm.neon.vmulls.v{self.lanes}i32"
 
     def _xword(self, t: _Text, p: str, off) -> str:
         v = t.load32(p, off)
