@@ -421,6 +421,10 @@ def verify(model, target, seed, input_shapes, opt, memcheck, tuning_db, predict)
 
     Prints max abs/rel error per output and PASS/FAIL; exit code 0 on PASS, 1 on FAIL.
     Float outputs pass when max abs error <= 1e-4 * max(1, max|ref|); integers must be exact.
+    An output outside that limit is compared again with onnxruntime without its graph
+    optimizations: when the two references differ by more than the limit (deep quantized
+    networks, where rounding ties compound from layer to layer), it passes if it is at most 1.5x
+    farther from the first than the second is, at most and on average, and is not biased.
 
     \b
     Examples:
@@ -440,7 +444,7 @@ def verify(model, target, seed, input_shapes, opt, memcheck, tuning_db, predict)
     ok = all(c.ok for c in cmp)
     for c in cmp:
         click.echo(f"{c.name}: max abs err {c.max_abs:.3g}  max rel err {c.max_rel:.3g}  "
-                   f"(limit {c.limit:.3g})  {'ok' if c.ok else 'MISMATCH'}")
+                   f"(limit {c.limit:.3g}{': ' + c.note if c.note else ''})  {'ok' if c.ok else 'MISMATCH'}")
     checked = f", memory-safe under {memcheck}" if memcheck else ""
     click.echo(f"{'PASS' if ok else 'FAIL'}: {res.name} on {res.target.name} "
                f"(arena {res.arena_size} bytes, object {len(res.object)} bytes{checked})")

@@ -27,12 +27,15 @@ def random_inputs(spec: ModelSpec, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def reference(model, spec: ModelSpec, inputs: list[np.ndarray]) -> list[np.ndarray]:
+def reference(model, spec: ModelSpec, inputs: list[np.ndarray], optimized: bool = True) -> list[np.ndarray]:
+    """onnxruntime's outputs (CPU), with its graph optimizations (the default) or without."""
     import onnxruntime as ort
 
     data = model if isinstance(model, (bytes, str)) else model.SerializeToString()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if not optimized:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     res = sess.run(names, {t.name: x for t, x in zip(spec.inputs, inputs)})
@@ -46,6 +49,7 @@ class Comparison:
     max_rel: float
     limit: float
     ok: bool
+    note: str = ""  # why the limit is wider than the fixed one (`within_reference_spread`)
 
 
 def compare(spec: ModelSpec, got: list[np.ndarray], want: list[np.ndarray]) -> list[Comparison]:
@@ -69,6 +73,49 @@ def compare(spec: ModelSpec, got: list[np.ndarray], want: list[np.ndarray]) -> l
             limit, rel = 0.0, max_abs
         out.append(Comparison(t.name, max_abs, rel, limit, max_abs <= limit))
     return out
+
+
+SPREAD_FACTOR = 1.5  # how much farther than the second reference an output may lie (see below)
+
+
+def within_reference_spread(cmp: Comparison, got: np.ndarray, want: np.ndarray, other: np.ndarray) -> Comparison:
+    """A failed comparison judged again against how far two correct references differ.
+
+    Deep quantized networks requantize after every layer, and a value that falls on a rounding
+    tie in one implementation and just beside it in another moves by one step, which the next
+    layers carry on and add to. Two correct implementations then differ by many steps:
+    onnxruntime itself, with and without its graph optimizations (`other`, which fuse QDQ
+    groups into its int8 kernels), differs by 14-23 steps of MobileNet v2 int8's output at
+    most and 3.9-5.3 on average (seeds 0-2), and dgc lies 16-18 and 3.3-4.4 steps from the
+    first. When the two references differ by more than the fixed limit, an output passes that
+    is like a third correct implementation:
+
+      - no farther from `want` than SPREAD_FACTOR times `other` is, at most and on average
+        (dgc's ratio on those seeds: up to 1.21 and 1.11);
+      - without a bias: its mean signed difference from `want` within `other`'s plus three of
+        that mean's standard errors. Compounded rounding is nearly unbiased; an offset of a few
+        steps on every element (a wrong zero point) is not, and fails even where it is
+        within the spread.
+
+    Errors the references' own spread hides (a per-channel offset of a step or two) pass; a
+    real miscompilation (a wrong scale, layout or zero point, a lost bias) moves the output
+    far beyond them. Outputs on which the references agree keep the fixed limit."""
+    g = np.atleast_1d(np.asarray(got)).astype(np.float64)
+    w = np.atleast_1d(np.asarray(want)).astype(np.float64).reshape(g.shape)
+    o = np.atleast_1d(np.asarray(other)).astype(np.float64).reshape(g.shape)
+    if cmp.ok or not g.size or not (np.isfinite(g).all() and np.isfinite(w).all() and np.isfinite(o).all()):
+        return cmp
+    ref = o - w
+    spread = float(np.abs(ref).max())
+    if spread <= cmp.limit:
+        return cmp
+    off = g - w
+    unbiased = abs(float(off.mean())) <= abs(float(ref.mean())) + 3 * float(ref.std()) / np.sqrt(ref.size)
+    ok = cmp.max_abs <= SPREAD_FACTOR * spread and \
+        float(np.abs(off).mean()) <= SPREAD_FACTOR * float(np.abs(ref).mean()) and unbiased
+    return dataclasses.replace(cmp, limit=SPREAD_FACTOR * spread, ok=ok,
+                               note=f"{SPREAD_FACTOR:g} x onnxruntime's own difference with and without graph "
+                                    f"optimizations{'' if unbiased else '; biased'}")
 
 
 def verify(model, target, *, seed: int = 0, opt_level: int = 3, input_shapes=None, name=None,
@@ -101,4 +148,8 @@ def verify(model, target, *, seed: int = 0, opt_level: int = 3, input_shapes=Non
             runs = [run_model(res.spec, obj, res.target, inputs, wd)]
     want = reference(proto, res.spec, inputs)
     cmps = [compare(res.spec, got, want) for got in runs]
+    if not all(c.ok for cmp in cmps for c in cmp):  # the second reference: only for what the first fails
+        other = reference(proto, res.spec, inputs, optimized=False)
+        cmps = [[within_reference_spread(c, g, w, o) for c, g, w, o in zip(cmp, got, want, other)]
+                for cmp, got in zip(cmps, runs)]
     return res, [max((c[i] for c in cmps), key=lambda c: (not c.ok, c.max_rel)) for i in range(len(want))]

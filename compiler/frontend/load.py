@@ -43,8 +43,10 @@ class LoadedModel:
 
 def read_model(source) -> onnx.ModelProto:
     """A ModelProto from a path, bytes, or a ModelProto; ModelError when it is not ONNX."""
-    if isinstance(source, onnx.ModelProto):
-        return source
+    if isinstance(source, onnx.ModelProto):  # a copy: the import rewrites it, the caller keeps theirs
+        model = onnx.ModelProto()
+        model.CopyFrom(source)
+        return model
     if isinstance(source, (bytes, bytearray)):
         data, where = bytes(source), "<bytes>"
     else:
