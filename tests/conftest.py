@@ -39,6 +39,16 @@ def zoo_model(name: str):
     return zoo.build(name)
 
 
+def output_step(model) -> float:
+    """Scale of the DequantizeLinear making a QDQ model's (first) output: one step of it."""
+    from onnx import numpy_helper
+
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    last = next(n for n in model.graph.node if model.graph.output[0].name in n.output)
+    assert last.op_type == "DequantizeLinear", last.op_type
+    return float(consts[last.input[1]])
+
+
 def check_on_target(model, target: str, tmp_path, seed: int = 0, **compile_kw):
     """Compile, execute on `target`, assert every output matches onnxruntime."""
     require_tools(target)

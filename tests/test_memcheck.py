@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import dgc
-from conftest import zoo_model
+from conftest import output_step, zoo_model
 from dgc.errors import ModelRunError, UsageError
 from dgc.runtime.memcheck import memcheck, render_model_c
 from dgc.tools import run_tool
@@ -52,8 +52,10 @@ def _check(name: str, target: str, tool: str, tmp_path):
     assert f"{name} clean" in result.log
     want = reference(model, res.spec, inputs)
     assert set(result.outputs) == {"exact", "thread0", "thread1"}
+    # QDQ models: within one output step of onnxruntime on the original model (README, Quantization)
+    step = output_step(model) * 1.0001 if name.endswith("_qdq") else 0.0
     for run, got in result.outputs.items():
-        bad = [c for c in compare(res.spec, got, want) if not c.ok]
+        bad = [c for c in compare(res.spec, got, want) if not c.ok and c.max_abs > step]
         assert not bad, f"{name} {run}: " + "; ".join(f"{c.name} max abs err {c.max_abs:.3g}" for c in bad)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 import dgc
 import dgc.verifier
-from conftest import require_tools, run_dgc, run_model, save_zoo_model
+from conftest import output_step, require_tools, run_dgc, run_model, save_zoo_model
 from dgc.errors import FootprintError
 from dgc.footprint import parse_size
 from dgc.passes.memory_plan import ALIGN, lower_bound, plan_offsets
@@ -197,7 +197,7 @@ def test_weights_and_arena_sections(tmp_path):
     inputs = [feeds[t.name] for t in res.spec.inputs]
     got = run_model(res.spec, str(tmp_path / "kws.o"), res.target, inputs, str(tmp_path))
     want = dgc.verifier.reference(model, res.spec, inputs)
-    assert np.abs(got[0] - want[0]).max() <= 1 / 256  # one step of the int8 softmax output
+    assert np.abs(got[0] - want[0]).max() <= output_step(model) * 1.0001  # one step of the int8 softmax output
     (tmp_path / "kws.h").write_text(res.header)
     (tmp_path / "a.c").write_text('#include "kws.h"\nKWS_ARENA_DEFINE(arena);\n'
                                   "void *get(void) { return arena; }\n")

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import dgc
-from conftest import check_on_target, require_tools, run_model
+from conftest import check_on_target, output_step, require_tools, run_model
 from dgc.frontend.load import load
 from dgc.verifier import reference
 from dgc.zoo import quantized
@@ -23,13 +23,6 @@ from dgc.zoo import quantized
 def _qdq(name):
     return quantized.qdq(name)
 
-
-def _output_step(model) -> float:
-    """Scale of the DequantizeLinear making the (first) output: one step of the dequantized output."""
-    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    last = next(n for n in model.graph.node if model.graph.output[0].name in n.output)
-    assert last.op_type == "DequantizeLinear", last.op_type
-    return float(consts[last.input[1]])
 
 
 def _steps_off(model, target, tmp_path, seeds=(0, 1, 2)) -> float:
@@ -45,7 +38,7 @@ def _steps_off(model, target, tmp_path, seeds=(0, 1, 2)) -> float:
         got = run_model(res.spec, str(obj), res.target, inputs, str(tmp_path))
         want = reference(model, res.spec, inputs)
         worst = max(worst, max(float(np.abs(g.astype(np.float64) - w).max()) for g, w in zip(got, want)))
-    return worst / _output_step(model)
+    return worst / output_step(model)
 
 
 @pytest.mark.parametrize("name", ["lenet5", "ds_cnn", "resnet8", "mobilenet_v1_025"])
@@ -419,7 +412,7 @@ def test_verify_passes_mobilenet_v2_int8_within_onnxruntimes_own_spread():
     model = _qdq("mobilenet_v2")
     res, cmps = dgc.verify(model, "host")
     assert cmps[0].ok and cmps[0].note, cmps
-    step = _output_step(model)
+    step = output_step(model)
     assert cmps[0].max_abs > step  # the fixed limit alone fails it
     x = random_inputs(res.spec, 0)
     want = reference(model, res.spec, x)[0]
