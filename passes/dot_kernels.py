@@ -40,9 +40,43 @@ PIXEL_CHOICES = (1, 2, 3, 4, 6, 8)  # the register blocks a tuning database may 
 VECTOR_CHOICES = (1, 2, 4)  # x filter vectors, within the register file (see `blocks`)
 
 
-def default_block(target) -> tuple[int, int]:
-    """(pixels, filters) of the register block `DotConv` takes unless told otherwise."""
-    return PIXELS, (VECTORS if target.vector_regs >= 32 else VECTORS // 2) * (target.vector_bits // 32)
+def default_block(target, filters: int | None = None, pixels: int | None = None) -> tuple[int, int]:
+    """(pixels, filters) of the register block `DotConv` takes unless told otherwise: PIXELS x
+    VECTORS vectors of filters (half the vectors with 16 registers). The kernels whose
+    instruction accumulates in place (VPDPBUSD, SDOT, SMLAL: each accumulator a dependency
+    chain of the instruction's latency) give a conv whose `filters` and output `pixels` (per
+    image) fill fewer of that block's accumulators (a block wider than the filters or the
+    pixels computes what a narrower one does) the block of `blocks` that fills the most of
+    them, up to the default's count, the narrowest such: the accumulators the filters leave
+    free go to pixels (6 or 16 filters on AVX-512: 8 pixels x 1 vector, not 4 x 1 of the 4 x
+    4 block), those one pixel leaves to filters (a fully connected layer on ARMv7-A: 1 x 4
+    vectors, not 1 x 2). Int8 zoo models, the fixed block against this (2026-12-07): host
+    (Zen 4, VNNI; three timing runs) LeNet-5 1.01-1.08x, ResNet-8 1.04-1.10x faster,
+    MobileNet v1 0.25 0.99-1.005x, DS-CNN unchanged; estimated cycles, LeNet-5: ARMv7-A 1.05x,
+    Cortex-A7 1.049x, Cortex-A53 1.055x, AArch64 1.012x, Cortex-A76 1.014x, Cortex-A72 0.996x;
+    MobileNet v1 0.25 1.0-1.017x; DS-CNN and ResNet-8 1.0-1.003x or unchanged. VPMADDWD (x86
+    without VNNI) keeps the default: its products are added by a separate one-cycle add, so
+    the accumulators wait on nothing (AVX2 LeNet-5 with 8 x 1 blocks: 0.97-0.99x)."""
+    lanes = target.vector_bits // 32
+    base = (PIXELS, (VECTORS if target.vector_regs >= 32 else VECTORS // 2) * lanes)
+    if not filters and not pixels or target.int8_dot == "pmaddwd":
+        return base
+    need, pix = -(-(filters or base[1]) // lanes), pixels or base[0]
+
+    def used(b):  # accumulators that compute something
+        return min(b[0], pix) * min(b[1] // lanes, need)
+
+    budget = base[0] * base[1] // lanes
+    fits = [b for b in _fitting(target) if used(b) <= budget]
+    best = max(used(b) for b in fits)
+    return base if used(base) == best else min((b for b in fits if used(b) == best), key=lambda b: (b[0] * b[1], b))
+
+
+def _fitting(target) -> list[tuple[int, int]]:
+    """The register blocks (pixels, filters) whose accumulators, weight vectors and the
+    broadcast input word fit the target's vector registers."""
+    lanes = target.vector_bits // 32
+    return [(p, v * lanes) for v in VECTOR_CHOICES for p in PIXEL_CHOICES if p * v + v + 1 <= target.vector_regs]
 
 
 def blocks(target, filters: int | None = None, pixels: int | None = None) -> tuple[tuple[int, int], ...]:
@@ -54,8 +88,7 @@ def blocks(target, filters: int | None = None, pixels: int | None = None) -> tup
     lanes = target.vector_bits // 32
     cap_f = -(-filters // lanes) * lanes if filters else 1 << 30
     out, seen = [], set()
-    for b in [default_block(target)] + [(p, v * lanes) for v in VECTOR_CHOICES for p in PIXEL_CHOICES
-                                        if p * v + v + 1 <= target.vector_regs]:
+    for b in [default_block(target, filters, pixels)] + _fitting(target):
         same = (min(b[0], pixels or b[0]), min(b[1], cap_f))
         if same not in seen:
             seen.add(same)

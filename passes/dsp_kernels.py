@@ -1075,7 +1075,8 @@ def _choices(op, target, distinct: bool = True) -> tuple[tuple, tuple, str, tupl
 
         loops = _loops(op)[0]
         space = dot_kernels.blocks(target, loops[3], loops[1] * loops[2]) if distinct else dot_kernels.blocks(target)
-        return dot_kernels.default_block(target), space, f"i8{target.int8_dot}", (DEFAULT_UNROLL,)
+        return dot_kernels.default_block(target, loops[3], loops[1] * loops[2]), space, f"i8{target.int8_dot}", \
+            (DEFAULT_UNROLL,)
     if op.name == _DW:
         return DEFAULT_DW, DW_BLOCKS, KERNEL, UNROLLS
     return DEFAULT_CONV, CONV_CHOICES, KERNEL, UNROLLS

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import dgc
-from conftest import require_tools, run_models
+from conftest import output_step, require_tools, run_models
 from dgc.passes import dsp_kernels
 from dgc.verifier import random_inputs, reference
 
@@ -92,12 +92,6 @@ def _compile(model, name: str, blocks: dict, target: str = TARGET, **kw):
         return dgc.compile(model, target, name=name, **kw)
 
 
-def _output_step(model) -> float:
-    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    last = next(n for n in model.graph.node if model.graph.output[0].name in n.output)
-    assert last.op_type == "DequantizeLinear", last.op_type
-    return float(consts[last.input[1]])
-
 
 def _describe(model, stage: str = "dsp") -> list[dict]:
     """describe() of `model`'s module as the `stage` stage gets it (driver.OBSERVER)."""
@@ -131,7 +125,7 @@ def _check(model, variants: list[dict], tmp_path, target: str = TARGET):
     outs = run_models(built, dgc.get_target(target), [x] * len(built), str(tmp_path / "run"))
     want = reference(model, built[0][0], x)
     off = max(float(np.abs(g.astype(np.float64) - w).max()) for g, w in zip(outs[0], want))
-    assert off <= _output_step(model), f"default blocks: {off / _output_step(model):.2f} steps off onnxruntime"
+    assert off <= output_step(model), f"default blocks: {off / output_step(model):.2f} steps off onnxruntime"
     for blocks, got in zip(variants[1:], outs[1:]):
         for g, r in zip(got, outs[0]):
             assert np.array_equal(g, r), f"blocks {blocks}: outputs differ from the default blocks'"
@@ -342,3 +336,38 @@ def test_predict_unrolls_small_depthwise_group_loops(tmp_path):
     assert report == {"dw16": ([1, 4], 4), "dw30": ([1, 4], 8),
                       "dw36": (list(dsp_kernels.DEFAULT_DW), dsp_kernels.DEFAULT_UNROLL)}
     _check(model, [{}, {"dw16": {"pixels": 1, "unroll": 4}, "dw30": {"pixels": 1, "unroll": 8}}], tmp_path)
+
+
+@pytest.mark.parametrize("target, filters, pixels, want", [
+    ("icelake", 6, 784, (8, 16)),  # 1 vector of 16 lanes: the 4 x 4 block's free accumulators go to pixels
+    ("icelake", 32, 256, (8, 32)),
+    ("icelake", 64, 64, (4, 64)),  # fills the default block: the default
+    ("icelake", 120, 1, (4, 64)),  # one pixel: 4 vectors at most either way
+    ("x86-64-v3", 6, 784, (4, 16)),  # VPMADDWD: a separate add, no accumulator chain to hide
+    ("x86-64-v3", 120, 1, (4, 16)),
+    ("cortex-a53", 120, 1, (4, 16)),  # 32 registers: 4 vectors for one pixel either way
+    ("armv7a", 10, 1, (1, 16)),
+    ("armv7a", 16, 100, (4, 8)),
+    ("cortex-a76", 6, 784, (8, 8)),
+    ("cortex-a76", 8, 4, (4, 16)),  # 4 pixels x 2 vectors: as many as the default computes
+])
+def test_dot_kernel_default_block_fills_its_accumulators(target, filters, pixels, want):
+    """A conv whose filters or pixels fill fewer of the default block's accumulators gets the
+    block (of those a tuning database may choose) that fills the most, up to the default's
+    count, the narrowest such, where the kernel accumulates in place (not VPMADDWD)."""
+    from dgc.passes import dot_kernels
+
+    t = dgc.get_target(target)
+    got = dot_kernels.default_block(t, filters, pixels)
+    assert got == want
+    assert got == dot_kernels.blocks(t, filters, pixels)[0] and got in dot_kernels.blocks(t)
+
+
+def test_dot_kernel_default_block_in_a_model():
+    """LeNet-5 int8 on ARMv7-A (VMLAL.S16 kernels, 16 registers): its fully connected layers
+    (one pixel) take 1 x 4 vectors of filters, its convs the 4 x 2 default."""
+    from dgc.zoo import quantized
+
+    res = dgc.compile(quantized.qdq("lenet5"), "armv7a", name="m")
+    blocks = {o["key"]: o["block"] for o in json.loads(res.schedule)["dsp"]}
+    assert blocks == {"conv1": [4, 8], "conv2": [4, 8], "fc1": [1, 16], "fc2": [1, 16], "fc3": [1, 16]}
