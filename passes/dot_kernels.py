@@ -40,7 +40,11 @@ PIXEL_CHOICES = (1, 2, 3, 4, 6, 8)  # the register blocks a tuning database may 
 VECTOR_CHOICES = (1, 2, 4)  # x filter vectors, within the register file (see `blocks`)
 
 
-def default_block(target, filters: int | None = None, pixels: int | None = None) -> tuple[int, int]:
+SHORT_DEPTH = 16  # reduction lengths (kh x kw x cin) up to this keep the default block (4 steps of 4)
+
+
+def default_block(target, filters: int | None = None, pixels: int | None = None,
+                  depth: int | None = None) -> tuple[int, int]:
     """(pixels, filters) of the register block `DotConv` takes unless told otherwise: PIXELS x
     VECTORS vectors of filters (half the vectors with 16 registers). The kernels whose
     instruction accumulates in place (VPDPBUSD, SDOT, SMLAL: each accumulator a dependency
@@ -51,15 +55,20 @@ def default_block(target, filters: int | None = None, pixels: int | None = None)
     free go to pixels (6 or 16 filters on AVX-512: 8 pixels x 1 vector, not 4 x 1 of the 4 x
     4 block), those one pixel leaves to filters (a fully connected layer on ARMv7-A: 1 x 4
     vectors, not 1 x 2). Int8 zoo models, the fixed block against this (2026-12-07): host
-    (Zen 4, VNNI; three timing runs) LeNet-5 1.01-1.08x, ResNet-8 1.04-1.10x faster,
-    MobileNet v1 0.25 0.99-1.005x, DS-CNN unchanged; estimated cycles, LeNet-5: ARMv7-A 1.05x,
+    (Zen 4, VNNI; three timing runs) LeNet-5 1.075-1.083x, ResNet-8 1.047-1.056x,
+    MobileNet v1 0.25 1.02x faster (flash +20 KB, +5 KB, +3 KB), DS-CNN unchanged (its convs
+    fill the default block); estimated cycles, LeNet-5: ARMv7-A 1.05x,
     Cortex-A7 1.049x, Cortex-A53 1.055x, AArch64 1.012x, Cortex-A76 1.014x, Cortex-A72 0.996x;
     MobileNet v1 0.25 1.0-1.017x; DS-CNN and ResNet-8 1.0-1.003x or unchanged. VPMADDWD (x86
     without VNNI) keeps the default: its products are added by a separate one-cycle add, so
-    the accumulators wait on nothing (AVX2 LeNet-5 with 8 x 1 blocks: 0.97-0.99x)."""
+    the accumulators wait on nothing (AVX2 LeNet-5 with 8 x 1 blocks: 0.97-0.99x). So do convs
+    over at most SHORT_DEPTH (`depth`, the reduction length): their chains are a few steps
+    long, and the out-of-order core overlaps one block's with the next (host, MobileNet v1
+    0.25 int8, each conv alone with 8 pixels against 4: 1x1 over 8 and 16 channels 0.98x and
+    0.99x, over 32 channels 1.01x, the 3x3x3 stem 1.02x)."""
     lanes = target.vector_bits // 32
     base = (PIXELS, (VECTORS if target.vector_regs >= 32 else VECTORS // 2) * lanes)
-    if not filters and not pixels or target.int8_dot == "pmaddwd":
+    if not filters and not pixels or target.int8_dot == "pmaddwd" or depth is not None and depth <= SHORT_DEPTH:
         return base
     need, pix = -(-(filters or base[1]) // lanes), pixels or base[0]
 
@@ -79,16 +88,18 @@ def _fitting(target) -> list[tuple[int, int]]:
     return [(p, v * lanes) for v in VECTOR_CHOICES for p in PIXEL_CHOICES if p * v + v + 1 <= target.vector_regs]
 
 
-def blocks(target, filters: int | None = None, pixels: int | None = None) -> tuple[tuple[int, int], ...]:
+def blocks(target, filters: int | None = None, pixels: int | None = None,
+           depth: int | None = None) -> tuple[tuple[int, int], ...]:
     """Every register block (pixels P, filters F = V vectors of lanes) whose P x V accumulators,
     V weight vectors and the broadcast input word fit the target's vector registers; the
     default first. With the conv's `filters` and output `pixels` (per image), a block wider
     than its filters (rounded up to whole vectors) or its pixels computes what a narrower one
-    does, and is left out."""
+    does, and is left out; the default first is `default_block`'s for the conv (with its
+    reduction length `depth`)."""
     lanes = target.vector_bits // 32
     cap_f = -(-filters // lanes) * lanes if filters else 1 << 30
     out, seen = [], set()
-    for b in [default_block(target, filters, pixels)] + _fitting(target):
+    for b in [default_block(target, filters, pixels, depth)] + _fitting(target):
         same = (min(b[0], pixels or b[0]), min(b[1], cap_f))
         if same not in seen:
             seen.add(same)

@@ -1074,9 +1074,9 @@ def _choices(op, target, distinct: bool = True) -> tuple[tuple, tuple, str, tupl
         from dgc.passes import dot_kernels
 
         loops = _loops(op)[0]
-        space = dot_kernels.blocks(target, loops[3], loops[1] * loops[2]) if distinct else dot_kernels.blocks(target)
-        return dot_kernels.default_block(target, loops[3], loops[1] * loops[2]), space, f"i8{target.int8_dot}", \
-            (DEFAULT_UNROLL,)
+        shape = (loops[3], loops[1] * loops[2], loops[4] * loops[5] * loops[6])  # filters, pixels, depth
+        space = dot_kernels.blocks(target, *shape) if distinct else dot_kernels.blocks(target)
+        return dot_kernels.default_block(target, *shape), space, f"i8{target.int8_dot}", (DEFAULT_UNROLL,)
     if op.name == _DW:
         return DEFAULT_DW, DW_BLOCKS, KERNEL, UNROLLS
     return DEFAULT_CONV, CONV_CHOICES, KERNEL, UNROLLS

@@ -361,6 +361,9 @@ def test_dot_kernel_default_block_fills_its_accumulators(target, filters, pixels
     got = dot_kernels.default_block(t, filters, pixels)
     assert got == want
     assert got == dot_kernels.blocks(t, filters, pixels)[0] and got in dot_kernels.blocks(t)
+    # a reduction of at most 16 (a 1x1 conv over 16 channels): the default block
+    assert dot_kernels.default_block(t, filters, pixels, 16) == dot_kernels.default_block(t)
+    assert dot_kernels.default_block(t, filters, pixels, 17) == want
 
 
 def test_dot_kernel_default_block_in_a_model():
