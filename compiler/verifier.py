@@ -149,7 +149,11 @@ def verify(model, target, *, seed: int = 0, opt_level: int = 3, input_shapes=Non
     want = reference(proto, res.spec, inputs)
     cmps = [compare(res.spec, got, want) for got in runs]
     if not all(c.ok for cmp in cmps for c in cmp):  # the second reference: only for what the first fails
-        other = reference(proto, res.spec, inputs, optimized=False)
-        cmps = [[within_reference_spread(c, g, w, o) for c, g, w, o in zip(cmp, got, want, other)]
-                for cmp, got in zip(cmps, runs)]
+        try:
+            other = reference(proto, res.spec, inputs, optimized=False)
+        except Exception:  # noqa: BLE001 - onnxruntime cannot run it unoptimized: the fixed limits stand
+            other = None
+        if other is not None:
+            cmps = [[within_reference_spread(c, g, w, o) for c, g, w, o in zip(cmp, got, want, other)]
+                    for cmp, got in zip(cmps, runs)]
     return res, [max((c[i] for c in cmps), key=lambda c: (not c.ok, c.max_rel)) for i in range(len(want))]
