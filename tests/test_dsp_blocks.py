@@ -92,7 +92,6 @@ def _compile(model, name: str, blocks: dict, target: str = TARGET, **kw):
         return dgc.compile(model, target, name=name, **kw)
 
 
-
 def _describe(model, stage: str = "dsp") -> list[dict]:
     """describe() of `model`'s module as the `stage` stage gets it (driver.OBSERVER)."""
     from dgc import driver

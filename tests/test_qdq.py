@@ -24,7 +24,6 @@ def _qdq(name):
     return quantized.qdq(name)
 
 
-
 def _steps_off(model, target, tmp_path, seeds=(0, 1, 2)) -> float:
     """Largest |dgc - onnxruntime| over the outputs and seeds, in output steps."""
     require_tools(target)
@@ -405,8 +404,8 @@ def test_reference_spread_widens_only_where_the_references_disagree():
 def test_verify_passes_mobilenet_v2_int8_within_onnxruntimes_own_spread():
     """MobileNet v2 int8 (224 x 224): rounding ties compound over 52 requantizations, so dgc
     lies ~16 output steps from onnxruntime at most, which lies 21 steps from itself without its
-    graph optimizations; a fixed limit failed it on every target. A lost bias, added to the
-    output here, still fails."""
+    graph optimizations; a fixed limit failed it on every target. A wrong zero point (4 steps
+    added to every output value) still fails."""
     from dgc.verifier import compare, random_inputs, reference, within_reference_spread
 
     model = _qdq("mobilenet_v2")
