@@ -211,6 +211,7 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     red = math.prod(d for d, k in zip(loops, kinds) if k == "r")
     blocks = (volume / red) / (r * w)
     refill = streamed = 0.0
+    chain_row, pressure = 1, 0  # FMAs of a step in sequence on one accumulator; extra cycles a step
     if _depthwise(entry):
         kh, kw = loops[4], loops[5]
         _, sw, _, dw = entry.get("window") or (1, 1, 1, 1)
@@ -222,6 +223,17 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         live = r * v + span * v + wv
         weights_l2 = 0
         streamed = 0 if in_order(target) else _lines_beyond_l2(entry, target) * span
+        if _x86_16_registers(target) and wv:
+            # AVX2/SSE (16 registers), depthwise convs: a kernel row is kw dependent FMAs on
+            # each accumulator; a window that does not fit the registers is not spilled but
+            # read again, each FMA taking its input from memory (seen in the assembly); and
+            # accumulators beyond half the registers cost ACC_PRESSURE cycles a kernel row
+            # (LLVM hoists the loads of the unrolled window columns and spills; 14x8 and 7x16
+            # blocks over 3x3 windows 1.6-2.7x the time of 7x8)
+            chain_row = kw
+            if live > target.vector_regs:
+                loads, live = r * v * kw + wv, r * v + v + 1
+            pressure = ACC_PRESSURE * max(0, r * v - target.vector_regs // 2)
     else:
         steps = chain = red
         unroll = math.prod(max(1, x) for x, k in zip(reduce, kinds) if k == "r") \
@@ -246,9 +258,18 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         if reduce and len(reduce) == len(loops) and kinds[-1] == "r" and reduce[-1] == 2:
             fmas += r  # the splats of a channel pair
     step = max(fmas / rate, loads / rate, 2 * weights_l2,
-               FMA_LATENCY * min(1.0, chain / HIDDEN_CHAIN))
-    step += max(0, live - target.vector_regs)
+               chain_row * FMA_LATENCY * min(1.0, chain / HIDDEN_CHAIN))
+    step += max(0, live - target.vector_regs) + pressure
     return blocks * (steps * step / useful + r * v + BLOCK_OVERHEAD + refill) + streamed
+
+
+ACC_PRESSURE = 4  # cycles a kernel row per depthwise accumulator beyond half of 16 registers (x86)
+
+
+def _x86_16_registers(target) -> bool:
+    """x86 with 16 vector registers (AVX2, SSE): where the depthwise rules of `_predict_ooo`
+    were measured (Zen 3, natively). AVX-512 (32 registers) keeps the window model."""
+    return target.triple.startswith("x86_64") and target.vector_regs <= 16
 
 
 def _lines_beyond_l2(entry: dict, target) -> float:

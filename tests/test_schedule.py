@@ -86,8 +86,10 @@ def test_depthwise_blocks_keep_their_windows_in_registers(target, c, hw, stride,
     """Targets with vectors: a depthwise block's accumulators, the inputs its windows span in
     a kernel row and the row's weights fit the register file (a few spills at most: the cost
     model's pick, where a few spills of a long block beat short blocks); 14x14x384 took
-    2 x 128 before (72 registers a row). Cores without vectors keep the conv heuristic's
-    block. The compiled conv verifies against onnxruntime."""
+    2 x 128 before (72 registers a row). On x86 with 16 registers (AVX2) a block may
+    instead read its window from memory, each FMA's input a memory operand: then its
+    accumulators take at most half the registers. Cores without vectors keep the conv
+    heuristic's block. The compiled conv verifies against onnxruntime."""
     t = get_target(target)
     res = dgc.compile(_conv_model(c=c, k=c, hw=hw * stride, group=c, stride=stride), t, name="m",
                       stop_after="schedule")
@@ -102,7 +104,8 @@ def test_depthwise_blocks_keep_their_windows_in_registers(target, c, hw, stride,
         # with Helium's 8 registers spills are unavoidable: a 4-pixel stride-2 block still
         # beats 1 and 2 pixels there (exact counts, 28x28x96: 681K cycles against 1.0M, 750K)
         limit = t.vector_regs * 5 // 4 + 1 if t.vector_regs >= 16 else 2 * t.vector_regs
-        assert r * v + ((r - 1) * stride + 3) * v + 3 * v <= limit
+        folded = t.triple.startswith("x86_64") and t.vector_regs == 16 and r * v <= t.vector_regs // 2
+        assert folded or r * v + ((r - 1) * stride + 3) * v + 3 * v <= limit
         assert hw % r == 0 and c % w == 0
     if target == "x86-64-v3" and c <= 96:
         check_on_target(_conv_model(c=c, k=c, hw=hw * stride, group=c, stride=stride), "host", tmp_path,
@@ -245,9 +248,10 @@ def test_bias_init_stays_in_registers(group, tmp_path):
     ir_dir = tmp_path / "ir"
     check_on_target(m, "host", tmp_path, dump_ir=str(ir_dir))
     text = next(ir_dir.glob("*-schedule.mlir")).read_text()
-    loops = [t for t in text.split("scf.forall (")[1:] if ": tensor<16xf32>, vector<" in t]
+    # the bias (or its slice of a block's channels: 8 of 16 with AVX2) read as a 1-D tensor
+    loops = [t for t in text.split("scf.forall (")[1:] if re.search(r": tensor<\d+xf32>, vector<", t)]
     assert len(loops) == 1, "no vectorized bias broadcast in one conv loop nest"
-    (bias,) = re.findall(r"(%\w+) = vector\.transfer_read %\w+\[%c0\], .*: tensor<16xf32>, vector<", loops[0])
+    (bias,) = re.findall(r"(%\w+) = vector\.transfer_read %\w+\[%c0\], .*: tensor<\d+xf32>, vector<", loops[0])
     assert not re.search(rf"vector\.transfer_write {bias},", loops[0])  # it feeds the accumulators
 
 

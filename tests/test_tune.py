@@ -400,6 +400,33 @@ def test_depthwise_inputs_beyond_l2_prefer_narrow_blocks():
     assert order(x86, [1, 14, 14, 96, 3, 3], [2, 2, 1, 1])[0] != 1  # 300 KB of input
 
 
+def test_avx2_depthwise_5x5_blocks_read_their_windows_from_memory(tmp_path):
+    """x86 with 16 registers (Zen 3, natively): a 5x5 depthwise block of 7 pixels x 8 channels
+    cannot hold its window (7 accumulators, 11 inputs and 5 weights a kernel row) but runs
+    1.4-1.6x faster than the 2-pixel block that can (its 2 accumulators wait on 5 chained FMAs
+    a row; EfficientNet/MobileNetV3 14x14 convs, bench/synthetic_ops.py); the default takes
+    more than 2 pixels there, keeps 3x3 windows of 4 pixels in registers, and the conv
+    verifies against onnxruntime. AVX-512 keeps its window model."""
+    from dgc.predict import predict
+    from dgc.passes.schedule import depthwise_block_schedule
+
+    v3 = dgc.get_target("x86-64-v3")
+    op = {"linalg": "linalg.depthwise_conv_2d_nhwc_hwc", "loops": [1, 14, 14, 240, 5, 5], "kinds": "pppprr"}
+    assert predict(op, depthwise_block_schedule(7, 8), v3) < predict(op, depthwise_block_schedule(2, 8), v3)
+    from dgc.predict_mca import one_op_model
+
+    model = one_op_model({**op, "fuse": True})
+    model.ir_version = 8  # onnxruntime's
+    (e,) = json.loads(dgc.compile(model, v3, name="m", stop_after="schedule").schedule)["ops"]
+    assert e["tile"][2] > 2, e["tile"]
+    op3 = {**op, "loops": [1, 28, 28, 88, 3, 3]}
+    (e3,) = json.loads(dgc.compile(one_op_model({**op3, "fuse": True}), v3, name="m",
+                                   stop_after="schedule").schedule)["ops"]
+    r, w = e3["tile"][2:4]
+    assert r * (w // 8) + (r + 2) * (w // 8) + 3 * (w // 8) <= 16 or r * (w // 8) <= 8, e3["tile"]
+    check_on_target(model, "host", tmp_path, schedule=[{"key": e["key"], "tile": e["tile"]}])
+
+
 def test_poolings_load_no_weights():
     """A pooling reads its window's inputs and no weights: on x86 it costs less than a
     depthwise conv of the same loops and block (whose kw weight vectors per kernel row are
