@@ -123,6 +123,10 @@ def _block(target, rows: int, cols: int, weight_bytes: int = 0) -> tuple[int, in
     rows divide `rows`."""
     lanes = _lanes(target)
     budget = max(1, target.vector_regs // 2)
+    if target.triple.startswith("x86_64") and target.vector_regs == 16:
+        # AVX2/SSE: 10 accumulators, 2 weight vectors and a broadcast fit 16 registers; the
+        # half-file budget left rows of 5 (DS-CNN's 25x5 outputs) one-row blocks
+        budget = target.vector_regs - 6
     wcost = 2 if weight_bytes > 64 * 1024 else 1
     if cols <= lanes:
         widths = [cols]
