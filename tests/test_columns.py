@@ -51,7 +51,8 @@ def test_padded_matmuls_match_onnxruntime(target, m, k, n, tmp_path):
     res, got, _ = check_on_target(_gemm(m, k, n), target, tmp_path)
     fc = _fc(res)
     wide = padded(n, lanes)
-    assert wide > n and fc["loops"][-2] == wide, fc
+    # host: 120 columns are whole AVX2 vectors (8 lanes) but not whole AVX-512 ones (16)
+    assert (wide > n or target == "host") and fc["loops"][-2] == wide, fc
     assert fc["tile"][-2] % lanes == 0, fc
     assert got[0].shape == (m, n)
 
