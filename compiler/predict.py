@@ -223,7 +223,7 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         live = r * v + span * v + wv
         weights_l2 = 0
         streamed = 0 if in_order(target) else _lines_beyond_l2(entry, target) * span
-        if _x86_16_registers(target) and wv:
+        if x86_16_registers(target) and wv:
             # AVX2/SSE (16 registers), depthwise convs: a kernel row is kw dependent FMAs on
             # each accumulator; a window that does not fit the registers is not spilled but
             # read again, each FMA taking its input from memory (seen in the assembly); and
@@ -266,10 +266,11 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
 ACC_PRESSURE = 4  # cycles a kernel row per depthwise accumulator beyond half of 16 registers (x86)
 
 
-def _x86_16_registers(target) -> bool:
+def x86_16_registers(target) -> bool:
     """x86 with 16 vector registers (AVX2, SSE): where the depthwise rules of `_predict_ooo`
-    were measured (Zen 3, natively). AVX-512 (32 registers) keeps the window model."""
-    return target.triple.startswith("x86_64") and target.vector_regs <= 16
+    and the 10-accumulator register blocks (`passes.schedule._block`) were measured (Zen 3,
+    natively). AVX-512 (32 registers) keeps the window model and half-file blocks."""
+    return target.triple.startswith("x86_64") and target.vector_regs == 16
 
 
 def _lines_beyond_l2(entry: dict, target) -> float:

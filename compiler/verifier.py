@@ -30,9 +30,10 @@ def random_inputs(spec: ModelSpec, seed: int = 0) -> list[np.ndarray]:
 def reference(model, spec: ModelSpec, inputs: list[np.ndarray], optimized: bool = True) -> list[np.ndarray]:
     """onnxruntime's outputs (CPU), with its graph optimizations (the default) or without.
 
-    Its int8 kernels run in exact (u8 x u8) arithmetic: on x86 without VNNI (AVX2, AVX-512
-    without VNNI) the default u8 x s8 kernels sum pairs of products in int16 with saturation
-    (VPMADDUBSW) and are not exact. On a Zen 3 they ended LeNet-5 int8 (QDQ) 18 output steps,
+    Its int8 kernels with constant weights run in exact (u8 x u8) arithmetic: on x86 without
+    VNNI (AVX2, AVX-512 without VNNI) the default u8 x s8 kernels sum pairs of products in
+    int16 with saturation (VPMADDUBSW) and are not exact (with a runtime B they saturate
+    whatever the option: README, Quantization). On a Zen 3 they ended LeNet-5 int8 (QDQ) 18 output steps,
     MobileNet v1 0.25 int8 93 steps from onnxruntime's own unfused graph, and two 3x3 int8
     convs 0.31 off it and off onnx's reference evaluator, which dgc matched exactly;
     `session.x64quantprecision` brings the fused kernels back to the unfused graph (within

@@ -121,9 +121,11 @@ def _block(target, rows: int, cols: int, weight_bytes: int = 0) -> tuple[int, in
     the activations of a tile are hot in L1) - then the most accumulators, then the most
     rows. Widths are one register or 2, 4, 8... whole registers dividing `cols` (see _cols);
     rows divide `rows`."""
+    from dgc.predict import x86_16_registers
+
     lanes = _lanes(target)
     budget = max(1, target.vector_regs // 2)
-    if target.triple.startswith("x86_64") and target.vector_regs == 16:
+    if x86_16_registers(target):
         # AVX2/SSE: 10 accumulators, 2 weight vectors and a broadcast fit 16 registers; the
         # half-file budget left rows of 5 (DS-CNN's 25x5 outputs) one-row blocks
         budget = target.vector_regs - 6

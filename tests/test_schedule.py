@@ -20,6 +20,7 @@ import dgc
 from conftest import check_on_target
 from dgc.errors import UsageError
 from dgc.passes import schedule as S
+from dgc.predict import x86_16_registers
 from dgc.targets import get_target
 
 
@@ -115,7 +116,7 @@ def test_depthwise_blocks_keep_their_windows_in_registers(target, c, hw, stride,
         # with Helium's 8 registers spills are unavoidable: a 4-pixel stride-2 block still
         # beats 1 and 2 pixels there (exact counts, 28x28x96: 681K cycles against 1.0M, 750K)
         limit = t.vector_regs * 5 // 4 + 1 if t.vector_regs >= 16 else 2 * t.vector_regs
-        folded = t.triple.startswith("x86_64") and t.vector_regs == 16 and r * v <= t.vector_regs // 2
+        folded = x86_16_registers(t) and r * v <= t.vector_regs // 2
         assert folded or r * v + ((r - 1) * stride + 3) * v + 3 * v <= limit
         assert hw % r == 0 and c % w == 0
     if target == "x86-64-v3" and c <= 96:

@@ -405,16 +405,16 @@ def test_avx2_depthwise_5x5_blocks_read_their_windows_from_memory(tmp_path):
     cannot hold its window (7 accumulators, 11 inputs and 5 weights a kernel row) but runs
     1.4-1.6x faster than the 2-pixel block that can (its 2 accumulators wait on 5 chained FMAs
     a row; EfficientNet/MobileNetV3 14x14 convs, bench/synthetic_ops.py); the default takes
-    more than 2 pixels there, keeps 3x3 windows of 4 pixels in registers, and the conv
-    verifies against onnxruntime. AVX-512 keeps its window model."""
+    more than 2 pixels there; a 3x3 block either holds its window or keeps its accumulators
+    within half the registers; the conv verifies against onnxruntime. AVX-512 keeps its
+    window model."""
     from dgc.predict import predict
     from dgc.passes.schedule import depthwise_block_schedule
+    from dgc.predict_mca import one_op_model
 
     v3 = dgc.get_target("x86-64-v3")
     op = {"linalg": "linalg.depthwise_conv_2d_nhwc_hwc", "loops": [1, 14, 14, 240, 5, 5], "kinds": "pppprr"}
     assert predict(op, depthwise_block_schedule(7, 8), v3) < predict(op, depthwise_block_schedule(2, 8), v3)
-    from dgc.predict_mca import one_op_model
-
     model = one_op_model({**op, "fuse": True})
     model.ir_version = 8  # onnxruntime's
     (e,) = json.loads(dgc.compile(model, v3, name="m", stop_after="schedule").schedule)["ops"]
