@@ -12,7 +12,10 @@ Sets (input height x width x channels, output channels for convs, kernel, stride
   sweep   3x3 depthwise, 96 channels, inputs from 0.3 to 9.8 MB at strides 1 and 2, and
           112x112 with 32 and 48 channels (how the best block changes as the input leaves L2);
   bigconv convs whose input or output exceeds a 1 MB L2 (1x1 expansions and projections,
-          3x3 stems).
+          3x3 stems);
+  convs   convs of ResNet-50 (1x1 bottlenecks, 1x1 stride-2 projections), EfficientNet-B0
+          (1x1 expansions and projections) and 3x3 layers of other widths: development data for
+          the conv model (none of them is in the zoo).
 Weights are seeded random; only shapes matter to the cost models. As in one_op_model the conv
 has no padding: its input is what the output's windows read.
 """
@@ -41,6 +44,11 @@ SETS = {
     "bigconv": [(112, 112, 16, 64, 1, 1), (96, 96, 8, 48, 1, 1), (192, 192, 3, 16, 3, 2), (160, 160, 3, 24, 3, 2),
                 (112, 112, 48, 24, 1, 1), (80, 80, 96, 16, 1, 1), (96, 96, 16, 16, 3, 1), (64, 64, 128, 32, 1, 1),
                 (56, 56, 40, 240, 1, 1), (128, 128, 8, 32, 3, 1)],
+    "convs": [(56, 56, 64, 256, 1, 1), (56, 56, 256, 64, 1, 1), (56, 56, 256, 512, 1, 2), (28, 28, 512, 128, 1, 1),
+              (28, 28, 128, 128, 3, 1), (28, 28, 512, 1024, 1, 2), (14, 14, 1024, 256, 1, 1), (14, 14, 256, 1024, 1, 1),
+              (14, 14, 160, 160, 3, 1), (14, 14, 96, 192, 3, 2), (7, 7, 512, 2048, 1, 1), (7, 7, 2048, 512, 1, 1),
+              (7, 7, 384, 384, 3, 1), (28, 28, 40, 240, 1, 1), (14, 14, 80, 480, 1, 1), (14, 14, 672, 112, 1, 1),
+              (7, 7, 1152, 192, 1, 1), (56, 56, 48, 96, 1, 2), (28, 28, 96, 192, 1, 2), (32, 32, 64, 64, 3, 1)],
 }
 
 

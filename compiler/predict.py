@@ -212,6 +212,8 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
     blocks = (volume / red) / (r * w)
     refill = streamed = 0.0
     chain_row, pressure = 1, 0  # FMAs of a step in sequence on one accumulator; extra cycles a step
+    spill_cost = 1  # cycles a step per register the block needs beyond the register file
+    sixteen = x86_16_registers(target)
     if _depthwise(entry):
         kh, kw = loops[4], loops[5]
         _, sw, _, dw = entry.get("window") or (1, 1, 1, 1)
@@ -223,7 +225,7 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         live = r * v + span * v + wv
         weights_l2 = 0
         streamed = 0 if in_order(target) else _lines_beyond_l2(entry, target) * span
-        if x86_16_registers(target) and wv:
+        if sixteen and wv:
             # AVX2/SSE (16 registers), depthwise convs: a kernel row is kw dependent FMAs on
             # each accumulator; a window that does not fit the registers is not spilled but
             # read again, each FMA taking its input from memory (seen in the assembly); and
@@ -239,6 +241,8 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
         unroll = math.prod(max(1, x) for x, k in zip(reduce, kinds) if k == "r") \
             if reduce and len(reduce) == len(loops) else 1
         fmas, loads, live = r * v, 0.5 * r + v, r * v + v + 1
+        if sixteen:  # a store and a load per spilled register, measured (Zen 3)
+            spill_cost = 2
         if r == 1:  # each weight vector feeds one FMA per step: its memory operand, no register
             # (x86-64-v3, 16 registers: held-out conv rho 0.72 -> 0.77, large-image convs
             # 0.82 -> 0.85; no change with 32 registers, where such blocks fit anyway)
@@ -249,17 +253,21 @@ def _predict_ooo(entry: dict, schedule: dict, target) -> float:
             # steps: 10 and 27 stack accesses per step on AVX-512, seen in the assembly); so
             # it does once the accumulators fill 3/4 of the registers (AVX-512, a window row
             # unrolled against one step: 28x6 accumulators over 5x5x1 1.9x the time, 24x16 over
-            # 3x3x16 1.2-1.5x; 16 or fewer accumulators 0.73-1.36x, either way)
-            live = r * v + v * unroll + 1
+            # 3x3x16 1.2-1.5x; 16 or fewer accumulators 0.73-1.36x, either way). With 16
+            # registers it hoists one step ahead only (a 2x32 AVX2 block over 12 unrolled steps:
+            # 10 stack accesses in all, seen in the assembly)
+            live = r * v + v * (min(unroll, 2) if sixteen else unroll) + 1
         weight_set, strided = _working_sets(entry, schedule, cols_i)
-        weights_l2 = v if weight_set > target.l1_bytes else 0
+        # L2 feeds L1 32 bytes a cycle on the x86 cores modelled (Zen 3, Zen 4): a 256-bit
+        # vector a cycle, a 512-bit one two
+        weights_l2 = v * (target.vector_bits / 512 if sixteen else 1) if weight_set > target.l1_bytes else 0
         if strided and 4 * volume / red > target.l1_bytes:
             refill = 4 * r * v  # its r x v output lines fetched for writing, out of sequence
         if reduce and len(reduce) == len(loops) and kinds[-1] == "r" and reduce[-1] == 2:
             fmas += r  # the splats of a channel pair
     step = max(fmas / rate, loads / rate, 2 * weights_l2,
                chain_row * FMA_LATENCY * min(1.0, chain / HIDDEN_CHAIN))
-    step += max(0, live - target.vector_regs) + pressure
+    step += spill_cost * max(0, live - target.vector_regs) + pressure
     return blocks * (steps * step / useful + r * v + BLOCK_OVERHEAD + refill) + streamed
 
 
