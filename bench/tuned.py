@@ -12,7 +12,9 @@ medians); on Cortex-M, the llvm-mca cycle estimate of the exact instructions one
 in QEMU (`dgc.measure.count_models`). Prints a table (speedups are default / variant) and the
 geometric means; `predict/tuned` is the cost of the predicted schedules relative to the tuned
 (goal: <= 1.15); the last column is the flash (code + weights, bytes) of the default and the
-tuned object (tuned int8 kernels may unroll loops and store int16 weights). A name ending in `_qdq` is the int8 QDQ version of the zoo model.
+tuned object (tuned int8 kernels may unroll loops and store int16 weights). On x86 the default
+object is timed twice in the same run ("default again": the spread of the measurement itself),
+and a variant whose object is the default's, byte for byte, is marked (=). A name ending in `_qdq` is the int8 QDQ version of the zoo model.
 """
 
 from __future__ import annotations
@@ -42,24 +44,28 @@ def model_proto(name: str):
 def measure(name: str, target, db: str, workdir: str, samples: int) -> dict:
     proto = model_proto(name)
     variants = {"default": {}, "predict": {"predict": True}, "tuned": {"tuning_db": db}}
-    objs, spec, flash = [], None, {}
+    objs, spec, flash, code = [], None, {}, {}
     os.makedirs(workdir, exist_ok=True)
     for v, kw in variants.items():
         res = dgc.compile(proto, target, name=name, **kw)
-        flash[v] = res.footprint.get("flash")
+        flash[v], code[v] = res.footprint.get("flash"), res.object
         path = os.path.join(workdir, f"{name}.{v}.o")
         with open(path, "wb") as f:
             f.write(res.object)
         objs.append(path)
         spec = res.spec
     if target.runner == "host":
-        costs, unit = time_models([(spec, o) for o in objs], target, workdir, samples=samples), "s"
+        # the default twice (two libraries, same bytes): how far apart the same object times in this run
+        costs, unit = time_models([(spec, o) for o in objs + objs[:1]], target, workdir, samples=samples), "s"
+        noise = costs.pop() / costs[0]
     else:
         costs, unit = [r["cycles"] for r in count_models([(spec, o) for o in objs], target, workdir)], "cycles"
+        noise = 1.0  # exact counts
     row = dict(zip(variants, costs))
     row.update(model=name, unit=unit, tuned_speedup=row["default"] / row["tuned"],
                predict_speedup=row["default"] / row["predict"], predict_vs_tuned=row["predict"] / row["tuned"],
-               flash=flash)
+               flash=flash, default_again=noise,
+               same_as_default=[v for v in ("predict", "tuned") if code[v] == code["default"]])
     return row
 
 
@@ -88,24 +94,29 @@ def main(argv=None) -> int:
                 onnx.save(model_proto(name), path)
                 tune(path, target, trials=args.trials, db_path=db, seed=args.seed, progress=False, order=args.order)
             row = measure(name, target, db, os.path.join(tmp, name), args.samples)
-            print(f"{name}: tuned x{row['tuned_speedup']:.3f}, predict x{row['predict_speedup']:.3f}",
-                  file=sys.stderr, flush=True)
+            print(f"{name}: tuned x{row['tuned_speedup']:.3f}, predict x{row['predict_speedup']:.3f}, "
+                  f"default again x{1 / row['default_again']:.3f}", file=sys.stderr, flush=True)
             rows.append(row)
     geo = {k: math.exp(statistics.fmean(math.log(r[k]) for r in rows))
            for k in ("tuned_speedup", "predict_speedup", "predict_vs_tuned")} if rows else {}
     unit = rows[0]["unit"] if rows else ""
     print(f"target {args.target}; cost = {'median seconds per run' if unit == 's' else 'estimated cycles'}; "
           f"dgc tune --trials {args.trials} --seed {args.seed} --order {args.order}")
-    print("\n| model | default | predict | tuned | tuned speedup | predict speedup | predict/tuned | flash default / tuned |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|")
+    print("\n| model | default | predict | tuned | tuned speedup | predict speedup | predict/tuned | "
+          "default again | flash default / tuned |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     fmt = (lambda x: f"{x * 1e3:.4g} ms") if unit == "s" else (lambda x: f"{x:,.0f}")
     for r in rows:
+        same = {v: " (=)" if v in r["same_as_default"] else "" for v in ("predict", "tuned")}
         print(f"| {r['model']} | {fmt(r['default'])} | {fmt(r['predict'])} | {fmt(r['tuned'])} | "
-              f"x{r['tuned_speedup']:.3f} | x{r['predict_speedup']:.3f} | {r['predict_vs_tuned']:.3f} | "
+              f"x{r['tuned_speedup']:.3f}{same['tuned']} | x{r['predict_speedup']:.3f}{same['predict']} | "
+              f"{r['predict_vs_tuned']:.3f} | x{1 / r['default_again']:.3f} | "
               f"{r['flash']['default']:,} / {r['flash']['tuned']:,} B |")
     if geo:
         print(f"| geomean | | | | x{geo['tuned_speedup']:.3f} | x{geo['predict_speedup']:.3f} | "
-              f"{geo['predict_vs_tuned']:.3f} | |")
+              f"{geo['predict_vs_tuned']:.3f} | | |")
+    print("\n(=): the same object as the default, byte for byte; default again: the default's object timed "
+          "a second time in the same run, as its own library (the measurement's own spread)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"target": args.target, "trials": args.trials, "seed": args.seed, "models": rows,
