@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tempfile
 
 import numpy as np
@@ -60,6 +61,63 @@ def reference(model, spec: ModelSpec, inputs: list[np.ndarray], optimized: bool 
     names = [o.name for o in sess.get_outputs()]
     res = sess.run(names, {t.name: x for t, x in zip(spec.inputs, inputs)})
     return [np.asarray(r) for r in res]
+
+
+@functools.cache
+def ort_u8s8_exact() -> bool:
+    """Whether onnxruntime's u8 x s8 integer matmul with a runtime B is exact on this machine.
+    On x86 without VNNI (a Zen 3) it sums pairs of products in int16 with saturation
+    (VPMADDUBSW): 255 x 127 twice gives 32767, not 64770, `session.x64quantprecision` or not."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "probe",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 2]),
+                           helper.make_tensor_value_info("b", TensorProto.INT8, [2, 1])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 10)])
+    m.ir_version = 8
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"a": np.full((1, 2), 255, np.uint8), "b": np.full((2, 1), 127, np.int8)})[0]
+    return int(y.ravel()[0]) == 2 * 255 * 127
+
+
+def runtime_u8s8_matmul(model) -> str | None:
+    """"name (op)" of the first MatMulInteger or QLinearMatMul of `model` that multiplies a
+    uint8 A by an int8 B computed at run time (a graph input or another node's output), or
+    None: the kernels `ort_u8s8_exact` checks."""
+    import onnx
+    from onnx import TensorProto
+
+    try:
+        typed = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # noqa: BLE001 - no inferred types: the declared ones
+        typed = model.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*typed.input, *typed.value_info, *typed.output]}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    constant = {t.name for t in model.graph.initializer} | \
+        {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    for n in model.graph.node:
+        if n.domain not in ("", "ai.onnx") or n.op_type not in ("MatMulInteger", "QLinearMatMul"):
+            continue
+        a, b = n.input[0], n.input[1 if n.op_type == "MatMulInteger" else 3]
+        if types.get(a) == TensorProto.UINT8 and types.get(b) == TensorProto.INT8 and b not in constant:
+            return f"{n.name or n.output[0]} ({n.op_type})"
+    return None
+
+
+def exact_reference(model, spec: ModelSpec, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], str] | None:
+    """onnx's reference evaluator's outputs and a note saying why, where onnxruntime is known
+    to be inexact for `model` on this machine (`runtime_u8s8_matmul` on a CPU where
+    `ort_u8s8_exact` fails) and every node is in the standard domain; otherwise None."""
+    node = runtime_u8s8_matmul(model)
+    if node is None or any(n.domain not in ("", "ai.onnx") for n in model.graph.node) or ort_u8s8_exact():
+        return None
+    from onnx.reference import ReferenceEvaluator
+
+    out = ReferenceEvaluator(model).run(None, {t.name: x for t, x in zip(spec.inputs, inputs)})
+    return [np.asarray(o) for o in out], \
+        f"against onnx's reference evaluator: onnxruntime's u8 x s8 kernels saturate on this CPU ({node})"
 
 
 @dataclasses.dataclass
@@ -141,7 +199,8 @@ def within_reference_spread(cmp: Comparison, got: np.ndarray, want: np.ndarray, 
 def verify(model, target, *, seed: int = 0, opt_level: int = 3, input_shapes=None, name=None,
            workdir: str | None = None, memcheck: str | None = None, tuning_db=None, predict: bool = False):
     """Compile `model` for `target` (with `tuning_db` / `predict` as `dgc.compile` takes them),
-    run it there, compare with onnxruntime.
+    run it there, compare with onnxruntime (onnx's reference evaluator where onnxruntime's
+    own kernels are inexact on this machine: `exact_reference`).
 
     memcheck ("guard", "asan" or "valgrind", see dgc.runtime.memcheck) runs it in the
     memory-safety harness instead: a finding raises ModelRunError; every run's outputs (the
@@ -166,8 +225,13 @@ def verify(model, target, *, seed: int = 0, opt_level: int = 3, input_shapes=Non
             runs = list(run_memcheck(res.spec, obj, res.target, inputs, wd, tool=memcheck).outputs.values())
         else:
             runs = [run_model(res.spec, obj, res.target, inputs, wd)]
-    want = reference(proto, res.spec, inputs)
-    cmps = second_reference(proto, res.spec, inputs, runs, want, [compare(res.spec, got, want) for got in runs])
+    exact = exact_reference(proto, res.spec, inputs)
+    if exact:
+        want, note = exact
+        cmps = [[dataclasses.replace(c, note=note) for c in compare(res.spec, got, want)] for got in runs]
+    else:
+        want = reference(proto, res.spec, inputs)
+        cmps = second_reference(proto, res.spec, inputs, runs, want, [compare(res.spec, got, want) for got in runs])
     return res, [max((c[i] for c in cmps), key=lambda c: (not c.ok, c.max_rel)) for i in range(len(want))]
 
 

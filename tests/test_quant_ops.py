@@ -9,7 +9,6 @@ reference, say which reference they use and why. Two small models also run on Co
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 
 import numpy as np
@@ -20,7 +19,7 @@ from onnx.reference import ReferenceEvaluator
 
 import dgc
 from conftest import require_tools, run_model
-from dgc.verifier import reference
+from dgc.verifier import ort_u8s8_exact, reference
 
 _R = np.random.default_rng(7)  # data is drawn at import, in table order
 
@@ -104,24 +103,6 @@ def _run(model, inputs, target, tmp_path):
     obj = tmp_path / "m.o"
     obj.write_bytes(res.object)
     return res, run_model(res.spec, str(obj), res.target, inputs, str(tmp_path))
-
-
-@functools.lru_cache(maxsize=None)
-def ort_u8s8_exact() -> bool:
-    """Whether onnxruntime's u8 x s8 integer matmul with a runtime B is exact on this machine.
-    On x86 without VNNI (a Zen 3) it sums pairs of products in int16 with saturation
-    (VPMADDUBSW): 255 x 127 twice gives 32767, not 64770, `session.x64quantprecision` or not."""
-    import onnxruntime as ort
-
-    g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "probe",
-                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 2]),
-                           helper.make_tensor_value_info("b", TensorProto.INT8, [2, 1])],
-                          [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 10)])
-    m.ir_version = 8
-    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    y = sess.run(None, {"a": np.full((1, 2), 255, np.uint8), "b": np.full((2, 1), 127, np.int8)})[0]
-    return int(y.ravel()[0]) == 2 * 255 * 127
 
 
 def _u8_times_s8(model) -> bool:
@@ -432,3 +413,38 @@ def test_int8_depthwise_channel_vectors_fill_8_bytes(target, tmp_path):
     _assert_same(res, got, reference(model, res.spec, inputs))
     dws = [e for e in json.loads(res.schedule)["ops"] if e["key"].startswith("dw") and "#" not in e["key"]]
     assert len(dws) == 3 and all(e["vectorize"] and e["tile"][3] >= 8 for e in dws), dws
+
+
+def test_verify_judges_runtime_u8_s8_matmuls_against_an_exact_reference(tmp_path):
+    """A u8 x s8 MatMulInteger whose B is a runtime input: where onnxruntime's kernel
+    saturates (x86 without VNNI: pairs of products summed in int16; large values here) the
+    reference `dgc verify` takes is onnx's reference evaluator, named in its note, and equals
+    numpy's exact product, as dgc's output does; elsewhere it is onnxruntime. A constant B is
+    not a runtime one."""
+    from dgc import verifier
+
+    g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [4, 64]),
+                           helper.make_tensor_value_info("b", TensorProto.INT8, [64, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [4, 8])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    assert verifier.runtime_u8s8_matmul(model) == "mm (MatMulInteger)"
+    const = helper.make_model(helper.make_graph(
+        g.node, "g", g.input[:1], g.output,
+        [numpy_helper.from_array(np.ones((64, 8), np.int8), "b")]), opset_imports=model.opset_import)
+    assert verifier.runtime_u8s8_matmul(const) is None
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(200, 256, (4, 64)).astype(np.uint8), rng.integers(100, 128, (64, 8)).astype(np.int8)
+    exact = a.astype(np.int32) @ b.astype(np.int32)
+    res, (got,) = _run(model, [a, b], "host", tmp_path)
+    assert np.array_equal(got, exact)
+    ref = verifier.exact_reference(model, res.spec, [a, b])
+    if ort_u8s8_exact():
+        assert ref is None
+        return
+    (want,), note = ref
+    assert np.array_equal(want, exact) and "reference evaluator" in note and "mm (MatMulInteger)" in note
+    assert not np.array_equal(verifier.reference(model, res.spec, [a, b])[0], exact)  # onnxruntime's
+    _, (cmp,) = verifier.verify(model, "host")
+    assert cmp.ok and cmp.max_abs == 0 and "reference evaluator" in cmp.note, cmp
