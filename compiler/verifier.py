@@ -89,6 +89,10 @@ def runtime_u8s8_matmul(model) -> str | None:
     import onnx
     from onnx import TensorProto
 
+    matmuls = [n for n in model.graph.node
+               if n.domain in ("", "ai.onnx") and n.op_type in ("MatMulInteger", "QLinearMatMul")]
+    if not matmuls:  # no shape inference for the models without one
+        return None
     try:
         typed = onnx.shape_inference.infer_shapes(model).graph
     except Exception:  # noqa: BLE001 - no inferred types: the declared ones
@@ -97,9 +101,7 @@ def runtime_u8s8_matmul(model) -> str | None:
     types.update({t.name: t.data_type for t in model.graph.initializer})
     constant = {t.name for t in model.graph.initializer} | \
         {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
-    for n in model.graph.node:
-        if n.domain not in ("", "ai.onnx") or n.op_type not in ("MatMulInteger", "QLinearMatMul"):
-            continue
+    for n in matmuls:
         a, b = n.input[0], n.input[1 if n.op_type == "MatMulInteger" else 3]
         if types.get(a) == TensorProto.UINT8 and types.get(b) == TensorProto.INT8 and b not in constant:
             return f"{n.name or n.output[0]} ({n.op_type})"
