@@ -227,14 +227,21 @@ def verify(model, target, *, seed: int = 0, opt_level: int = 3, input_shapes=Non
             runs = list(run_memcheck(res.spec, obj, res.target, inputs, wd, tool=memcheck).outputs.values())
         else:
             runs = [run_model(res.spec, obj, res.target, inputs, wd)]
-    exact = exact_reference(proto, res.spec, inputs)
+    want, cmps = judge(proto, res.spec, inputs, runs)
+    return res, [max((c[i] for c in cmps), key=lambda c: (not c.ok, c.max_rel)) for i in range(len(want))]
+
+
+def judge(model, spec: ModelSpec, inputs, runs) -> tuple[list[np.ndarray], list[list[Comparison]]]:
+    """(the reference outputs, the comparisons per run in `runs` and per output), as `dgc
+    verify` judges them: against onnx's reference evaluator where onnxruntime is inexact for
+    the model on this machine (`exact_reference`), else against onnxruntime, a failed output
+    judged again against onnxruntime's own spread (`second_reference`)."""
+    exact = exact_reference(model, spec, inputs)
     if exact:
         want, note = exact
-        cmps = [[dataclasses.replace(c, note=note) for c in compare(res.spec, got, want)] for got in runs]
-    else:
-        want = reference(proto, res.spec, inputs)
-        cmps = second_reference(proto, res.spec, inputs, runs, want, [compare(res.spec, got, want) for got in runs])
-    return res, [max((c[i] for c in cmps), key=lambda c: (not c.ok, c.max_rel)) for i in range(len(want))]
+        return want, [[dataclasses.replace(c, note=note) for c in compare(spec, got, want)] for got in runs]
+    want = reference(model, spec, inputs)
+    return want, second_reference(model, spec, inputs, runs, want, [compare(spec, got, want) for got in runs])
 
 
 def second_reference(model, spec: ModelSpec, inputs, runs, want, cmps: list[list[Comparison]]) -> list[list[Comparison]]:

@@ -13,7 +13,7 @@ import pytest
 
 import dgc
 from dgc.runtime.runners import run_model, run_models  # noqa: F401
-from dgc.verifier import compare, random_inputs, reference, second_reference
+from dgc.verifier import judge, random_inputs
 
 
 def tools_for(target) -> list[str]:
@@ -57,9 +57,7 @@ def check_on_target(model, target: str, tmp_path, seed: int = 0, **compile_kw):
     obj = tmp_path / f"{res.name}.o"
     obj.write_bytes(res.object)
     got = run_model(res.spec, str(obj), res.target, inputs, str(tmp_path))
-    want = reference(model, res.spec, inputs)
-    # as `dgc verify` judges it: beyond the fixed limits, against onnxruntime's own spread
-    (cmp,) = second_reference(model, res.spec, inputs, [got], want, [compare(res.spec, got, want)])
+    want, (cmp,) = judge(model, res.spec, inputs, [got])  # as `dgc verify` judges it
     bad = [c for c in cmp if not c.ok]
     assert not bad, f"{target}: " + "; ".join(f"{c.name}: max abs err {c.max_abs:.3g} > {c.limit:.3g}" for c in bad)
     return res, got, want
