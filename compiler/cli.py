@@ -426,7 +426,8 @@ def verify(model, target, seed, input_shapes, opt, memcheck, tuning_db, predict)
     networks, where rounding ties compound from layer to layer), it passes if it is at most 1.5x
     farther from the first than the second is, at most and on average, and is not biased.
     Where onnxruntime's own uint8 x int8 kernels are inexact on this CPU (x86 without VNNI) and
-    the model multiplies by a runtime int8 B, the reference is onnx's reference evaluator.
+    the model has a QLinearMatMul, or a MatMulInteger with a runtime B, that takes them, the
+    reference is onnx's reference evaluator.
 
     \b
     Examples:

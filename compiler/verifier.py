@@ -33,8 +33,8 @@ def reference(model, spec: ModelSpec, inputs: list[np.ndarray], optimized: bool 
 
     Its int8 kernels with constant weights run in exact (u8 x u8) arithmetic: on x86 without
     VNNI (AVX2, AVX-512 without VNNI) the default u8 x s8 kernels sum pairs of products in
-    int16 with saturation (VPMADDUBSW) and are not exact (with a runtime B they saturate
-    whatever the option: README, Quantization). On a Zen 3 they ended LeNet-5 int8 (QDQ) 18 output steps,
+    int16 with saturation (VPMADDUBSW) and are not exact (QLinearMatMul, and MatMulInteger with
+    a runtime B, saturate whatever the option: `saturating_u8s8_matmul`). On a Zen 3 they ended LeNet-5 int8 (QDQ) 18 output steps,
     MobileNet v1 0.25 int8 93 steps from onnxruntime's own unfused graph, and two 3x3 int8
     convs 0.31 off it and off onnx's reference evaluator, which dgc matched exactly;
     `session.x64quantprecision` brings the fused kernels back to the unfused graph (within
@@ -82,10 +82,14 @@ def ort_u8s8_exact() -> bool:
     return int(y.ravel()[0]) == 2 * 255 * 127
 
 
-def runtime_u8s8_matmul(model) -> str | None:
-    """"name (op)" of the first MatMulInteger or QLinearMatMul of `model` that multiplies a
-    uint8 A by an int8 B computed at run time (a graph input or another node's output), or
-    None: the kernels `ort_u8s8_exact` checks."""
+def saturating_u8s8_matmul(model) -> str | None:
+    """"name (op)" of the first standard-domain integer matmul of `model` that multiplies a
+    uint8 A by an int8 B where onnxruntime's u8 x s8 kernels take it (the ones
+    `ort_u8s8_exact` checks), even with `session.x64quantprecision`: a QLinearMatMul whatever
+    its B, a MatMulInteger whose B is computed at run time (a graph input or another node's
+    output; with a constant B it is exact). Measured on a Zen 3 with 64-deep products of large
+    values: 32 of 32 outputs off for both QLinearMatMul forms (per-tensor and per-column B)
+    and a runtime-B MatMulInteger, none for a constant-B MatMulInteger. None if there is none."""
     import onnx
     from onnx import TensorProto
 
@@ -103,16 +107,17 @@ def runtime_u8s8_matmul(model) -> str | None:
         {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     for n in matmuls:
         a, b = n.input[0], n.input[1 if n.op_type == "MatMulInteger" else 3]
-        if types.get(a) == TensorProto.UINT8 and types.get(b) == TensorProto.INT8 and b not in constant:
+        if types.get(a) == TensorProto.UINT8 and types.get(b) == TensorProto.INT8 and \
+                (n.op_type == "QLinearMatMul" or b not in constant):
             return f"{n.name or n.output[0]} ({n.op_type})"
     return None
 
 
 def exact_reference(model, spec: ModelSpec, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], str] | None:
     """onnx's reference evaluator's outputs and a note saying why, where onnxruntime is known
-    to be inexact for `model` on this machine (`runtime_u8s8_matmul` on a CPU where
+    to be inexact for `model` on this machine (`saturating_u8s8_matmul` on a CPU where
     `ort_u8s8_exact` fails) and every node is in the standard domain; otherwise None."""
-    node = runtime_u8s8_matmul(model)
+    node = saturating_u8s8_matmul(model)
     if node is None or any(n.domain not in ("", "ai.onnx") for n in model.graph.node) or ort_u8s8_exact():
         return None
     from onnx.reference import ReferenceEvaluator

@@ -19,7 +19,7 @@ from onnx.reference import ReferenceEvaluator
 
 import dgc
 from conftest import require_tools, run_model
-from dgc.verifier import ort_u8s8_exact, reference
+from dgc.verifier import exact_reference, ort_u8s8_exact, reference
 
 _R = np.random.default_rng(7)  # data is drawn at import, in table order
 
@@ -105,18 +105,10 @@ def _run(model, inputs, target, tmp_path):
     return res, run_model(res.spec, str(obj), res.target, inputs, str(tmp_path))
 
 
-def _u8_times_s8(model) -> bool:
-    """A standard-domain op taking both uint8 and int8 inputs (onnx's reference evaluator has it)."""
-    types = {i.type.tensor_type.elem_type for i in model.graph.input} | \
-        {t.data_type for t in model.graph.initializer}
-    return {TensorProto.UINT8, TensorProto.INT8} <= types and all(n.domain in ("", "ai.onnx") for n in model.graph.node)
-
-
 def _expected(model, res, ref, ins, inputs):
-    if ref == "ort" and _u8_times_s8(model) and not ort_u8s8_exact():
-        ref = "onnx"  # onnxruntime's own kernels saturate here (see ort_u8s8_exact)
-    if ref == "ort":
-        return reference(model, res.spec, inputs)
+    if ref == "ort":  # as `dgc verify` takes it: onnx's evaluator where onnxruntime's kernels saturate
+        exact = exact_reference(model, res.spec, inputs)
+        return exact[0] if exact else reference(model, res.spec, inputs)
     if ref == "onnx":
         return ReferenceEvaluator(model).run(None, {i.name: x for i, x in zip(res.spec.inputs, inputs)})
     return ref(*[x.value if isinstance(x, In) else x for x in ins])
@@ -429,11 +421,14 @@ def test_verify_judges_runtime_u8_s8_matmuls_against_an_exact_reference(tmp_path
                           [helper.make_tensor_value_info("y", TensorProto.INT32, [4, 8])])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    assert verifier.runtime_u8s8_matmul(model) == "mm (MatMulInteger)"
+    assert verifier.saturating_u8s8_matmul(model) == "mm (MatMulInteger)"
     const = helper.make_model(helper.make_graph(
         g.node, "g", g.input[:1], g.output,
         [numpy_helper.from_array(np.ones((64, 8), np.int8), "b")]), opset_imports=model.opset_import)
-    assert verifier.runtime_u8s8_matmul(const) is None
+    assert verifier.saturating_u8s8_matmul(const) is None  # onnxruntime's exact u8 x u8 path takes it
+    # a QLinearMatMul saturates with a constant int8 B too (the per-column B of qlmm_per_column_b)
+    (qlmm,) = [_model(*r.values[:4], r.values[5]) for r in MATMUL if r.id == "qlmm_per_column_b"]
+    assert verifier.saturating_u8s8_matmul(qlmm) is not None
     rng = np.random.default_rng(3)
     a, b = rng.integers(200, 256, (4, 64)).astype(np.uint8), rng.integers(100, 128, (64, 8)).astype(np.int8)
     exact = a.astype(np.int32) @ b.astype(np.int32)
