@@ -807,9 +807,14 @@ def _pack_weights(module, i: int, g: _Group, ctx) -> None:
     conv reads slab f0/fb. A matmul with a constant B ([K, N] or [1, K, N]) is packed the same
     way, [N/nb, K, nb]: its register block's columns of B, nb floats every N, hit only
     4 KB / (4 N) sets of the L1 (two sets for N = 512: the panel thrashes it). Zen 3, same
-    run: tiny BERT 1.16x, the FC autoencoder (batch 1) 1.21x faster. Not without vectors
-    (Cortex-M7's estimated cycles: the FC autoencoder 3% more, no cache sets modelled)."""
-    if g.sched.linalg != _CONV and (g.sched.linalg not in _MATMULS or _lanes(ctx.target) == 1):
+    run: tiny BERT 1.16x, the FC autoencoder (batch 1) 1.21x faster. Only on out-of-order
+    cores: the cycle estimates of the in-order ones (`predict.in_order`) model no cache
+    sets, and there LLVM indexes a slab from the k counter, an add more per step (AArch64
+    LeNet-5: 2.7% more estimated cycles; Cortex-M7's FC autoencoder 3% more)."""
+    from dgc.predict import in_order
+
+    if g.sched.linalg != _CONV and (g.sched.linalg not in _MATMULS or in_order(ctx.target)
+                                    or _lanes(ctx.target) == 1):
         return
     from dgc.ir import tensor_d
 
