@@ -14,6 +14,8 @@ geometric means; `predict/tuned` is the cost of the predicted schedules relative
 (goal: <= 1.15); the last column is the flash (code + weights, bytes) of the default and the
 tuned object (tuned int8 kernels may unroll loops and store int16 weights). On x86 the default
 object is timed twice in the same run ("default again": the spread of the measurement itself),
+and the whole run is repeated `--rounds` times (3) in fresh child processes: every ratio is
+the median of the rounds' (one run on a shared machine was seen 23% off),
 and a variant whose object is the default's, byte for byte, is marked (=). A name ending in `_qdq` is the int8 QDQ version of the zoo model.
 """
 
@@ -41,7 +43,7 @@ def model_proto(name: str):
     return zoo.build(name)
 
 
-def measure(name: str, target, db: str, workdir: str, samples: int) -> dict:
+def measure(name: str, target, db: str, workdir: str, samples: int, rounds: int = 1) -> dict:
     proto = model_proto(name)
     variants = {"default": {}, "predict": {"predict": True}, "tuned": {"tuning_db": db}}
     objs, spec, flash, code = [], None, {}, {}
@@ -55,9 +57,15 @@ def measure(name: str, target, db: str, workdir: str, samples: int) -> dict:
         objs.append(path)
         spec = res.spec
     if target.runner == "host":
-        # the default twice (two libraries, same bytes): how far apart the same object times in this run
-        costs, unit = time_models([(spec, o) for o in objs + objs[:1]], target, workdir, samples=samples), "s"
-        noise = costs.pop() / costs[0]
+        # the default twice (two libraries, same bytes): how far apart the same object times in this run;
+        # `rounds` independent runs (child processes), each variant's time the median of its
+        # per-round ratios to the default times the default's median time
+        runs = [time_models([(spec, o) for o in objs + objs[:1]], target, workdir, samples=samples)
+                for _ in range(rounds)]
+        base = statistics.median(r[0] for r in runs)
+        costs = [base * statistics.median(r[i] / r[0] for r in runs) for i in range(len(objs))]
+        noise = statistics.median(r[-1] / r[0] for r in runs)
+        unit = "s"
     else:
         costs, unit = [r["cycles"] for r in count_models([(spec, o) for o in objs], target, workdir)], "cycles"
         noise = 1.0  # exact counts
@@ -78,6 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--order", choices=("predicted", "seed"), default="predicted", help="dgc tune --order")
     ap.add_argument("--samples", type=int, default=31, help="x86: timing rounds per measurement")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="x86: independent timing runs; each speedup is the median of the runs' ratios")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     target = dgc.get_target(args.target)
@@ -93,7 +103,7 @@ def main(argv=None) -> int:
 
                 onnx.save(model_proto(name), path)
                 tune(path, target, trials=args.trials, db_path=db, seed=args.seed, progress=False, order=args.order)
-            row = measure(name, target, db, os.path.join(tmp, name), args.samples)
+            row = measure(name, target, db, os.path.join(tmp, name), args.samples, args.rounds)
             print(f"{name}: tuned x{row['tuned_speedup']:.3f}, predict x{row['predict_speedup']:.3f}, "
                   f"default again x{1 / row['default_again']:.3f}", file=sys.stderr, flush=True)
             rows.append(row)
@@ -101,7 +111,8 @@ def main(argv=None) -> int:
            for k in ("tuned_speedup", "predict_speedup", "predict_vs_tuned")} if rows else {}
     unit = rows[0]["unit"] if rows else ""
     print(f"target {args.target}; cost = {'median seconds per run' if unit == 's' else 'estimated cycles'}; "
-          f"dgc tune --trials {args.trials} --seed {args.seed} --order {args.order}")
+          f"dgc tune --trials {args.trials} --seed {args.seed} --order {args.order}"
+          + (f"; x86 ratios: medians of {args.rounds} independent runs" if unit == "s" else ""))
     print("\n| model | default | predict | tuned | tuned speedup | predict speedup | predict/tuned | "
           "default again | flash default / tuned |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
