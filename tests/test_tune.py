@@ -154,6 +154,35 @@ def _db_with(tmp_path, target, best: dict) -> str:
     return str(p)
 
 
+@pytest.mark.parametrize("verdicts, kept", [([0.8, 1.1, 1.15], False), ([1.3, 0.9, 0.95], True)])
+def test_the_final_verdict_is_the_median_of_three_timing_runs(verdicts, kept, tmp_path, monkeypatch):
+    """On x86 the tuned model is kept only when the median of three independent default-vs-tuned
+    runs is faster: one lucky run (0.8x the default's time) does not keep a tuning the other two
+    find slower, nor does one unlucky run drop one they find faster. Timings are faked: every
+    candidate 10% faster than the incumbent during the search, then the given tuned/default
+    ratios in the verdict's runs."""
+    from dgc import tune as T
+
+    model = _two_convs()
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    ratios = list(verdicts)
+
+    def fake_time(self, spec, objs, samples=None):
+        if samples == 2 * self.samples + 1:  # the verdict: [default, tuned]
+            return [1.0, ratios.pop(0)]
+        return [1.0] + [0.9] * (len(objs) - 1)
+
+    monkeypatch.setattr(T._Tuner, "time", fake_time)
+    db = tmp_path / "tuning.json"
+    rep = tune(str(path), "host", trials=2, db_path=str(db), seed=0, progress=False, samples=5)
+    assert not ratios  # three verdict runs
+    assert rep.kept == kept
+    entries = json.loads(db.read_text())["targets"][target_key(dgc.get_target("host"))]
+    assert any("best" in e for e in entries.values()) == kept
+    assert rep.tuned_s == (pytest.approx(0.95) if kept else rep.default_s)
+
+
 @pytest.mark.parametrize("target", ["host", "cortex-m7"])
 def test_compile_applies_the_database(target, tmp_path):
     """A database entry changes exactly its ops' schedules; the object verifies and is the
