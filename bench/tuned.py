@@ -43,7 +43,7 @@ def model_proto(name: str):
     return zoo.build(name)
 
 
-def measure(name: str, target, db: str, workdir: str, samples: int, rounds: int = 1) -> dict:
+def measure(name: str, target, db: str, workdir: str, samples: int, rounds: int) -> dict:
     proto = model_proto(name)
     variants = {"default": {}, "predict": {"predict": True}, "tuned": {"tuning_db": db}}
     objs, spec, flash, code = [], None, {}, {}

@@ -813,8 +813,7 @@ def _pack_weights(module, i: int, g: _Group, ctx) -> None:
     LeNet-5: 2.7% more estimated cycles; Cortex-M7's FC autoencoder 3% more)."""
     from dgc.predict import in_order
 
-    if g.sched.linalg != _CONV and (g.sched.linalg not in _MATMULS or in_order(ctx.target)
-                                    or _lanes(ctx.target) == 1):
+    if g.sched.linalg != _CONV and (g.sched.linalg not in _MATMULS or in_order(ctx.target)):
         return
     from dgc.ir import tensor_d
 
