@@ -110,12 +110,12 @@ def _divisors(n: int, limit: int) -> list[int]:
 
 
 def _widths(dim: int, lanes: int, regs: int) -> list[int]:
-    """Vector widths for an innermost dimension: one register or 2, 4, 8 whole registers
-    dividing it (other lengths make LLVM split vectors element by element), or all of a
-    short dimension."""
+    """Vector widths for an innermost dimension: one to 8 whole registers dividing it (a part
+    register would be a partial vector every step; rows of 3 or 5 registers are carried as
+    3 or 5 vectors, see `schedule._split_carried`), or all of a short dimension."""
     if dim <= lanes:
         return [dim]
-    out = [lanes * k for k in (1, 2, 4, 8) if k <= regs and dim % (lanes * k) == 0]
+    out = [lanes * k for k in range(1, 9) if k <= regs and dim % (lanes * k) == 0]
     return out or [d for d in _divisors(dim, lanes)][-1:]
 
 

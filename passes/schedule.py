@@ -96,19 +96,23 @@ def _fit(dim: int, pref: int, step: int = 1) -> int:
     return 1
 
 
-def _pow2(n: int) -> list[int]:
-    """1, 2, 4, ... <= n, largest first: register counts LLVM splits cleanly (a vector of 3
-    registers, like one of 1.5, is taken apart element by element: 10x slower, measured)."""
+def _registers(n: int, lanes: int) -> list[int]:
+    """Register counts of a vector row, largest first, at most n: any count on SIMD targets
+    (lower_vectors carries a row of 3 or 5 registers as 3 or 5 vectors; one long vector LLVM
+    would take apart element by element, 10x slower, measured); 1, 2, 4, ... without SIMD
+    registers (as before; a row there is scalars anyway)."""
+    if lanes > 1:
+        return list(range(max(1, n), 0, -1))
     return [1 << k for k in range(max(1, n).bit_length() - 1, -1, -1)]
 
 
 def _cols(cols: int, max_vecs: int, lanes: int) -> int:
-    """Vector length for an innermost dimension of `cols`: at most one register, or 2, 4, 8...
-    whole registers (up to `max_vecs`) - a vector of 1.5, 3 or 7.5 registers makes LLVM split
-    it element by element. Always a divisor of `cols` (no partial tiles)."""
+    """Vector length for an innermost dimension of `cols`: at most one register, or whole
+    registers (up to `max_vecs`; see _registers) - a vector of 1.5 or 7.5 registers would
+    leave a part-register piece in every step. Always a divisor of `cols` (no partial tiles)."""
     if cols <= lanes:
         return cols
-    whole = [k * lanes for k in _pow2(max_vecs) if cols % (k * lanes) == 0]
+    whole = [k * lanes for k in _registers(max_vecs, lanes) if cols % (k * lanes) == 0]
     return whole[0] if whole else _fit(cols, lanes)
 
 
@@ -119,7 +123,7 @@ def _block(target, rows: int, cols: int, weight_bytes: int = 0) -> tuple[int, in
     w/rows + 1/vectors - a step loads `vectors` rows of B and `rows` broadcasts of A; B rows
     (weights) count w = 2 when the weights exceed 64 KB (they come from L2 or beyond, while
     the activations of a tile are hot in L1) - then the most accumulators, then the most
-    rows. Widths are one register or 2, 4, 8... whole registers dividing `cols` (see _cols);
+    rows. Widths are one register or whole registers dividing `cols` (see _cols, _registers);
     rows divide `rows`."""
     from dgc.predict import x86_16_registers
 
@@ -133,7 +137,7 @@ def _block(target, rows: int, cols: int, weight_bytes: int = 0) -> tuple[int, in
     if cols <= lanes:
         widths = [cols]
     else:
-        widths = [k * lanes for k in _pow2(budget) if cols % (k * lanes) == 0] or [_cols(cols, 1, lanes)]
+        widths = [k * lanes for k in _registers(budget, lanes) if cols % (k * lanes) == 0] or [_cols(cols, 1, lanes)]
 
     def score(w):
         vecs = -(-w // lanes)
@@ -1005,8 +1009,9 @@ def lower_vectors(module, ctx) -> None:
     # accumulators still in memory (its alias rules are stricter than the tensor hoisting).
     PassManager.parse(f"builtin.module(convert-vector-to-scf{{full-unroll=true target-rank={rank}}})"
                       ).run(module.operation)
-    _rows(module)
-    _split_carried(module)
+    lanes = _register_lanes(ctx.target)
+    _rows(module, lanes)
+    _split_carried(module, lanes)
     run_transform(module, _HOIST)
     run_transform(module, _TRANSFERS.replace("RANK", str(rank)))
     if rank == 0:
@@ -1043,11 +1048,13 @@ def _row_reductions(module) -> None:
         op.erase()
 
 
-def _rows(module) -> None:
-    """Elementwise arith/math ops on n-D vectors -> one op per 1-D row (vector.extract /
-    vector.insert), so that the rows of a fused consumer (bias, ReLU, residual Add) connect
-    to the per-row accumulators; canonicalization then folds the extracts and inserts away.
-    Left n-D, the operands are re-assembled element by element (vector.from_elements)."""
+def _rows(module, lanes) -> None:
+    """Elementwise arith/math ops on n-D vectors -> one op per register piece (`_pieces_of`:
+    a 1-D row, or a chunk of a row too long for LLVM to keep in registers), through
+    vector.extract / vector.insert (strided slices for chunks), so that the rows of a fused
+    consumer (bias, ReLU, residual Add) connect to the per-piece accumulators;
+    canonicalization then folds the extracts and inserts away. Left n-D, the operands are
+    re-assembled element by element (vector.from_elements)."""
     from dgc.ir import walk
 
     def unroll(op):
@@ -1058,83 +1065,143 @@ def _rows(module) -> None:
         vt = ir.VectorType(op.results[0].type)
         same = all(isinstance(v.type, ir.VectorType) and ir.VectorType(v.type).shape == vt.shape
                    for v in op.operands)
-        if vt.rank < 2 or vt.shape[-1] == 1 or not len(op.operands) or not same:
+        if not _split_type(vt, lanes) or vt.shape[-1] == 1 or not len(op.operands) or not same:
             return
-        row_t = ir.VectorType.get(vt.shape[-1:], vt.element_type)
         attrs = {k: op.attributes[k] for k in op.attributes}
         with ir.InsertionPoint(op), op.location:
-            per_operand = [_split_rows(v) for v in op.operands]
-            rows = [ir.Operation.create(op.name, results=[row_t], attributes=attrs,
-                                        operands=list(row)).results[0] for row in zip(*per_operand)]
-            op.results[0].replace_all_uses_with(_assemble(rows, vt))
+            cut = _pieces_of(vt, lanes)  # the result's pieces, for every operand (a select's i1 too)
+            per_operand = [_split_pieces(v, lanes, cut) for v in op.operands]
+            pieces = [ir.Operation.create(op.name, results=[ir.VectorType.get([size], vt.element_type)],
+                                          attributes=attrs, operands=list(piece)).results[0]
+                      for piece, (_, _, size) in zip(zip(*per_operand), cut)]
+            op.results[0].replace_all_uses_with(_assemble(pieces, vt, lanes))
         op.erase()
 
     walk(module.operation, unroll)
 
 
-def _split_carried(module) -> None:
+def _split_carried(module, lanes) -> None:
     """scf.for loops carrying n-D vectors (register blocks of accumulators) -> loops carrying
-    one 1-D vector per row. LLVM sees an n-D vector as an array of vectors and, through a
-    loop-carried phi, rebuilds it element by element; rows stay in registers. The rows are
-    re-assembled with vector.insert where the old value was used, and the extracts of the
-    yield fold against the inserts of the body (canonicalization)."""
+    one 1-D vector per register piece (`_pieces_of`). LLVM sees an n-D vector as an array of
+    vectors and, through a loop-carried phi, rebuilds it element by element; so it does with
+    a 1-D vector wider than a register whose length is not a power of two (a row of 24
+    floats on AVX2: 24 scalars). The pieces stay in registers. They are re-assembled where
+    the old value was used, and the extracts of the yield fold against the inserts of the
+    body (canonicalization)."""
     from dgc.ir import PassManager
     from mlir.dialects import scf as scf_d
 
     def split(t):
-        return isinstance(t, ir.VectorType) and t.rank >= 2
+        return isinstance(t, ir.VectorType) and _split_type(ir.VectorType(t), lanes)
 
     loops = [op for op in ops_named(module.operation, ("scf.for",))
              if any(split(v.type) for v in op.operands[3:])]
     for loop in loops:  # nested loops are moved into the new loop, not copied: handles stay valid
-        _split_loop(loop, split, scf_d)
+        _split_loop(loop, split, lanes, scf_d)
     if loops:
         PassManager.parse("builtin.module(canonicalize,cse)").run(module.operation)
 
 
+def _register_lanes(target):
+    """element type -> its elements per vector register of `target`; 0 where the target has
+    no SIMD registers (its 32-bit "vectors" live in scalar registers: nothing to cut to)."""
+    def lanes(element_type) -> int:
+        if target.vector_bits < 64:
+            return 0
+        return max(1, target.vector_bits // element_type.width)
+    return lanes
+
+
+def _chunks(n: int, lanes: int) -> list[tuple[int, int]]:
+    """(offset, size) of the pieces of a 1-D row of n elements: the whole row, unless LLVM
+    would scalarize it across blocks - more than `lanes` elements and not a power of two (its
+    widened type is not legal, and a non-power-of-two vector breaks down into scalars) - then
+    register-wide chunks and the remainder (at most a register: widened, legal)."""
+    if not lanes or n <= lanes or not n & (n - 1):
+        return [(0, n)]
+    return [(o, min(lanes, n - o)) for o in range(0, n, lanes)]
+
+
+def _pieces_of(vt, lanes) -> list[tuple[list[int], int, int]]:
+    """(row index, offset, size) of the register pieces of vector type `vt`, in order: every
+    1-D row, cut by `_chunks`; `lanes`: element type -> lanes (`_register_lanes`)."""
+    cuts = _chunks(vt.shape[-1], lanes(vt.element_type))
+    return [(idx, o, size) for idx in _rows_of(vt) for o, size in cuts]
+
+
+def _split_type(vt, lanes) -> bool:
+    """Whether values of vector type `vt` are taken apart into register pieces."""
+    return vt.rank >= 2 or (vt.rank == 1 and len(_pieces_of(vt, lanes)) > 1)
+
+
 def _rows_of(vt) -> list[list[int]]:
-    """Indices of the 1-D rows of an n-D vector type, in order."""
+    """Indices of the 1-D rows of an n-D vector type, in order ([[]] for a 1-D type)."""
     lead = vt.shape[:-1]
-    return [[int(i) for i in np.unravel_index(k, lead)] for k in range(math.prod(lead))]
+    return [[int(i) for i in np.unravel_index(k, lead)] for k in range(math.prod(lead))] if lead else [[]]
 
 
-def _assemble(rows, vt):
-    """The n-D vector `vt` from its 1-D rows (vector.insert chain; folds against extracts)."""
+def _assemble(pieces, vt, lanes):
+    """The vector `vt` from its register pieces (vector.insert / insert_strided_slice chains;
+    they fold against the extracts of `_split_pieces`)."""
+    row_t = ir.VectorType.get(vt.shape[-1:], vt.element_type)
+    rows, k = [], 0
+    for _ in _rows_of(vt):
+        cuts = _chunks(vt.shape[-1], lanes(vt.element_type))
+        if len(cuts) == 1:
+            rows.append(pieces[k])
+        else:
+            row = ub_d.poison(row_t)
+            for piece, (o, _) in zip(pieces[k:k + len(cuts)], cuts):
+                row = vector_d.insert_strided_slice(piece, row, [o], [1])
+            rows.append(row)
+        k += len(cuts)
+    if vt.rank == 1:
+        return rows[0]
     acc = ub_d.poison(vt)
     for row, idx in zip(rows, _rows_of(vt)):
         acc = vector_d.insert(row, acc, [], idx)
     return acc
 
 
-def _split_rows(v) -> list:
-    """The 1-D rows of the n-D vector value `v` (vector.extract each)."""
-    return [vector_d.extract(v, [], idx) for idx in _rows_of(ir.VectorType(v.type))]
+def _split_pieces(v, lanes, cut=None) -> list:
+    """The register pieces of the vector value `v` (vector.extract each row, then
+    extract_strided_slice each chunk): its own (`_pieces_of`) or those of `cut`."""
+    vt = ir.VectorType(v.type)
+    out, rows = [], {}
+    for idx, o, size in cut or _pieces_of(vt, lanes):
+        key = tuple(idx)
+        if key not in rows:
+            rows[key] = vector_d.extract(v, [], idx) if idx else v
+        row = rows[key]
+        out.append(row if size == vt.shape[-1] else
+                   vector_d.extract_strided_slice(ir.VectorType.get([size], vt.element_type), row, [o], [size], [1]))
+    return out
 
 
-def _flatten(values, split) -> list:
-    """Values with every `split` n-D vector replaced by its rows."""
-    return [r for v in values for r in (_split_rows(v) if split(v.type) else [v])]
+def _flatten(values, split, lanes) -> list:
+    """Values with every `split` vector replaced by its register pieces."""
+    return [r for v in values for r in (_split_pieces(v, lanes) if split(v.type) else [v])]
 
 
-def _unflatten(flat, types, split) -> list:
-    """Inverse of _flatten: one value per type, n-D vectors re-assembled from their rows."""
+def _unflatten(flat, types, split, lanes) -> list:
+    """Inverse of _flatten: one value per type, split vectors re-assembled from their pieces."""
     out, k = [], 0
     for t in types:
-        n = len(_rows_of(ir.VectorType(t))) if split(t) else 1
-        out.append(_assemble(flat[k:k + n], ir.VectorType(t)) if split(t) else flat[k])
+        n = len(_pieces_of(ir.VectorType(t), lanes)) if split(t) else 1
+        out.append(_assemble(flat[k:k + n], ir.VectorType(t), lanes) if split(t) else flat[k])
         k += n
     return out
 
 
-def _split_loop(loop, split, scf_d) -> None:
+def _split_loop(loop, split, lanes, scf_d) -> None:
     types = [v.type for v in loop.operands[3:]]
     with ir.InsertionPoint(loop), loop.location:
         new = scf_d.ForOp(loop.operands[0], loop.operands[1], loop.operands[2],
-                          _flatten(loop.operands[3:], split))
+                          _flatten(loop.operands[3:], split, lanes))
     old_body = loop.regions[0].blocks[0]
     with ir.InsertionPoint(new.body), loop.location:
         old_body.arguments[0].replace_all_uses_with(new.induction_variable)
-        for arg, v in zip(old_body.arguments[1:], _unflatten(list(new.inner_iter_args), types, split)):
+        for arg, v in zip(old_body.arguments[1:], _unflatten(list(new.inner_iter_args), types, split, lanes)):
             arg.replace_all_uses_with(v)
     for op in list(old_body.operations):  # the old yield comes along, replaced below
         o = op.operation
@@ -1142,10 +1209,10 @@ def _split_loop(loop, split, scf_d) -> None:
         new.body.append(o)
     old_yield = new.body.operations[len(new.body.operations) - 1]
     with ir.InsertionPoint(old_yield), loop.location:
-        scf_d.YieldOp(_flatten(old_yield.operands, split))
+        scf_d.YieldOp(_flatten(old_yield.operands, split, lanes))
     old_yield.erase()
     with ir.InsertionPoint(loop), loop.location:
-        for r, v in zip(loop.results, _unflatten(list(new.results), types, split)):
+        for r, v in zip(loop.results, _unflatten(list(new.results), types, split, lanes)):
             r.replace_all_uses_with(v)
     loop.erase()
 
