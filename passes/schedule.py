@@ -457,9 +457,11 @@ def _check_decompose(s: OpSchedule) -> None:
     uneven = [i for i, (t, d) in enumerate(zip(s.tile, within)) if t and d % t] + \
              [i for i, (t, d) in enumerate(zip(s.outer, s.loops)) if t and d % t] + \
              [i for i, (t, d) in enumerate(zip(s.reduce, s.loops)) if t and d % t]
-    if uneven and s.vectorize:
-        s.vectorize = False
-        s.note = f"not vectorized: tile sizes do not divide loops {uneven} (partial tiles)"
+    if uneven and (s.vectorize or s.fuse):
+        # partial tiles: scalar loops, and no fused consumer - its temporary per tile would
+        # have a dynamic size the static memory plan cannot place
+        s.vectorize = s.fuse = False
+        s.note = f"not vectorized or fused: tile sizes do not divide loops {uneven} (partial tiles)"
 
 
 # ---- choosing schedules ---------------------------------------------------------------

@@ -52,13 +52,18 @@ def _conv_model(c=8, k=32, hw=12, ks=3, group=1, stride=1, relu=True, residual=F
     return m
 
 
-def _matmul_model(m=6, k=40, n=24):
+def _matmul_model(m=6, k=40, n=24, bias=False):
     rng = np.random.default_rng(2)
     w = rng.standard_normal((k, n)).astype(np.float32)
-    g = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")], "g",
+    nodes = [helper.make_node("MatMul", ["a", "w"], ["y0" if bias else "y"], name="mm")]
+    inits = [numpy_helper.from_array(w, "w")]
+    if bias:  # a fused consumer of the matmul, with an operand of its own
+        nodes.append(helper.make_node("Add", ["y0", "b"], ["y"], name="add"))
+        inits.append(numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "b"))
+    g = helper.make_graph(nodes, "g",
                           [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, m, k])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, m, n])],
-                          [numpy_helper.from_array(w, "w")])
+                          inits)
     mm = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     mm.ir_version = 8
     return mm
@@ -350,6 +355,16 @@ def test_forced_odd_tiles_are_handled_correctly(tile, tmp_path):
     assert entry["tile"] == [min(t, d) for t, d in zip(tile, entry["loops"])]
     if any(t and d % t for t, d in zip(entry["tile"], entry["loops"])) or entry["tile"][1] != 1:
         assert not entry["vectorize"] and entry["note"]
+
+
+@pytest.mark.parametrize("m,n,tile", [(1, 120, [1, 1, 16, 0]), (6, 40, [1, 4, 16, 0])])
+def test_partial_matmul_tiles_with_a_fused_bias_verify(m, n, tile, tmp_path):
+    """Tiles that do not divide a matmul with a bias Add after it: scalar loops and the Add
+    apart (fused, its per-tile temporary had a dynamic size: 'cannot be planned statically')."""
+    res, _, _ = check_on_target(_matmul_model(m=m, k=24, n=n, bias=True), "host", tmp_path,
+                                schedule=[{"key": "mm", "tile": tile}])
+    entry = _ops(res)["mm"]
+    assert not entry["vectorize"] and not entry["fuse"] and "partial tiles" in entry["note"]
 
 
 def test_op_type_entry_and_node_entry(tmp_path):
