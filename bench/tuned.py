@@ -90,6 +90,8 @@ def main(argv=None) -> int:
                     help="x86: independent timing runs; each speedup is the median of the runs' ratios")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if args.rounds < 1 or args.samples < 1:
+        ap.error("--rounds and --samples must be at least 1")
     target = dgc.get_target(args.target)
     rows = []
     with tempfile.TemporaryDirectory(prefix="dgc-tuned-") as tmp:
