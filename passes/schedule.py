@@ -1110,7 +1110,9 @@ def _register_lanes(target):
     def lanes(element_type) -> int:
         if target.vector_bits < 64:
             return 0
-        return max(1, target.vector_bits // element_type.width)
+        width = target.index_bits if isinstance(element_type, ir.IndexType) else \
+            getattr(element_type, "width", 0)
+        return max(1, target.vector_bits // width) if width else 0
     return lanes
 
 
