@@ -155,6 +155,16 @@ def test_vector_lengths_are_one_register_or_whole_registers():
     assert S._cols(64, 2, 16) == 32
     assert S._cols(120, 8, 16) == 15  # 7.5 registers: a part register every step
     assert S._cols(120, 8, 8) == 40  # 5 registers: carried as 5 vectors
+    assert S._registers(6, 8) == [6, 5, 4, 3, 2, 1] and S._registers(6, 1) == [4, 2, 1]  # no SIMD: as before
+
+
+def test_rows_are_cut_where_llvm_would_scalarize_them():
+    """(offset, size) pieces of a row: whole when it fits a register or is a power of two
+    (LLVM splits those into registers itself), else register-wide chunks and the rest."""
+    assert S._chunks(24, 8) == [(0, 8), (8, 8), (16, 8)]
+    assert S._chunks(20, 8) == [(0, 8), (8, 8), (16, 4)]
+    assert S._chunks(6, 4) == [(0, 4), (4, 2)]
+    assert S._chunks(6, 8) == [(0, 6)] and S._chunks(16, 8) == [(0, 16)] and S._chunks(24, 0) == [(0, 24)]
     assert S._cols(128, 8, 16) == 128
 
 
