@@ -377,6 +377,24 @@ def test_partial_matmul_tiles_with_a_fused_bias_verify(m, n, tile, tmp_path):
     assert not entry["vectorize"] and not entry["fuse"] and "partial tiles" in entry["note"]
 
 
+@pytest.mark.parametrize("target", ["host", "aarch64", "cortex-m7"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_channel_multiplier(target, stride, tmp_path):
+    """A depthwise conv with channel multiplier 3 (group = C, 3C outputs): with SIMD, the
+    input's channels repeated and one vectorized multiplier-1 depthwise conv over 3C channels
+    (TOSA's HWCM form ran as scalar loops); without SIMD (Cortex-M7), the HWCM form, which
+    needs no copy of the input. Numbers stay onnxruntime's."""
+    c, m = 8, 3
+    model = _conv_model(c=c, k=c * m, hw=9, group=c, stride=stride)
+    res, _, _ = check_on_target(model, target, tmp_path)
+    ops = {e["linalg"]: e for e in json.loads(res.schedule)["ops"]}
+    if get_target(target).vector_bits >= 64:
+        dw = ops["linalg.depthwise_conv_2d_nhwc_hwc"]
+        assert dw["loops"][3] == c * m and dw["vectorize"]
+    else:
+        assert "linalg.depthwise_conv_2d_nhwc_hwc" not in ops
+
+
 def test_op_type_entry_and_node_entry(tmp_path):
     model = _conv_model(c=32, residual=True)
     res, _, _ = check_on_target(model, "host", tmp_path, schedule=[

@@ -39,8 +39,9 @@ def check_supported(lm: LoadedModel) -> None:
 
 
 class Importer:
-    def __init__(self, lm: LoadedModel, name: str):
+    def __init__(self, lm: LoadedModel, name: str, simd: bool = True):
         self.lm, self.name = lm, name
+        self.simd = simd  # the target has SIMD registers: lowerings that trade memory for vectors
         self.e = Emitter(name)
         self.values: dict[str, ir.Value] = {}
         self.errors: list[str] = []
@@ -195,7 +196,11 @@ def _attr_value(a):
     return v
 
 
-def import_model(lm: LoadedModel, name: str) -> tuple[ir.Module, Emitter]:
+def import_model(lm: LoadedModel, name: str, simd: bool = True) -> tuple[ir.Module, Emitter]:
+    """The TOSA/Linalg module of a loaded model. `simd`: whether the target has SIMD registers;
+    the one lowering that depends on it is a float depthwise conv with channel multiplier > 1
+    (repeated input channels, vectorized, with SIMD; TOSA's scalar HWCM form without, which
+    needs no copy of the input in the arena)."""
     check_supported(lm)
-    imp = Importer(lm, name)
+    imp = Importer(lm, name, simd)
     return imp.build(), imp.e
