@@ -347,25 +347,27 @@ def test_quant_model_cortex_m7(model, inputs, tmp_path):
     _assert_same(res, got, reference(model, res.spec, inputs))
 
 
-def _depthwise_chain_model(dt, c: int = 20):
+def _depthwise_chain_model(dt, c: int = 20, mult: int = 1):
     """Three depthwise QLinearConvs of `dt` (int8: weight zero point 0, folded by the importer;
-    uint8: a weight zero point it cannot fold) with channel multiplier 1, c channels (20: a whole
-    vector plus a partial one at 16 lanes), non-zero input zero points, per-channel scales and
-    biases: 3x3 padded; 5x5 stride 2 with asymmetric pads; 3x3 dilation 2."""
+    uint8: a weight zero point it cannot fold), c channels (20: a whole vector plus a partial
+    one at 16 lanes), the first with channel multiplier `mult` (c x mult channels after it),
+    the others 1; non-zero input zero points, per-channel scales and biases: 3x3 padded; 5x5
+    stride 2 with asymmetric pads; 3x3 dilation 2."""
     x = In(q((1, c, 11, 9), dt))
     layers = [({"pads": [1, 1, 1, 1]}, 3), ({"pads": [2, 1, 2, 1], "strides": [2, 2]}, 5),
               ({"pads": [2, 2, 2, 2], "dilations": [2, 2]}, 3)]
     nodes, inits, prev = [], [], "x"
     for k, (attrs, kk) in enumerate(layers):
+        cin, cout = c if k == 0 else c * mult, c * mult
         zp = (lambda v: i8(v)) if dt == np.int8 else (lambda v: u8(v + 128))
-        wz = np.zeros(c, np.int8) if dt == np.int8 else u8(100 + 20 * k)
-        vals = [f(0.02 + 0.01 * k), zp(3 - 5 * k), q((c, 1, kk, kk), dt), u(0.002, 0.01, c),
-                wz, f(0.05), zp(-7 + 4 * k), _R.integers(-3000, 3000, c).astype(np.int32)]
+        wz = np.zeros(cout, np.int8) if dt == np.int8 else u8(100 + 20 * k)
+        vals = [f(0.02 + 0.01 * k), zp(3 - 5 * k), q((cout, 1, kk, kk), dt), u(0.002, 0.01, cout),
+                wz, f(0.05), zp(-7 + 4 * k), _R.integers(-3000, 3000, cout).astype(np.int32)]
         names = [f"l{k}_{j}" for j in range(len(vals))]
         inits += [numpy_helper.from_array(np.asarray(v), n) for n, v in zip(names, vals)]
         out = f"y{k}"
         nodes.append(helper.make_node("QLinearConv", [prev, *names[:2], names[2], names[3], names[4], names[5],
-                                                      names[6], names[7]], [out], name=f"dw{k}", group=c,
+                                                      names[6], names[7]], [out], name=f"dw{k}", group=cin,
                                       **attrs))
         prev = out
     graph = helper.make_graph(nodes, "dw", [_info("x", x.value)],
@@ -405,6 +407,25 @@ def test_int8_depthwise_channel_vectors_fill_8_bytes(target, tmp_path):
     _assert_same(res, got, reference(model, res.spec, inputs))
     dws = [e for e in json.loads(res.schedule)["ops"] if e["key"].startswith("dw") and "#" not in e["key"]]
     assert len(dws) == 3 and all(e["vectorize"] and e["tile"][3] >= 8 for e in dws), dws
+
+
+@pytest.mark.parametrize("target,dt", [("host", np.int8), ("aarch64", np.uint8), ("cortex-m7", np.int8),
+                                       ("cortex-m0plus", np.uint8)])
+def test_int8_depthwise_channel_multiplier(target, dt, tmp_path):
+    """An int8 depthwise conv with channel multiplier 2 runs as a multiplier-1 depthwise conv
+    over its input's channels repeated, on every target: exact against onnxruntime, and the
+    5-D int32 accumulator of TOSA's HWCM form (4 bytes an output, 12,672 B here) is never
+    whole: with int8 weights the whole arena is smaller than it (15,840 B before, on every
+    target; with uint8 weights another layer sets the peak). Where no SMLAD kernel takes it
+    (all but Cortex-M7), the conv is scheduled over the 32 channels."""
+    model, inputs = _depthwise_chain_model(dt, c=16, mult=2)
+    res, got = _run(model, inputs, target, tmp_path)
+    _assert_same(res, got, reference(model, res.spec, inputs))
+    if dt == np.int8:
+        assert res.spec.arena_size < 4 * 32 * 11 * 9, res.spec.arena_size
+    if target != "cortex-m7":
+        assert [op for op in json.loads(res.schedule)["ops"]
+                if op["linalg"] == "linalg.depthwise_conv_2d_nhwc_hwc" and op["loops"][:4] == [1, 11, 9, 32]]
 
 
 def test_verify_judges_runtime_u8_s8_matmuls_against_an_exact_reference(tmp_path):
