@@ -1148,9 +1148,9 @@ def _assemble(pieces, vt, lanes):
     """The vector `vt` from its register pieces (vector.insert / insert_strided_slice chains;
     they fold against the extracts of `_split_pieces`)."""
     row_t = ir.VectorType.get(vt.shape[-1:], vt.element_type)
+    cuts = _chunks(vt.shape[-1], lanes(vt.element_type))
     rows, k = [], 0
     for _ in _rows_of(vt):
-        cuts = _chunks(vt.shape[-1], lanes(vt.element_type))
         if len(cuts) == 1:
             rows.append(pieces[k])
         else:

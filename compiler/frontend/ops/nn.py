@@ -108,7 +108,7 @@ def conv(cx, x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel
         y = e.op("tosa.conv2d", [xv, wt, bias, e.zp(xv), e.zp(wt)], rt, **common)
     elif group == cin and is_float(etype_of(xv)) and (cout == cin or cx.imp.simd):
         if cout != cin:  # channel multiplier M: input channel c once per output channel c*M + m
-            xv = _repeat_channels(e, xv, cout // cin)
+            xv = repeat_channels(e, xv, cout // cin)
         wt = _conv_weight(e, w, (0, cout), (cout, *kshape), (1, 2, 0))
         y = _depthwise(e, xv, wt, bias, rt, begin, end, st, dil)
     elif group == cin:  # depthwise, channel multiplier cout // cin
@@ -119,7 +119,7 @@ def conv(cx, x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel
     return e.reshape(e.transpose(y, _TO_NCHW), cx.out_shape())
 
 
-def _repeat_channels(e, xv, m):
+def repeat_channels(e, xv, m):
     """NHWC [n, h, w, c] -> [n, h, w, c*m], channel k*m + j a copy of channel k: a depthwise
     conv with channel multiplier m becomes one with multiplier 1 over c*m channels, which the
     schedule vectorizes. TOSA's HWCM form runs as scalar loops: 20x20x16, m = 2, 50 -> 12 us

@@ -18,7 +18,7 @@ import numpy as np
 from ...ir import arith_d, element_type, ir, math_d
 from ..emitter import etype_of, generic_map, shape_of
 from ..registry import Unsupported, lowers
-from .nn import _repeat_channels, broadcast_to, fit_window, spatial_pads
+from .nn import broadcast_to, fit_window, repeat_channels, spatial_pads
 
 _INT_TYPES = ("int8", "uint8", "int16", "uint16", "int32")
 _FLOAT_TYPES = ("float32", "float16")
@@ -436,11 +436,11 @@ def _int_conv(cx, x, w, xzp, wzp, bias, auto_pad, dilations, group, pads, stride
         return e.op("tosa.conv2d", [xv, wt, b, *zps], rt(cout), **kw)
     if group == cin:  # depthwise, channel multiplier m
         m = cout // cin
-        if m > 1:  # multiplier 1 over repeated input channels (nn._repeat_channels), on every
+        if m > 1:  # multiplier 1 over repeated input channels (nn.repeat_channels), on every
             # target: the HWCM form keeps a 5-D int32 accumulator whole, 4 bytes an output
             # against 1 an input for the copy (20x20x16, m = 2: arena 64,000 -> 28,288 B;
             # 5.1x fewer cycles on AArch64, 3.1x Cortex-M55, 1.9x M7, 1.4x M4, 1.05x M0+)
-            xv, m = _repeat_channels(e, xv, m), 1
+            xv, m = repeat_channels(e, xv, m), 1
         wt = _weight(e, wv, (0, cout), (cout // m, m, *kshape), (2, 3, 0, 1))
         return e.op("tosa.depthwise_conv2d", [xv, wt, b, *zps], rt(cout), **kw)
     gin, gout, parts = cin // group, cout // group, []
