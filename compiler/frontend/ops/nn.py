@@ -122,9 +122,10 @@ def conv(cx, x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel
 def repeat_channels(e, xv, m):
     """NHWC [n, h, w, c] -> [n, h, w, c*m], channel k*m + j a copy of channel k: a depthwise
     conv with channel multiplier m becomes one with multiplier 1 over c*m channels, which the
-    schedule vectorizes. TOSA's HWCM form runs as scalar loops: 20x20x16, m = 2, 50 -> 12 us
-    on Zen 3, 7.5x fewer estimated cycles on AArch64; on Cortex-M7 only 1.16x, for an arena
-    larger by (m - 1) inputs, so targets without SIMD keep the HWCM form (`Importer.simd`)."""
+    schedule vectorizes. TOSA's HWCM form runs as scalar loops: float 20x20x16, m = 2, 50 ->
+    12 us on Zen 3, 7.5x fewer estimated cycles on AArch64; on Cortex-M7 only 1.16x, for an
+    arena larger by (m - 1) inputs, so float convs on targets without SIMD keep the HWCM form
+    (`Importer.simd`). int8 ones repeat on every target (`quant._int_conv`)."""
     n, h, w, c = shape_of(xv)
     return e.reshape(broadcast_to(e, e.reshape(xv, (n, h, w, c, 1)), (n, h, w, c, m)), (n, h, w, c * m))
 
