@@ -294,7 +294,7 @@ def _compile(model, tgt, name, opt_level, input_shapes, emit, stop_after, keep, 
         _observe("load", None)
         lm = _timed(res, "load", load, model, input_shapes)
         _observe("import", None)
-        module, emitter = _timed(res, "import", import_model, lm, name, tgt.vector_bits >= 64)
+        module, emitter = _timed(res, "import", import_model, lm, name, tgt.simd)
         try:
             module.operation.verify()
         except ir.MLIRError as err:

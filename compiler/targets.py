@@ -43,6 +43,12 @@ class Target:
     part: str = ""
 
     @property
+    def simd(self) -> bool:
+        """Whether the target has SIMD registers (NEON, Helium, SSE/AVX); 32 vector bits are
+        the scalar registers of cores without them."""
+        return self.vector_bits >= 64
+
+    @property
     def relocation_model(self) -> str:
         return "static" if self.bare_metal else "pic"
 

@@ -1108,7 +1108,7 @@ def _register_lanes(target):
     """element type -> its elements per vector register of `target`; 0 where the target has
     no SIMD registers (its 32-bit "vectors" live in scalar registers: nothing to cut to)."""
     def lanes(element_type) -> int:
-        if target.vector_bits < 64:
+        if not target.simd:
             return 0
         width = target.index_bits if isinstance(element_type, ir.IndexType) else \
             getattr(element_type, "width", 0)
