@@ -31,7 +31,7 @@ import tempfile
 
 import dgc
 from dgc import zoo
-from dgc.measure import count_models, time_models
+from dgc.measure import count_models, median_of_runs, time_models
 from dgc.tune import tune
 
 
@@ -60,12 +60,9 @@ def measure(name: str, target, db: str, workdir: str, samples: int, rounds: int)
         # the default twice (two libraries, same bytes): how far apart the same object times in this run;
         # `rounds` independent runs (child processes), each variant's time the median of its
         # per-round ratios to the default times the default's median time
-        runs = [time_models([(spec, o) for o in objs + objs[:1]], target, workdir, samples=samples)
-                for _ in range(rounds)]
-        base = statistics.median(r[0] for r in runs)
-        costs = [base * statistics.median(r[i] / r[0] for r in runs) for i in range(len(objs))]
-        noise = statistics.median(r[-1] / r[0] for r in runs)
-        unit = "s"
+        *costs, again = median_of_runs([time_models([(spec, o) for o in objs + objs[:1]], target, workdir,
+                                                    samples=samples) for _ in range(rounds)])
+        noise, unit = again / costs[0], "s"
     else:
         costs, unit = [r["cycles"] for r in count_models([(spec, o) for o in objs], target, workdir)], "cycles"
         noise = 1.0  # exact counts

@@ -100,6 +100,17 @@ def time_models(models: list[tuple[ModelSpec, str]], target, workdir: str, sampl
     return json.loads(proc.stdout)["seconds"]
 
 
+def median_of_runs(runs: list[list[float]]) -> list[float]:
+    """Costs of the same models over independent runs (one list per run, the first model
+    the reference) -> one cost each: the reference's median, and each other model's the
+    reference's median times the median of its per-run ratios to the reference (a shared
+    machine's drift between runs cancels in the ratios)."""
+    import statistics
+
+    base = statistics.median(r[0] for r in runs)
+    return [base * statistics.median(r[i] / r[0] for r in runs) for i in range(len(runs[0]))]
+
+
 def count_models(models: list[tuple[ModelSpec, str]], target, workdir: str, timeout: float = 600) -> list[dict]:
     """Each model run once in QEMU under the icount plugin (dgc.runtime.icount), by
     `target.runner`: "qemu-system" (Cortex-M: the board firmware in qemu-system-arm) or

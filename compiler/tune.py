@@ -39,7 +39,6 @@ import math
 import os
 import random
 import shutil
-import statistics
 import tempfile
 import time
 
@@ -331,10 +330,10 @@ class _Tuner:
         # in one run; measured on x86, in VERDICT_RUNS independent runs, the tuned time being
         # the default's median times the median of the runs' ratios (one run on a shared
         # machine was seen 23% off, either way)
-        runs = [self.time(base.spec, [base_obj, inc_obj], samples=2 * self.samples + 1)
-                for _ in range(1 if self.exact or not chosen else VERDICT_RUNS)]
-        t_default = statistics.median(r[0] for r in runs)
-        t_tuned = t_default * statistics.median(r[1] / r[0] for r in runs)
+        from .measure import median_of_runs
+
+        t_default, t_tuned = median_of_runs([self.time(base.spec, [base_obj, inc_obj], samples=2 * self.samples + 1)
+                                             for _ in range(1 if self.exact or not chosen else VERDICT_RUNS)])
         if not chosen:  # the default itself: one object timed twice
             t_tuned = t_default
         kept = t_tuned <= t_default
